@@ -1,0 +1,138 @@
+//! The traits `#[cluster_message]` and `#[distributed_actor]` implement, and the generic
+//! functions their generated registrations point to.
+
+use std::any::Any;
+
+use actix::{Actor, Addr, Context, Handler, Message};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{ClusterError, RemoteErrorKind};
+use crate::format::Format;
+use crate::handle::ActorRef;
+use crate::node::{ClusterSystem, Replier};
+
+/// A message that can cross the network. Implemented by `#[cluster_message]`.
+///
+/// The wire id is computed at compile time from [`NAME`](Self::NAME), which defaults to the
+/// type's module path and name and can be pinned with `#[cluster_message(name = "...")]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a cluster message",
+    label = "not a cluster message",
+    note = "add `#[cluster_message(result = \"...\")]` to the definition of `{Self}`"
+)]
+pub trait ClusterMessage:
+    Message<Result: Serialize + DeserializeOwned + Send> + Serialize + DeserializeOwned + Send + 'static
+{
+    /// The stable name the wire id is derived from.
+    const NAME: &'static str;
+    /// The stable 64-bit wire id.
+    const WIRE_ID: u64;
+}
+
+/// Where [`start_distributed`](DistributedActorExt::start_distributed) places a new actor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Placement {
+    /// On the node that starts it.
+    #[default]
+    Local,
+}
+
+/// An actor that can be spawned remotely and receive messages from the network.
+/// Implemented by `#[distributed_actor]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a distributed actor",
+    label = "not a distributed actor",
+    note = "add `#[distributed_actor(messages(...))]` to the definition of `{Self}`"
+)]
+pub trait DistributedActor: Actor<Context = Context<Self>> + Serialize + DeserializeOwned {
+    /// The stable name the type id is derived from.
+    const NAME: &'static str;
+    /// The stable 64-bit type id used for remote spawn.
+    const TYPE_ID: u64;
+
+    /// Where new instances are placed; set with `#[distributed_actor(placement = "...")]`.
+    fn placement() -> Placement {
+        Placement::Local
+    }
+
+    /// The format of this actor's messages, replies and state on the wire; set with
+    /// `#[distributed_actor(format = "json")]`.
+    fn format() -> Format {
+        Format::Postcard
+    }
+}
+
+/// Marks that actor `Self` accepts message `M` from the network. Implemented by
+/// `#[distributed_actor(messages(M, ...))]` for every listed message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not handle `{M}` from the network",
+    label = "`{M}` is not one of `{Self}`'s remote messages",
+    note = "list it in `#[distributed_actor(messages({M}, ...))]` on `{Self}` and implement `Handler<{M}>` for it"
+)]
+pub trait Handles<M: ClusterMessage>: DistributedActor + Handler<M> {}
+
+/// Starting actors so that the cluster can address them.
+pub trait DistributedActorExt: DistributedActor {
+    /// Starts the actor on the current thread's cluster system (the one started last on
+    /// this thread) and returns a location-transparent handle. Without a running system
+    /// the actor still starts, with a handle usable only on this node.
+    fn start_distributed(self) -> ActorRef<Self> {
+        match ClusterSystem::current() {
+            Some(system) => system.spawn_local(self),
+            None => ActorRef::local(self.start(), None),
+        }
+    }
+
+    /// Starts the actor on the given cluster system.
+    fn start_distributed_on(self, system: &ClusterSystem) -> ActorRef<Self> {
+        system.spawn_local(self)
+    }
+}
+
+impl<A: DistributedActor> DistributedActorExt for A {}
+
+/// Builds an actor of type `A` from its serialized state, starts it and registers it.
+/// Generated registrations point here.
+pub fn spawn_from_state<A: DistributedActor>(
+    system: &ClusterSystem,
+    format: Format,
+    state: &[u8],
+) -> Result<u64, ClusterError> {
+    let actor: A = format.decode(state, A::NAME)?;
+    Ok(system.register_local(actor.start()))
+}
+
+/// Decodes a message of type `M` and delivers it to the actor behind `target` (an
+/// `Addr<A>`), replying through `reply` if it is an ask. Generated registrations point here.
+pub fn dispatch<A, M>(
+    target: &(dyn Any + Send + Sync),
+    format: Format,
+    payload: &[u8],
+    reply: Option<Replier>,
+) -> Result<(), (RemoteErrorKind, String)>
+where
+    A: Handles<M>,
+    M: ClusterMessage,
+{
+    let Some(addr) = target.downcast_ref::<Addr<A>>() else {
+        return Err((RemoteErrorKind::UnknownMessage, format!("actor is not a `{}`", A::NAME)));
+    };
+    let msg: M = format.decode(payload, M::NAME).map_err(|e| (RemoteErrorKind::Decode, e.to_string()))?;
+    match reply {
+        None => addr.do_send(msg),
+        Some(replier) => {
+            let response = addr.send(msg);
+            tokio::task::spawn_local(async move {
+                let outcome = match response.await {
+                    Ok(result) => format
+                        .encode(&result, "reply")
+                        .map_err(|e| (RemoteErrorKind::Encode, e.to_string())),
+                    Err(_) => Err((RemoteErrorKind::ActorStopped, "the actor stopped before replying".to_owned())),
+                };
+                replier.reply(outcome);
+            });
+        }
+    }
+    Ok(())
+}

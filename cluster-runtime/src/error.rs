@@ -1,0 +1,186 @@
+//! Error types of the runtime: one enum for users ([`ClusterError`]), one for configuration
+//! ([`ConfigError`]), and the error kinds a remote node reports back ([`RemoteErrorKind`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that can go wrong when starting a cluster node or talking to a remote actor.
+///
+/// Network failures always surface as one of these variants, never as a panic or a hang.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The configuration was rejected; the message says which setting and why.
+    #[error("invalid cluster configuration: {0}")]
+    Config(#[from] ConfigError),
+
+    /// The node could not bind its listener; check that the address is free and local.
+    #[error("cannot bind the cluster listener on {addr}: {source}")]
+    Bind {
+        /// The address the node tried to bind.
+        addr: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// Two message types share one wire id. Give one of them a distinct `name = "..."`.
+    #[error(
+        "two cluster messages share wire id {id:#018x}: `{first}` and `{second}`; \
+         give one of them a distinct #[cluster_message(name = \"...\")]"
+    )]
+    DuplicateMessageId {
+        /// The wire id both types map to.
+        id: u64,
+        /// The first type (its Rust path and stable name).
+        first: String,
+        /// The second type (its Rust path and stable name).
+        second: String,
+    },
+
+    /// Two actor types share one wire id. Give one of them a distinct `name = "..."`.
+    #[error(
+        "two distributed actors share type id {id:#018x}: `{first}` and `{second}`; \
+         give one of them a distinct #[distributed_actor(name = \"...\")]"
+    )]
+    DuplicateActorId {
+        /// The type id both actors map to.
+        id: u64,
+        /// The first type (its Rust path and stable name).
+        first: String,
+        /// The second type (its Rust path and stable name).
+        second: String,
+    },
+
+    /// No node of that name is linked to this one. Check the name and that the node is up.
+    #[error("unknown node `{0}`: no link to a node of that name")]
+    UnknownNode(String),
+
+    /// The remote node does not have this actor type registered (is it built with it?).
+    #[error("actor type `{actor}` is not registered on node `{node}`")]
+    ActorTypeNotRegistered {
+        /// The stable name of the actor type.
+        actor: String,
+        /// The node that refused the spawn.
+        node: String,
+    },
+
+    /// A payload could not be decoded (locally, or on the remote node as reported by it).
+    #[error("cannot decode {what}: {detail}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's explanation.
+        detail: String,
+    },
+
+    /// A value could not be encoded for the wire.
+    #[error("cannot encode {what}: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's explanation.
+        detail: String,
+    },
+
+    /// No reply arrived within the deadline. The message may or may not have been processed.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+
+    /// The link to the node is down (connection lost, node stopped or killed).
+    #[error("link to node `{node}` is down")]
+    LinkDown {
+        /// The node whose link went down.
+        node: String,
+    },
+
+    /// The outbound queue to the node is full; retry later or use the awaiting `tell`.
+    #[error("outbound queue to node `{node}` is full")]
+    Backpressure {
+        /// The node whose queue is full.
+        node: String,
+    },
+
+    /// The target actor does not exist (anymore) on its node.
+    #[error("actor {actor} does not exist on node `{node}`")]
+    ActorNotFound {
+        /// The actor id on that node.
+        actor: u64,
+        /// The node that was asked.
+        node: String,
+    },
+
+    /// The target actor does not accept this message type from the network.
+    #[error("actor on node `{node}` does not accept message `{message}` from the network")]
+    MessageNotAccepted {
+        /// The message's stable name or wire id.
+        message: String,
+        /// The node that refused the message.
+        node: String,
+    },
+
+    /// The target actor has stopped; its mailbox is closed.
+    #[error("the target actor has stopped")]
+    ActorStopped,
+
+    /// The remote node reported an error not covered above.
+    #[error("node `{node}` reported: {detail}")]
+    Remote {
+        /// The node that reported the error.
+        node: String,
+        /// Its explanation.
+        detail: String,
+    },
+
+    /// The cluster system has been shut down.
+    #[error("the cluster system is shut down")]
+    Shutdown,
+}
+
+/// A rejected configuration setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The node name is empty or contains characters other than letters, digits, `-`, `_`, `.`.
+    #[error("node name `{0}` is invalid: use 1-64 letters, digits, '-', '_' or '.'")]
+    InvalidNodeName(String),
+    /// The cluster name is empty or contains characters other than letters, digits, `-`, `_`, `.`.
+    #[error("cluster name `{0}` is invalid: use 1-64 letters, digits, '-', '_' or '.'")]
+    InvalidClusterName(String),
+    /// The bind address is not `ip:port`.
+    #[error("bind address `{0}` is not an `ip:port` socket address")]
+    InvalidBindAddress(String),
+    /// A seed node address is not `host:port`.
+    #[error("seed node `{0}` is not a `host:port` address")]
+    InvalidSeed(String),
+    /// No bind address was configured.
+    #[error("no bind address: call .bind(\"127.0.0.1:7001\") (port 0 picks a free port)")]
+    MissingBind,
+    /// A size or duration is out of its allowed range.
+    #[error("{setting} = {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The setting's name.
+        setting: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
+}
+
+/// Why a remote node rejected one message or request; sent back in an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteErrorKind {
+    /// No actor with that id exists on the node.
+    UnknownActor,
+    /// The actor does not accept a message with that wire id.
+    UnknownMessage,
+    /// The payload did not decode as the message type.
+    Decode,
+    /// The reply could not be encoded.
+    Encode,
+    /// No factory is registered for that actor type id.
+    UnknownActorType,
+    /// The actor stopped before replying.
+    ActorStopped,
+}

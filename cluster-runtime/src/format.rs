@@ -1,0 +1,71 @@
+//! Serialization formats for message payloads and actor state.
+//!
+//! The format is chosen per actor type ([`DistributedActor::format`](crate::DistributedActor::format))
+//! and travels in every frame, so the receiver never guesses.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::ClusterError;
+
+/// A payload serialization format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Format {
+    /// postcard: compact, fast, the default.
+    #[default]
+    Postcard,
+    /// JSON (serde_json): readable and interoperable, larger and slower.
+    Json,
+}
+
+impl Format {
+    /// Encodes `value` in this format.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T, what: &str) -> Result<Vec<u8>, ClusterError> {
+        let res = match self {
+            Format::Postcard => postcard::to_stdvec(value).map_err(|e| e.to_string()),
+            Format::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
+        };
+        res.map_err(|detail| ClusterError::Encode { what: what.to_owned(), detail })
+    }
+
+    /// Decodes a `T` from `bytes`, rejecting trailing bytes.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8], what: &str) -> Result<T, ClusterError> {
+        let res = match self {
+            Format::Postcard => match postcard::take_from_bytes::<T>(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok((_, rest)) => Err(format!("{} trailing bytes after the value", rest.len())),
+                Err(e) => Err(e.to_string()),
+            },
+            // serde_json::from_slice already rejects trailing non-whitespace.
+            Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        };
+        res.map_err(|detail| ClusterError::Decode { what: what.to_owned(), detail })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_both_formats() {
+        for f in [Format::Postcard, Format::Json] {
+            let bytes = f.encode(&(7u64, "seven".to_string()), "pair").expect("encode");
+            let back: (u64, String) = f.decode(&bytes, "pair").expect("decode");
+            assert_eq!(back, (7, "seven".to_string()));
+        }
+    }
+
+    #[test]
+    fn postcard_rejects_trailing_bytes() {
+        let mut bytes = Format::Postcard.encode(&5u64, "n").expect("encode");
+        bytes.push(0);
+        let err = Format::Postcard.decode::<u64>(&bytes, "n").expect_err("trailing byte");
+        assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn json_rejects_trailing_garbage() {
+        assert!(Format::Json.decode::<u64>(b"5 x", "n").is_err());
+    }
+}

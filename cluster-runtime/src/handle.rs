@@ -1,0 +1,272 @@
+//! Typed handles: [`RemoteAddr`] for an actor on another node, and [`ActorRef`], which is
+//! either local or remote with the same `send` / `do_send` / `tell` / `send_timeout` API.
+//!
+//! Sending a message the actor does not accept from the network does not compile: every
+//! method requires `A: Handles<M>`, which only `#[distributed_actor(messages(...))]` implements.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use actix::{Addr, MailboxError};
+
+use crate::actor::{ClusterMessage, DistributedActor, Handles};
+use crate::error::ClusterError;
+use crate::node::{ClusterSystem, NodeId, PeerInfo};
+use crate::proto::frame::{self, Frame};
+
+/// A typed handle to an actor of type `A` on another node.
+pub struct RemoteAddr<A> {
+    system: ClusterSystem,
+    node: PeerInfo,
+    actor: u64,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for RemoteAddr<A> {
+    fn clone(&self) -> Self {
+        Self { system: self.system.clone(), node: self.node.clone(), actor: self.actor, _actor: PhantomData }
+    }
+}
+
+impl<A> fmt::Debug for RemoteAddr<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteAddr").field("node", &self.node.name).field("actor", &self.actor).finish()
+    }
+}
+
+impl<A: DistributedActor> RemoteAddr<A> {
+    pub(crate) fn new(system: ClusterSystem, node: PeerInfo, actor: u64) -> Self {
+        Self { system, node, actor, _actor: PhantomData }
+    }
+
+    /// The name of the node the actor lives on.
+    pub fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The id of the node (incarnation) the actor lives on.
+    pub fn node_id(&self) -> NodeId {
+        self.node.id
+    }
+
+    /// The actor's id on its node.
+    pub fn actor_id(&self) -> u64 {
+        self.actor
+    }
+
+    /// Asks: sends `msg` and waits for the handler's result, up to the node's request timeout.
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        self.send_timeout(msg, self.system.config().request_timeout()).await
+    }
+
+    /// Asks with an explicit deadline.
+    pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        let format = A::format();
+        let payload = format.encode(&msg, M::NAME)?;
+        let reply = self
+            .system
+            .inner
+            .request(self.node.id.0, timeout, |request| Frame::Ask {
+                request,
+                target: self.actor,
+                message: M::WIRE_ID,
+                format,
+                payload: &payload,
+            })
+            .await
+            .map_err(|e| self.name_errors(e))?;
+        match reply {
+            crate::node::Reply::Value(bytes) => format.decode(&bytes, "reply"),
+            crate::node::Reply::Spawned(_) => {
+                Err(ClusterError::Decode { what: "reply".into(), detail: "node answered an ask with a spawn".into() })
+            }
+        }
+    }
+
+    /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] if the
+    /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
+    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        let bytes = self.tell_frame(&msg)?;
+        // `tell` without waiting completes on its first poll.
+        futures_util::FutureExt::now_or_never(self.system.inner.tell(self.node.id.0, &self.node.name, bytes, false))
+            .unwrap_or(Err(ClusterError::Backpressure { node: self.node.name.clone() }))
+    }
+
+    /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        let bytes = self.tell_frame(&msg)?;
+        self.system.inner.tell(self.node.id.0, &self.node.name, bytes, true).await
+    }
+
+    fn tell_frame<M>(&self, msg: &M) -> Result<bytes::Bytes, ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        let format = A::format();
+        let payload = format.encode(msg, M::NAME)?;
+        frame::encode(&Frame::Tell { target: self.actor, message: M::WIRE_ID, format, payload: &payload })
+            .map_err(|e| ClusterError::Encode { what: M::NAME.into(), detail: e.to_string() })
+    }
+
+    fn name_errors(&self, e: ClusterError) -> ClusterError {
+        match e {
+            ClusterError::LinkDown { .. } => ClusterError::LinkDown { node: self.node.name.clone() },
+            ClusterError::ActorNotFound { node, .. } => ClusterError::ActorNotFound { actor: self.actor, node },
+            other => other,
+        }
+    }
+}
+
+enum Repr<A: DistributedActor> {
+    Local { addr: Addr<A>, registered: Option<(ClusterSystem, u64)> },
+    Remote(RemoteAddr<A>),
+}
+
+/// A location-transparent handle: the same API whether the actor runs on this node or on
+/// another. Returned by `start_distributed()` and `ClusterSystem::remote_actor`.
+pub struct ActorRef<A: DistributedActor> {
+    repr: Repr<A>,
+}
+
+impl<A: DistributedActor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        let repr = match &self.repr {
+            Repr::Local { addr, registered } => Repr::Local { addr: addr.clone(), registered: registered.clone() },
+            Repr::Remote(r) => Repr::Remote(r.clone()),
+        };
+        Self { repr }
+    }
+}
+
+impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Local { registered, .. } => {
+                f.debug_struct("ActorRef::Local").field("id", &registered.as_ref().map(|r| r.1)).finish()
+            }
+            Repr::Remote(r) => f.debug_tuple("ActorRef::Remote").field(r).finish(),
+        }
+    }
+}
+
+impl<A: DistributedActor> ActorRef<A> {
+    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, u64)>) -> Self {
+        Self { repr: Repr::Local { addr, registered } }
+    }
+
+    pub(crate) fn remote(remote: RemoteAddr<A>) -> Self {
+        Self { repr: Repr::Remote(remote) }
+    }
+
+    /// True if the actor runs on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.repr, Repr::Local { .. })
+    }
+
+    /// The local actix address, if the actor runs on this node.
+    pub fn local_addr(&self) -> Option<&Addr<A>> {
+        match &self.repr {
+            Repr::Local { addr, .. } => Some(addr),
+            Repr::Remote(_) => None,
+        }
+    }
+
+    /// The remote address, if the actor runs on another node.
+    pub fn remote_addr(&self) -> Option<&RemoteAddr<A>> {
+        match &self.repr {
+            Repr::Remote(r) => Some(r),
+            Repr::Local { .. } => None,
+        }
+    }
+
+    /// The name of the node the actor runs on (`None` for a local actor started without a
+    /// cluster system).
+    pub fn node_name(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Local { registered, .. } => registered.as_ref().map(|(s, _)| s.node_name()),
+            Repr::Remote(r) => Some(r.node_name()),
+        }
+    }
+
+    /// Asks: sends `msg` and waits for the result. Remote asks time out after the node's
+    /// request timeout; local asks wait like actix's `Addr::send`.
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        match &self.repr {
+            Repr::Local { addr, .. } => addr.send(msg).await.map_err(|e| mailbox_error(e, None)),
+            Repr::Remote(r) => r.send(msg).await,
+        }
+    }
+
+    /// Asks with an explicit deadline, local or remote.
+    pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        match &self.repr {
+            Repr::Local { addr, .. } => {
+                addr.send(msg).timeout(timeout).await.map_err(|e| mailbox_error(e, Some(timeout)))
+            }
+            Repr::Remote(r) => r.send_timeout(msg, timeout).await,
+        }
+    }
+
+    /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`].
+    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        match &self.repr {
+            Repr::Local { addr, .. } => {
+                addr.do_send(msg);
+                Ok(())
+            }
+            Repr::Remote(r) => r.do_send(msg),
+        }
+    }
+
+    /// Tells, waiting for room in the link's queue if the actor is remote.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        A: Handles<M>,
+        M: ClusterMessage,
+    {
+        match &self.repr {
+            Repr::Local { addr, .. } => {
+                addr.do_send(msg);
+                Ok(())
+            }
+            Repr::Remote(r) => r.tell(msg).await,
+        }
+    }
+}
+
+fn mailbox_error(e: MailboxError, timeout: Option<Duration>) -> ClusterError {
+    match e {
+        MailboxError::Closed => ClusterError::ActorStopped,
+        MailboxError::Timeout => ClusterError::Timeout(timeout.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,316 @@
+//! Node configuration: a builder that validates everything in [`ClusterConfigBuilder::build`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::transport::link::LinkSettings;
+
+/// How the cluster organizes membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Architecture {
+    /// Every node is equal; membership spreads by gossip from seed nodes.
+    #[default]
+    Decentralized,
+    /// Master node(s) own membership; workers register with them.
+    Centralized,
+}
+
+/// How a node finds its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiscoveryMethod {
+    /// Link to exactly the configured seed nodes.
+    #[default]
+    Static,
+    /// Join through the seed nodes and learn the others by gossip.
+    Gossip,
+}
+
+/// A validated node configuration. Build one with [`ClusterConfig::new`].
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) node_name: String,
+    pub(crate) bind: SocketAddr,
+    pub(crate) seed_nodes: Vec<String>,
+    pub(crate) architecture: Architecture,
+    pub(crate) discovery: DiscoveryMethod,
+    pub(crate) link: LinkSettings,
+    pub(crate) request_timeout: Duration,
+    pub(crate) reconnect_base: Duration,
+    pub(crate) reconnect_max: Duration,
+}
+
+impl ClusterConfig {
+    /// Starts a configuration with defaults: decentralized, static discovery, no seeds,
+    /// 8 MiB frames, 5 s requests, 1 s heartbeats, 5 s idle timeout.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> ClusterConfigBuilder {
+        ClusterConfigBuilder::default()
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The address the node binds (port 0 means "pick a free port").
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.bind
+    }
+
+    /// The seed nodes this node links to.
+    pub fn seed_nodes(&self) -> &[String] {
+        &self.seed_nodes
+    }
+
+    /// The configured architecture.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
+    /// The configured discovery method.
+    pub fn discovery(&self) -> &DiscoveryMethod {
+        &self.discovery
+    }
+
+    /// The default deadline of an ask.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+}
+
+/// Builder of a [`ClusterConfig`]; every setting is checked by [`build`](Self::build).
+#[derive(Debug, Clone)]
+pub struct ClusterConfigBuilder {
+    node_name: Option<String>,
+    bind: Option<String>,
+    seed_nodes: Vec<String>,
+    architecture: Architecture,
+    discovery: DiscoveryMethod,
+    max_frame_size: usize,
+    handshake_timeout: Duration,
+    heartbeat_interval: Duration,
+    idle_timeout: Duration,
+    queue_capacity: usize,
+    request_timeout: Duration,
+    reconnect_base: Duration,
+    reconnect_max: Duration,
+}
+
+impl Default for ClusterConfigBuilder {
+    fn default() -> Self {
+        Self {
+            node_name: None,
+            bind: None,
+            seed_nodes: Vec::new(),
+            architecture: Architecture::default(),
+            discovery: DiscoveryMethod::default(),
+            max_frame_size: 8 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            queue_capacity: 65_536,
+            request_timeout: Duration::from_secs(5),
+            reconnect_base: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClusterConfigBuilder {
+    /// The node's name, unique in the cluster and stable across restarts. Defaults to a
+    /// generated `node-<hex>` name.
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = Some(name.into());
+        self
+    }
+
+    /// The `ip:port` to accept links on; port 0 picks a free port.
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.bind = Some(addr.into());
+        self
+    }
+
+    /// Nodes to link to at start (`host:port`), retried with backoff until they answer.
+    pub fn seed_nodes<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seed_nodes = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The membership architecture.
+    pub fn architecture(mut self, architecture: Architecture) -> Self {
+        self.architecture = architecture;
+        self
+    }
+
+    /// The discovery method.
+    pub fn discovery(mut self, discovery: DiscoveryMethod) -> Self {
+        self.discovery = discovery;
+        self
+    }
+
+    /// Largest frame accepted from an authenticated peer (1 KiB ..= 1 GiB).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// How long a peer has to complete the handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Heartbeat interval on idle links; links silent for the idle timeout are closed.
+    pub fn heartbeat(mut self, interval: Duration, idle_timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Capacity of each link's outbound queue, in frames.
+    pub fn outbound_queue(mut self, frames: usize) -> Self {
+        self.queue_capacity = frames;
+        self
+    }
+
+    /// Default deadline of an ask (`send`); `send_timeout` overrides it per call.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Reconnect backoff: first delay and ceiling.
+    pub fn reconnect_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.reconnect_base = base;
+        self.reconnect_max = max;
+        self
+    }
+
+    /// Validates the settings and returns the configuration.
+    pub fn build(self) -> Result<ClusterConfig, ConfigError> {
+        let node_name = match self.node_name {
+            Some(n) => n,
+            None => format!("node-{:08x}", rand::random::<u32>()),
+        };
+        if !valid_name(&node_name) {
+            return Err(ConfigError::InvalidNodeName(node_name));
+        }
+        let bind_text = self.bind.ok_or(ConfigError::MissingBind)?;
+        let bind: SocketAddr =
+            bind_text.parse().map_err(|_| ConfigError::InvalidBindAddress(bind_text.clone()))?;
+        for seed in &self.seed_nodes {
+            if !valid_host_port(seed) {
+                return Err(ConfigError::InvalidSeed(seed.clone()));
+            }
+        }
+        range("max_frame_size", self.max_frame_size, 1024, 1 << 30, "1 KiB ..= 1 GiB")?;
+        range("outbound_queue", self.queue_capacity, 1, 1 << 24, "1 ..= 16 777 216 frames")?;
+        dur("handshake_timeout", self.handshake_timeout, "greater than zero")?;
+        dur("request_timeout", self.request_timeout, "greater than zero")?;
+        dur("heartbeat interval", self.heartbeat_interval, "greater than zero")?;
+        dur("reconnect_backoff base", self.reconnect_base, "greater than zero")?;
+        if self.idle_timeout <= self.heartbeat_interval {
+            return Err(ConfigError::OutOfRange {
+                setting: "idle_timeout",
+                value: format!("{:?}", self.idle_timeout),
+                expected: "longer than the heartbeat interval",
+            });
+        }
+        Ok(ClusterConfig {
+            node_name,
+            bind,
+            seed_nodes: self.seed_nodes,
+            architecture: self.architecture,
+            discovery: self.discovery,
+            link: LinkSettings {
+                max_frame: self.max_frame_size,
+                handshake_timeout: self.handshake_timeout,
+                heartbeat_interval: self.heartbeat_interval,
+                idle_timeout: self.idle_timeout,
+                queue_capacity: self.queue_capacity,
+            },
+            request_timeout: self.request_timeout,
+            reconnect_base: self.reconnect_base,
+            reconnect_max: self.reconnect_max,
+        })
+    }
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
+        None => false,
+    }
+}
+
+fn range(setting: &'static str, v: usize, lo: usize, hi: usize, expected: &'static str) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::OutOfRange { setting, value: v.to_string(), expected });
+    }
+    Ok(())
+}
+
+fn dur(setting: &'static str, d: Duration, expected: &'static str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::OutOfRange { setting, value: format!("{d:?}"), expected });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_valid_config() {
+        let c = ClusterConfig::new()
+            .node_name("node-1")
+            .bind("127.0.0.1:0")
+            .seed_nodes(["127.0.0.1:7002", "node-3.cluster.local:7001"])
+            .build()
+            .expect("valid");
+        assert_eq!(c.node_name(), "node-1");
+        assert_eq!(c.seed_nodes().len(), 2);
+    }
+
+    #[test]
+    fn rejects_each_invalid_setting_with_its_own_error() {
+        let base = || ClusterConfig::new().node_name("n").bind("127.0.0.1:0");
+        assert_eq!(ClusterConfig::new().node_name("n").build().unwrap_err(), ConfigError::MissingBind);
+        assert!(matches!(base().node_name("").build(), Err(ConfigError::InvalidNodeName(_))));
+        assert!(matches!(base().node_name("a b").build(), Err(ConfigError::InvalidNodeName(_))));
+        assert!(matches!(base().bind("localhost").build(), Err(ConfigError::InvalidBindAddress(_))));
+        assert!(matches!(base().seed_nodes(["nope"]).build(), Err(ConfigError::InvalidSeed(_))));
+        assert!(matches!(base().seed_nodes(["h:0"]).build(), Err(ConfigError::InvalidSeed(_))));
+        assert!(matches!(
+            base().max_frame_size(10).build(),
+            Err(ConfigError::OutOfRange { setting: "max_frame_size", .. })
+        ));
+        assert!(matches!(
+            base().heartbeat(Duration::from_secs(2), Duration::from_secs(1)).build(),
+            Err(ConfigError::OutOfRange { setting: "idle_timeout", .. })
+        ));
+        let msg = base().bind("nope").build().unwrap_err().to_string();
+        assert!(msg.contains("nope") && msg.contains("ip:port"), "{msg}");
+    }
+}

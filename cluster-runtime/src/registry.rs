@@ -1,0 +1,182 @@
+//! The static type registry: what `#[cluster_message]` and `#[distributed_actor]` submit
+//! through `inventory`, checked for duplicate ids when a node starts.
+
+use std::any::Any;
+use std::collections::HashMap;
+
+use crate::error::{ClusterError, RemoteErrorKind};
+use crate::format::Format;
+use crate::node::{ClusterSystem, Replier};
+
+/// Builds and starts an actor from serialized state; returns its local id.
+pub type SpawnFn = fn(&ClusterSystem, Format, &[u8]) -> Result<u64, ClusterError>;
+
+/// Decodes a message and delivers it to a type-erased `Addr`.
+pub type DispatchFn =
+    fn(&(dyn Any + Send + Sync), Format, &[u8], Option<Replier>) -> Result<(), (RemoteErrorKind, String)>;
+
+/// A message type, submitted by `#[cluster_message]`.
+#[derive(Debug)]
+pub struct MessageRegistration {
+    /// The stable name.
+    pub name: &'static str,
+    /// The wire id derived from the name.
+    pub wire_id: u64,
+    /// Where the type is defined (module path and identifier), for error messages.
+    pub rust_path: &'static str,
+}
+
+/// An actor type, submitted by `#[distributed_actor]`.
+#[derive(Debug)]
+pub struct ActorRegistration {
+    /// The stable name.
+    pub name: &'static str,
+    /// The type id derived from the name.
+    pub type_id: u64,
+    /// Where the type is defined, for error messages.
+    pub rust_path: &'static str,
+    /// The factory used for remote spawn.
+    pub spawn: SpawnFn,
+}
+
+/// One (actor, message) pair the actor accepts from the network.
+#[derive(Debug)]
+pub struct HandlerRegistration {
+    /// The actor's type id.
+    pub actor_type_id: u64,
+    /// The message's wire id.
+    pub message_wire_id: u64,
+    /// The message's stable name, for logs.
+    pub message_name: &'static str,
+    /// Decodes and delivers the message.
+    pub dispatch: DispatchFn,
+}
+
+inventory::collect!(MessageRegistration);
+inventory::collect!(ActorRegistration);
+inventory::collect!(HandlerRegistration);
+
+/// The checked tables a node dispatches through.
+#[derive(Debug, Default)]
+pub struct TypeRegistry {
+    messages: HashMap<u64, &'static MessageRegistration>,
+    actors: HashMap<u64, &'static ActorRegistration>,
+    handlers: HashMap<(u64, u64), &'static HandlerRegistration>,
+}
+
+impl TypeRegistry {
+    /// Collects every registration linked into this binary.
+    pub fn from_inventory() -> Result<Self, ClusterError> {
+        Self::build(
+            inventory::iter::<MessageRegistration>,
+            inventory::iter::<ActorRegistration>,
+            inventory::iter::<HandlerRegistration>,
+        )
+    }
+
+    /// Builds the tables, failing on the first wire id shared by two different types.
+    pub fn build(
+        messages: impl IntoIterator<Item = &'static MessageRegistration>,
+        actors: impl IntoIterator<Item = &'static ActorRegistration>,
+        handlers: impl IntoIterator<Item = &'static HandlerRegistration>,
+    ) -> Result<Self, ClusterError> {
+        let mut reg = TypeRegistry::default();
+        // Sort so the error names the pair in a stable order whatever the link order.
+        let mut messages: Vec<_> = messages.into_iter().collect();
+        messages.sort_by_key(|m| (m.rust_path, m.name));
+        for m in messages {
+            if let Some(prev) = reg.messages.insert(m.wire_id, m) {
+                if prev.rust_path != m.rust_path || prev.name != m.name {
+                    return Err(ClusterError::DuplicateMessageId {
+                        id: m.wire_id,
+                        first: format!("{} (name \"{}\")", prev.rust_path, prev.name),
+                        second: format!("{} (name \"{}\")", m.rust_path, m.name),
+                    });
+                }
+            }
+        }
+        let mut actors: Vec<_> = actors.into_iter().collect();
+        actors.sort_by_key(|a| (a.rust_path, a.name));
+        for a in actors {
+            if let Some(prev) = reg.actors.insert(a.type_id, a) {
+                if prev.rust_path != a.rust_path || prev.name != a.name {
+                    return Err(ClusterError::DuplicateActorId {
+                        id: a.type_id,
+                        first: format!("{} (name \"{}\")", prev.rust_path, prev.name),
+                        second: format!("{} (name \"{}\")", a.rust_path, a.name),
+                    });
+                }
+            }
+        }
+        for h in handlers {
+            reg.handlers.insert((h.actor_type_id, h.message_wire_id), h);
+        }
+        Ok(reg)
+    }
+
+    /// The factory of an actor type.
+    pub fn actor(&self, type_id: u64) -> Option<&'static ActorRegistration> {
+        self.actors.get(&type_id).copied()
+    }
+
+    /// How an actor type handles a message type, if it accepts it.
+    pub fn handler(&self, actor_type_id: u64, message_wire_id: u64) -> Option<&'static HandlerRegistration> {
+        self.handlers.get(&(actor_type_id, message_wire_id)).copied()
+    }
+
+    /// The registration of a message type.
+    pub fn message(&self, wire_id: u64) -> Option<&'static MessageRegistration> {
+        self.messages.get(&wire_id).copied()
+    }
+
+    /// Number of registered message types.
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Number of registered actor types.
+    pub fn actor_count(&self) -> usize {
+        self.actors.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static A: MessageRegistration = MessageRegistration { name: "same", wire_id: 1, rust_path: "crate_a::Ping" };
+    static B: MessageRegistration = MessageRegistration { name: "same", wire_id: 1, rust_path: "crate_b::Ping" };
+    static C: MessageRegistration = MessageRegistration { name: "other", wire_id: 2, rust_path: "crate_c::Pong" };
+
+    fn spawn_nothing(_: &ClusterSystem, _: Format, _: &[u8]) -> Result<u64, ClusterError> {
+        Ok(0)
+    }
+    static X: ActorRegistration = ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing };
+    static Y: ActorRegistration = ActorRegistration { name: "y", type_id: 9, rust_path: "m::Y", spawn: spawn_nothing };
+
+    #[test]
+    fn distinct_ids_build() {
+        let reg = TypeRegistry::build([&A, &C], [&X], []).expect("no duplicates");
+        assert_eq!(reg.message_count(), 2);
+        assert_eq!(reg.actor_count(), 1);
+        assert!(reg.actor(9).is_some());
+    }
+
+    #[test]
+    fn duplicate_message_ids_name_both_types_in_any_order() {
+        for order in [[&A, &B], [&B, &A]] {
+            let err = TypeRegistry::build(order, [], []).expect_err("duplicate");
+            let text = err.to_string();
+            assert!(text.contains("crate_a::Ping") && text.contains("crate_b::Ping"), "{text}");
+            assert!(text.find("crate_a").lt(&text.find("crate_b")), "stable order: {text}");
+        }
+    }
+
+    #[test]
+    fn duplicate_actor_ids_name_both_types() {
+        let err = TypeRegistry::build([], [&X, &Y], []).expect_err("duplicate");
+        assert!(matches!(err, ClusterError::DuplicateActorId { id: 9, .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("m::X") && text.contains("m::Y"), "{text}");
+    }
+}

@@ -1,0 +1,352 @@
+//! One link to one peer over one byte stream: handshake, then a read loop and a batching
+//! writer task, until either side closes, the peer goes silent, or the node cancels it.
+//!
+//! The link knows frames, not actors: it hands every decoded frame to a [`LinkHandler`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::frame::{self, Frame, GoodbyeReason, Hello, RejectReason};
+use crate::proto::handshake::Initiator;
+use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::transport::codec::{frame_codec, HANDSHAKE_MAX_FRAME};
+
+/// Timing and size limits of a link.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Maximum frame body size once the handshake has completed.
+    pub max_frame: usize,
+    /// How long the peer has to complete the handshake.
+    pub handshake_timeout: Duration,
+    /// A heartbeat is written when nothing else was written for this long.
+    pub heartbeat_interval: Duration,
+    /// The link is declared dead when nothing was read for this long.
+    pub idle_timeout: Duration,
+    /// Capacity of the outbound frame queue; senders wait or fail when it is full.
+    pub queue_capacity: usize,
+}
+
+/// Writes at most this many bytes per batch before issuing a write.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Takes at most this many queued frames per batch.
+const BATCH_FRAMES: usize = 1024;
+
+/// What a [`LinkHandler`] is told when a handshake completes.
+pub struct LinkUp {
+    /// The peer's identity from its hello.
+    pub peer: Hello,
+    /// Which side opened the connection.
+    pub initiator: Initiator,
+    /// Queue of encoded frames (length prefix included) for this link's writer.
+    pub sender: mpsc::Sender<Bytes>,
+    /// Cancelling this closes the link at once, without draining the queue.
+    pub close: CancellationToken,
+}
+
+/// Why an established link ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// The peer said goodbye.
+    Goodbye(GoodbyeReason),
+    /// The stream ended or failed, or a frame was invalid; the text says which.
+    Failed(String),
+    /// Nothing arrived for the idle timeout.
+    Silent,
+    /// This node closed the link.
+    Cancelled,
+}
+
+/// How a whole link run ended, as reported to whoever opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// The handshake failed (timeout, bad frame, stream error); nothing was registered.
+    HandshakeFailed(String),
+    /// One side refused the handshake.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// True if the peer refused, false if this node did.
+        by_peer: bool,
+        /// The peer's node id, when it is known.
+        peer: Option<u128>,
+    },
+    /// The link was established with `peer` and later ended.
+    Ended {
+        /// The peer's node id.
+        peer: u128,
+        /// Why it ended.
+        end: LinkEnd,
+    },
+}
+
+/// The node side of a link: validates peers, registers links, interprets frames.
+pub trait LinkHandler: 'static {
+    /// This node's hello.
+    fn local_hello(&self) -> Hello;
+    /// Validates a peer's hello.
+    fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason>;
+    /// Registers a link that completed its handshake, returning its id, or refuses it
+    /// (for example because another link to that peer wins the tie-break).
+    fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason>;
+    /// Handles one frame received on an established link. An error closes the link.
+    fn on_frame(&self, link: u64, peer: u128, frame: Frame<'_>, body: &Bytes) -> Result<(), String>;
+    /// The link ended; it will not deliver or send anything more.
+    fn link_down(&self, link: u64, peer: u128, end: &LinkEnd);
+}
+
+/// Runs a link over `stream` until it ends. `peer_addr` is only used in logs.
+pub async fn run<S, H>(
+    stream: S,
+    initiator: Initiator,
+    peer_addr: String,
+    handler: Arc<H>,
+    settings: LinkSettings,
+    cancel: CancellationToken,
+) -> LinkOutcome
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: LinkHandler,
+{
+    let (read_half, mut write_half) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(read_half, frame_codec(HANDSHAKE_MAX_FRAME));
+    let close = cancel.child_token();
+    let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+
+    let handshake = handshake(&mut reader, &mut write_half, initiator, &*handler, sender, close.clone());
+    let established = tokio::select! {
+        r = tokio::time::timeout(settings.handshake_timeout, handshake) => match r {
+            Ok(r) => r,
+            Err(_) => Err(LinkOutcome::HandshakeFailed(format!(
+                "no handshake within {:?}", settings.handshake_timeout
+            ))),
+        },
+        () = close.cancelled() => Err(LinkOutcome::HandshakeFailed("node is shutting down".into())),
+    };
+    let (link, peer) = match established {
+        Ok(ok) => ok,
+        Err(outcome) => {
+            match &outcome {
+                LinkOutcome::Rejected { reason: RejectReason::DuplicateLink { .. }, .. } => {
+                    tracing::debug!(%peer_addr, "duplicate link closed; the other connection is kept");
+                }
+                other => tracing::warn!(%peer_addr, outcome = ?other, "handshake failed; connection closed"),
+            }
+            let _ = write_half.shutdown().await;
+            return outcome;
+        }
+    };
+    tracing::debug!(%peer_addr, peer = %peer.node_name, link, "link established");
+    reader.decoder_mut().set_max_frame_length(settings.max_frame);
+
+    let heartbeat = frame::encode(&Frame::Heartbeat).unwrap_or_default();
+    let writer = tokio::task::spawn_local(write_loop(
+        write_half,
+        receiver,
+        heartbeat,
+        settings.heartbeat_interval,
+        close.clone(),
+    ));
+
+    let end = read_loop(&mut reader, link, peer.node_id, &*handler, settings.idle_timeout, &close).await;
+    match &end {
+        LinkEnd::Failed(why) => tracing::warn!(%peer_addr, peer = %peer.node_name, %why, "link failed; connection closed"),
+        LinkEnd::Silent => tracing::warn!(
+            %peer_addr, peer = %peer.node_name, timeout = ?settings.idle_timeout,
+            "peer silent for the idle timeout; connection closed"
+        ),
+        other => tracing::debug!(%peer_addr, peer = %peer.node_name, end = ?other, "link closed"),
+    }
+    // A goodbye from the peer means it will not read anything we still have queued.
+    close.cancel();
+    handler.link_down(link, peer.node_id, &end);
+    let _ = writer.await;
+    LinkOutcome::Ended { peer: peer.node_id, end }
+}
+
+async fn handshake<R, W, H>(
+    reader: &mut FramedRead<R, LengthDelimitedCodec>,
+    writer: &mut W,
+    initiator: Initiator,
+    handler: &H,
+    sender: mpsc::Sender<Bytes>,
+    close: CancellationToken,
+) -> Result<(u64, Hello), LinkOutcome>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    H: LinkHandler,
+{
+    let failed = |e: String| LinkOutcome::HandshakeFailed(e);
+    let ours = handler.local_hello();
+    match initiator {
+        Initiator::Local => {
+            write_frame(writer, &Frame::Hello(ours)).await.map_err(failed)?;
+            let body = next_body(reader).await.map_err(failed)?;
+            let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
+                Frame::Welcome(h) => h,
+                Frame::Reject(reason) => {
+                    let peer = match reason {
+                        RejectReason::DuplicateLink { node } => Some(node),
+                        _ => None,
+                    };
+                    return Err(LinkOutcome::Rejected { reason, by_peer: true, peer });
+                }
+                other => return Err(failed(format!("expected Welcome, got {}", other.kind()))),
+            };
+            if let Err(reason) = handler.check_hello(&theirs) {
+                let _ = write_frame(writer, &Frame::Reject(reason.clone())).await;
+                return Err(LinkOutcome::Rejected { reason, by_peer: false, peer: Some(theirs.node_id) });
+            }
+            let up = LinkUp { peer: theirs.clone(), initiator, sender, close };
+            match handler.link_up(up) {
+                Ok(id) => Ok((id, theirs)),
+                Err(reason) => {
+                    let _ = write_frame(writer, &Frame::Goodbye(GoodbyeReason::Replaced)).await;
+                    Err(LinkOutcome::Rejected { reason, by_peer: false, peer: Some(theirs.node_id) })
+                }
+            }
+        }
+        Initiator::Remote => {
+            let body = next_body(reader).await.map_err(failed)?;
+            let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
+                Frame::Hello(h) => h,
+                other => return Err(failed(format!("expected Hello, got {}", other.kind()))),
+            };
+            if let Err(reason) = handler.check_hello(&theirs) {
+                let _ = write_frame(writer, &Frame::Reject(reason.clone())).await;
+                return Err(LinkOutcome::Rejected { reason, by_peer: false, peer: Some(theirs.node_id) });
+            }
+            let up = LinkUp { peer: theirs.clone(), initiator, sender, close };
+            match handler.link_up(up) {
+                Ok(id) => {
+                    // Frames queued by the node after link_up are written by the writer task,
+                    // which starts after this: the Welcome is always first.
+                    write_frame(writer, &Frame::Welcome(ours)).await.map_err(failed)?;
+                    Ok((id, theirs))
+                }
+                Err(reason) => {
+                    let _ = write_frame(writer, &Frame::Reject(reason.clone())).await;
+                    Err(LinkOutcome::Rejected { reason, by_peer: false, peer: Some(theirs.node_id) })
+                }
+            }
+        }
+    }
+}
+
+async fn next_body<R: AsyncRead + Unpin>(
+    reader: &mut FramedRead<R, LengthDelimitedCodec>,
+) -> Result<BytesMut, String> {
+    match reader.next().await {
+        Some(Ok(body)) => Ok(body),
+        Some(Err(e)) => Err(format!("bad frame: {e}")),
+        None => Err("connection closed during the handshake".into()),
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, f: &Frame<'_>) -> Result<(), String> {
+    let bytes = frame::encode(f).map_err(|e| e.to_string())?;
+    writer.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    writer.flush().await.map_err(|e| e.to_string())
+}
+
+async fn read_loop<R, H>(
+    reader: &mut FramedRead<R, LengthDelimitedCodec>,
+    link: u64,
+    peer: u128,
+    handler: &H,
+    idle_timeout: Duration,
+    close: &CancellationToken,
+) -> LinkEnd
+where
+    R: AsyncRead + Unpin,
+    H: LinkHandler,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = close.cancelled() => return LinkEnd::Cancelled,
+            next = tokio::time::timeout(idle_timeout, reader.next()) => next,
+        };
+        let body = match next {
+            Err(_) => return LinkEnd::Silent,
+            Ok(None) => return LinkEnd::Failed("connection closed by peer".into()),
+            Ok(Some(Err(e))) => return LinkEnd::Failed(format!("bad frame: {e}")),
+            Ok(Some(Ok(body))) => body.freeze(),
+        };
+        let frame = match frame::decode(&body) {
+            Ok(f) => f,
+            Err(e) => return LinkEnd::Failed(e.to_string()),
+        };
+        match frame {
+            Frame::Heartbeat => {}
+            Frame::Goodbye(reason) => return LinkEnd::Goodbye(reason),
+            Frame::Hello(_) | Frame::Welcome(_) | Frame::Reject(_) => {
+                return LinkEnd::Failed(format!("unexpected {} after the handshake", frame.kind()));
+            }
+            other => {
+                if let Err(why) = handler.on_frame(link, peer, other, &body) {
+                    return LinkEnd::Failed(why);
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<Bytes>,
+    heartbeat: Bytes,
+    heartbeat_interval: Duration,
+    close: CancellationToken,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH_FRAMES);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = close.cancelled() => return,
+            r = tokio::time::timeout(heartbeat_interval, queue.recv_many(&mut batch, BATCH_FRAMES)) => r,
+        };
+        match received {
+            Err(_) => buf.extend_from_slice(&heartbeat),
+            Ok(0) => break, // every sender is gone: the link was replaced or closed; drain done.
+            Ok(_) => {
+                for f in batch.drain(..) {
+                    buf.extend_from_slice(&f);
+                }
+                // Take whatever else is already queued, up to the batch size, for one write.
+                while buf.len() < BATCH_BYTES {
+                    match queue.try_recv() {
+                        Ok(f) => buf.extend_from_slice(&f),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let written = tokio::select! {
+            biased;
+            () = close.cancelled() => return,
+            r = write_all_flush(&mut writer, &buf) => r,
+        };
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "link write failed");
+            close.cancel();
+            return;
+        }
+        buf.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn write_all_flush<W: AsyncWrite + Unpin>(writer: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    writer.write_all(buf).await?;
+    writer.flush().await
+}
