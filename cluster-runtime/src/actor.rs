@@ -136,3 +136,17 @@ where
     }
     Ok(())
 }
+
+/// A type that can cross the network: it implements `Serialize` and `Deserialize`.
+/// Generated code asserts it with the user's spans.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross the network: it must implement `Serialize` and `Deserialize`",
+    label = "missing `Serialize` / `Deserialize`",
+    note = "add `#[derive(Serialize, Deserialize)]` (both are in `actix_cluster::prelude`)"
+)]
+pub trait WireType: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> WireType for T {}
+
+/// Compiles only if `T` can cross the network. Used by generated code.
+pub fn assert_wire_type<T: WireType>() {}

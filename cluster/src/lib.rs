@@ -1,1 +1,106 @@
-//! stub
+//! # actix-cluster
+//!
+//! Distributed actors for [actix]: annotate an actor and its messages, start a
+//! [`ClusterSystem`] on each node, and send typed messages to actors on other nodes over TCP.
+//!
+//! ```no_run
+//! use actix_cluster::prelude::*;
+//!
+//! #[cluster_message(result = "u64")]
+//! #[derive(Serialize, Deserialize)]
+//! struct Add(u64);
+//!
+//! #[distributed_actor(messages(Add))]
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Counter { total: u64 }
+//!
+//! impl Handler<Add> for Counter {
+//!     type Result = u64;
+//!     fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
+//!         self.total += msg.0;
+//!         self.total
+//!     }
+//! }
+//!
+//! async fn run() -> Result<(), ClusterError> {
+//!     let config = ClusterConfig::new()
+//!         .node_name("node-1")
+//!         .bind("127.0.0.1:7001")
+//!         .seed_nodes(["127.0.0.1:7002"])
+//!         .build()?;
+//!     let system = ClusterSystem::new("shop", config).start().await?;
+//!     system.wait_for_peers(&["node-2"], std::time::Duration::from_secs(10)).await?;
+//!
+//!     let local = Counter::default().start_distributed();          // on this node
+//!     let remote = system.remote_actor::<Counter>("node-2").await?; // spawned on node-2
+//!     assert_eq!(local.send(Add(1)).await?, 1);
+//!     assert_eq!(remote.send(Add(5)).await?, 5);                    // typed ask over TCP
+//!     remote.do_send(Add(1))?;                                      // tell
+//!     system.shutdown().await;
+//!     Ok(())
+//! }
+//!
+//! fn main() -> Result<(), ClusterError> {
+//!     actix_cluster::rt::System::new().block_on(run())
+//! }
+//! ```
+//!
+//! ## The two attributes
+//!
+//! - [`#[cluster_message(result = "T")]`](cluster_message) implements actix `Message` and
+//!   [`ClusterMessage`]: a stable 64-bit wire id computed at compile time from the type's
+//!   path, or from `name = "..."` so a type can move without breaking the wire.
+//! - [`#[distributed_actor(messages(...))]`](distributed_actor) implements
+//!   [`DistributedActor`] and [`Handles<M>`](Handles) for each listed message, and registers a
+//!   factory (remote spawn from serialized state) and a dispatch table.
+//!
+//! Sending a message the actor does not list is a compile error that names both types.
+//! Network failures are [`ClusterError`] values, never panics or hangs.
+//!
+//! ## Handles
+//!
+//! [`ActorRef<A>`](ActorRef) is location-transparent: `send` (ask), `send_timeout`,
+//! `do_send` (tell, fails fast when the link's queue is full) and `tell` (waits for room)
+//! work the same for a local and a remote actor. [`RemoteAddr<A>`](RemoteAddr) is the
+//! remote-only handle.
+//!
+//! ## Your crate's dependencies
+//!
+//! Generated code names only `::actix_cluster::…` paths, and the attributes point serde's
+//! derives at the serde this crate re-exports, so `actix-cluster` is the only dependency a
+//! crate of actors needs. The [`prelude`] has actix's prelude, serde's derives and this crate's
+//! types; [`rt`] is actix's runtime.
+
+pub use actix_cluster_macros::{cluster_message, distributed_actor};
+pub use actix_cluster_runtime::actor::DistributedActorExt;
+pub use actix_cluster_runtime::{
+    ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage, ClusterSystem, ClusterSystemBuilder,
+    ConfigError, DiscoveryMethod, DistributedActor, Format, Handles, NodeId, PeerInfo, Placement, RemoteAddr,
+    RemoteErrorKind,
+};
+pub use actix_cluster_runtime::node::ClusterConfigBuilder;
+
+/// actix's runtime (`System`, `spawn`, `time`), to run a node without a direct dependency.
+pub use actix_rt as rt;
+
+/// Everything a crate of distributed actors usually needs.
+pub mod prelude {
+    pub use actix::prelude::*;
+    pub use serde::{Deserialize, Serialize};
+
+    pub use crate::{
+        cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
+        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, RemoteAddr,
+    };
+}
+
+/// Items generated code refers to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use actix;
+    pub use actix_cluster_runtime::actor::{assert_wire_type, dispatch, spawn_from_state};
+    pub use actix_cluster_runtime::proto::wire_id;
+    pub use actix_cluster_runtime::registry::{ActorRegistration, HandlerRegistration, MessageRegistration};
+    pub use inventory;
+    pub use serde;
+}

@@ -1,0 +1,146 @@
+//! Parsing of the attribute arguments, reporting unknown and duplicate keys at their token.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::{self, FORMAT, FORMATS, MANUAL_ACTOR, MESSAGES, NAME, RESULT};
+
+/// Arguments of `#[cluster_message(...)]`.
+pub(crate) struct MessageArgs {
+    pub(crate) result: Option<syn::Type>,
+    pub(crate) name: Option<LitStr>,
+}
+
+/// Arguments of `#[distributed_actor(...)]`.
+pub(crate) struct ActorArgs {
+    pub(crate) messages: Vec<Path>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) format: Option<(String, Span)>,
+    pub(crate) manual_actor: bool,
+}
+
+/// Parses `key = value, key(...), flag` into metas; a syntax error is reported as is.
+fn metas(cx: &mut Ctxt, args: TokenStream) -> Vec<Meta> {
+    match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
+        Ok(list) => list.into_iter().collect(),
+        Err(e) => {
+            cx.push(e);
+            Vec::new()
+        }
+    }
+}
+
+fn key_of(meta: &Meta) -> String {
+    meta.path().get_ident().map(ToString::to_string).unwrap_or_else(|| quote::quote!(#meta).to_string())
+}
+
+/// Records `key` as seen; reports a duplicate at its second occurrence.
+fn first_time(cx: &mut Ctxt, seen: &mut Vec<String>, meta: &Meta) -> bool {
+    let key = key_of(meta);
+    if seen.contains(&key) {
+        cx.error_spanned_by(meta.path(), format!("duplicate argument `{key}`"));
+        return false;
+    }
+    seen.push(key);
+    true
+}
+
+fn unknown(cx: &mut Ctxt, meta: &Meta, valid: &[&str]) {
+    cx.error_spanned_by(
+        meta.path(),
+        format!("unknown argument `{}`; valid arguments are: {}", key_of(meta), symbol::list(valid)),
+    );
+}
+
+fn string_value(cx: &mut Ctxt, meta: &Meta, example: &str) -> Option<LitStr> {
+    match meta {
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+            other => {
+                cx.error_spanned_by(other, format!("expected a string, as in {example}"));
+                None
+            }
+        },
+        _ => {
+            cx.error_spanned_by(meta, format!("expected a value, as in {example}"));
+            None
+        }
+    }
+}
+
+pub(crate) fn parse_message_args(cx: &mut Ctxt, args: TokenStream) -> MessageArgs {
+    let mut out = MessageArgs { result: None, name: None };
+    let mut seen = Vec::new();
+    for meta in metas(cx, args) {
+        if meta.path().is_ident(RESULT) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            if let Some(s) = string_value(cx, &meta, "`result = \"u64\"`") {
+                match s.parse::<syn::Type>() {
+                    Ok(ty) => out.result = Some(ty),
+                    Err(e) => cx.error_spanned_by(&s, format!("`result` is not a type: {e}")),
+                }
+            }
+        } else if meta.path().is_ident(NAME) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            out.name = string_value(cx, &meta, "`name = \"shop.v1.Add\"`");
+        } else {
+            unknown(cx, &meta, symbol::MESSAGE_ARGS);
+        }
+    }
+    out
+}
+
+pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
+    let mut out = ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false };
+    let mut seen = Vec::new();
+    for meta in metas(cx, args) {
+        if meta.path().is_ident(MESSAGES) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            match &meta {
+                Meta::List(list) => match list.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) {
+                    Ok(paths) => out.messages = paths.into_iter().collect(),
+                    Err(e) => cx.push(e),
+                },
+                _ => cx.error_spanned_by(&meta, "expected a list of message types, as in `messages(Add, Get)`"),
+            }
+        } else if meta.path().is_ident(NAME) {
+            if first_time(cx, &mut seen, &meta) {
+                out.name = string_value(cx, &meta, "`name = \"shop.v1.Counter\"`");
+            }
+        } else if meta.path().is_ident(FORMAT) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            if let Some(s) = string_value(cx, &meta, "`format = \"json\"`") {
+                if FORMATS.contains(&s.value().as_str()) {
+                    out.format = Some((s.value(), s.span()));
+                } else {
+                    cx.error_spanned_by(
+                        &s,
+                        format!("unknown format `{}`; valid formats are: {}", s.value(), symbol::list(FORMATS)),
+                    );
+                }
+            }
+        } else if meta.path().is_ident(MANUAL_ACTOR) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            match &meta {
+                Meta::Path(_) => out.manual_actor = true,
+                _ => cx.error_spanned_by(&meta, "`manual_actor` takes no value"),
+            }
+        } else {
+            unknown(cx, &meta, symbol::ACTOR_ARGS);
+        }
+    }
+    out
+}

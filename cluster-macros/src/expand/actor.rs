@@ -1,0 +1,106 @@
+//! `#[distributed_actor]`: `DistributedActor`, `Handles<M>` per listed message, and the
+//! inventory entries for the factory and the dispatch table.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::Target;
+use crate::attr;
+use crate::ctxt::Ctxt;
+use crate::fallback;
+use crate::validate;
+
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = attr::parse_actor_args(&mut cx, args);
+    let mut target = match Target::parse(input) {
+        Ok(t) => t,
+        Err(e) => return e.to_compile_error(),
+    };
+    validate::struct_or_enum(&mut cx, &target, "distributed_actor");
+    validate::not_generic(&mut cx, &target, "distributed_actor");
+    validate::stable_name(&mut cx, args.name.as_ref());
+    if !cx.is_empty() {
+        return fallback::actor(&target, args.manual_actor, cx.into_compile_errors());
+    }
+    target.route_serde_derives();
+    let Some(ident) = target.ident().cloned() else {
+        return fallback::actor(&target, args.manual_actor, TokenStream::new());
+    };
+    let item = &target.item;
+    let p = quote!(::actix_cluster::__private);
+    let name = super::stable_name(&ident, args.name.as_ref());
+    let rust_path = super::rust_path(&ident);
+
+    let actor_impl = if args.manual_actor {
+        TokenStream::new()
+    } else {
+        quote! {
+            impl #p::actix::Actor for #ident {
+                type Context = #p::actix::Context<Self>;
+            }
+        }
+    };
+    let format = args.format.as_ref().map(|(f, span)| {
+        let variant = match f.as_str() {
+            "json" => quote_spanned!(*span=> Json),
+            _ => quote_spanned!(*span=> Postcard),
+        };
+        quote! {
+            fn format() -> ::actix_cluster::Format {
+                ::actix_cluster::Format::#variant
+            }
+        }
+    });
+    let assert_state = quote_spanned! {ident.span()=>
+        #p::assert_wire_type::<#ident>();
+    };
+    let handles = args.messages.iter().map(|m| {
+        // Spanned at the listed message, so a missing `Handler<M>` impl points there.
+        quote_spanned! {m.span()=>
+            impl ::actix_cluster::Handles<#m> for #ident {}
+        }
+    });
+    let handler_entries = args.messages.iter().map(|m| {
+        quote! {
+            #p::inventory::submit! {
+                #p::HandlerRegistration {
+                    actor_type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
+                    message_wire_id: <#m as ::actix_cluster::ClusterMessage>::WIRE_ID,
+                    message_name: <#m as ::actix_cluster::ClusterMessage>::NAME,
+                    dispatch: #p::dispatch::<#ident, #m>,
+                }
+            }
+        }
+    });
+    quote! {
+        #item
+
+        #actor_impl
+
+        impl ::actix_cluster::DistributedActor for #ident {
+            const NAME: &'static str = #name;
+            const TYPE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::DistributedActor>::NAME);
+            #format
+        }
+
+        #(#handles)*
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn assert_wire_types() {
+                #assert_state
+            }
+            #p::inventory::submit! {
+                #p::ActorRegistration {
+                    name: <#ident as ::actix_cluster::DistributedActor>::NAME,
+                    type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
+                    rust_path: #rust_path,
+                    spawn: #p::spawn_from_state::<#ident>,
+                }
+            }
+            #(#handler_entries)*
+        };
+    }
+}
