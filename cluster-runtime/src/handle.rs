@@ -176,6 +176,14 @@ impl<A: DistributedActor> ActorRef<A> {
         Self { repr: Repr::Remote(remote) }
     }
 
+    /// The actor's id on its node (`None` for a local actor started without a cluster system).
+    pub fn actor_id(&self) -> Option<u64> {
+        match &self.repr {
+            Repr::Local { registered, .. } => registered.as_ref().map(|r| r.1),
+            Repr::Remote(r) => Some(r.actor_id()),
+        }
+    }
+
     /// True if the actor runs on this node.
     pub fn is_local(&self) -> bool {
         matches!(self.repr, Repr::Local { .. })

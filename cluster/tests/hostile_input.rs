@@ -1,0 +1,236 @@
+//! A raw TCP client sends bad input to a node; each time the node logs, closes that
+//! connection (or rejects just that message with an error reply), and keeps serving a
+//! legitimate peer.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_cluster::prelude::*;
+use actix_cluster_runtime::error::RemoteErrorKind;
+use actix_cluster_runtime::proto::frame::{self, Frame, Hello, Outcome, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Add(u64);
+
+#[distributed_actor(messages(Add))]
+#[derive(Default, Serialize, Deserialize)]
+struct Counter {
+    total: u64,
+}
+
+impl Handler<Add> for Counter {
+    type Result = u64;
+    fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
+        self.total += msg.0;
+        self.total
+    }
+}
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Log lines written by every node in this test.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
+    }
+    /// Waits until a log line contains `needle` (logging happens on the node's tasks).
+    async fn wait_for(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !self.text().contains(needle) {
+            assert!(tokio::time::Instant::now() < deadline, "no log line with {needle:?} in:\n{}", self.text());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn config(name: &str, seeds: &[String]) -> ClusterConfig {
+    ClusterConfig::new()
+        .node_name(name)
+        .bind("127.0.0.1:0")
+        .seed_nodes(seeds.iter().cloned())
+        .max_frame_size(64 * 1024)
+        .build()
+        .expect("config")
+}
+
+/// Reads until the node closes the connection; returns everything read before that.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await {
+            Err(_) => panic!("the node did not close the connection within {DEADLINE:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads exactly one frame body.
+async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut len)).await.expect("frame in time").expect("length");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut body)).await.expect("frame in time").expect("body");
+    body
+}
+
+async fn send(stream: &mut TcpStream, f: &Frame<'_>) {
+    stream.write_all(&frame::encode(f).expect("encode")).await.expect("write");
+}
+
+/// Connects and completes a valid handshake as a node named `raw-client`.
+async fn handshaken(node: &ClusterSystem) -> TcpStream {
+    let mut s = TcpStream::connect(node.local_addr()).await.expect("connect");
+    send(
+        &mut s,
+        &Frame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: node.cluster_name().to_owned(),
+            node_id: 0x5eed,
+            node_name: "raw-client".into(),
+            listen_addr: "127.0.0.1:1".into(),
+            auth: None,
+        }),
+    )
+    .await;
+    let body = read_frame(&mut s).await;
+    assert!(matches!(frame::decode(&body), Ok(Frame::Welcome(_))), "expected a welcome");
+    s
+}
+
+async fn expect_reply(stream: &mut TcpStream, request: u64) -> (Option<RemoteErrorKind>, Vec<u8>) {
+    loop {
+        let body = read_frame(stream).await;
+        match frame::decode(&body).expect("node sends valid frames") {
+            Frame::Reply { request: r, outcome } if r == request => {
+                return match outcome {
+                    Outcome::Error { kind, .. } => (Some(kind), Vec::new()),
+                    Outcome::Value(v) => (None, v.to_vec()),
+                    Outcome::Spawned { .. } => panic!("unexpected spawn reply"),
+                };
+            }
+            Frame::Heartbeat => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let a = ClusterSystem::new("hostile", config("node-a", &[])).start().await.expect("start a");
+    let b = ClusterSystem::new("hostile", config("node-b", &[a.local_addr().to_string()])).start().await.expect("b");
+    b.wait_for_peers(&["node-a"], DEADLINE).await.expect("linked");
+    let legit = b.remote_actor::<Counter>("node-a").await.expect("spawn on a");
+    let mut expected_total = 0;
+    let mut legit_still_works = || {
+        expected_total += 1;
+        let legit = legit.clone();
+        let want = expected_total;
+        async move { assert_eq!(legit.send(Add(1)).await.expect("legitimate peer is served"), want) }
+    };
+    legit_still_works().await;
+    let target = a.spawn_local(Counter::default()).actor_id().expect("registered");
+
+    // (a) garbage: an HTTP request (its first bytes read as a huge length) and a small
+    // frame that is not a valid encoding.
+    let mut s = TcpStream::connect(a.local_addr()).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    read_until_closed(&mut s).await;
+    let mut s = TcpStream::connect(a.local_addr()).await.expect("connect");
+    s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]).await.expect("write");
+    read_until_closed(&mut s).await;
+    logs.wait_for("malformed frame").await;
+    legit_still_works().await;
+
+    // (b) a length prefix above the maximum, before and after the handshake.
+    let mut s = TcpStream::connect(a.local_addr()).await.expect("connect");
+    s.write_all(&(1u32 << 20).to_be_bytes()).await.expect("write");
+    read_until_closed(&mut s).await;
+    let mut s = handshaken(&a).await;
+    s.write_all(&(1u32 << 20).to_be_bytes()).await.expect("write");
+    read_until_closed(&mut s).await;
+    logs.wait_for("frame size too big").await;
+    legit_still_works().await;
+
+    // (c) a well-formed frame before the handshake.
+    let mut s = TcpStream::connect(a.local_addr()).await.expect("connect");
+    send(&mut s, &Frame::Tell { target, message: 1, format: Format::Postcard, payload: &[1] }).await;
+    let answer = read_until_closed(&mut s).await;
+    assert!(answer.is_empty(), "nothing is sent to a peer that skipped the handshake");
+    logs.wait_for("expected Hello, got Tell").await;
+    legit_still_works().await;
+
+    // (d) an unknown message type id and (e) an undecodable payload: that message gets an
+    // error reply, the connection stays open and serves the next valid message.
+    let mut s = handshaken(&a).await;
+    send(&mut s, &Frame::Ask { request: 1, target, message: 0xdead_beef, format: Format::Postcard, payload: &[] })
+        .await;
+    assert_eq!(expect_reply(&mut s, 1).await.0, Some(RemoteErrorKind::UnknownMessage));
+    let add_id = <Add as ClusterMessage>::WIRE_ID;
+    let bad = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    send(&mut s, &Frame::Ask { request: 2, target, message: add_id, format: Format::Postcard, payload: &bad }).await;
+    assert_eq!(expect_reply(&mut s, 2).await.0, Some(RemoteErrorKind::Decode));
+    let trailing = [5, 0];
+    send(&mut s, &Frame::Ask { request: 3, target, message: add_id, format: Format::Postcard, payload: &trailing })
+        .await;
+    assert_eq!(expect_reply(&mut s, 3).await.0, Some(RemoteErrorKind::Decode), "trailing bytes are rejected");
+    send(&mut s, &Frame::Ask { request: 4, target: 999, message: add_id, format: Format::Postcard, payload: &[5] })
+        .await;
+    assert_eq!(expect_reply(&mut s, 4).await.0, Some(RemoteErrorKind::UnknownActor));
+    send(&mut s, &Frame::Ask { request: 5, target, message: add_id, format: Format::Postcard, payload: &[5] }).await;
+    let (err, value) = expect_reply(&mut s, 5).await;
+    assert_eq!((err, value), (None, vec![5]), "a valid ask on the same connection still works");
+    logs.wait_for("ask rejected").await;
+    legit_still_works().await;
+    drop(s);
+
+    // (f) a truncated frame, then the client closes.
+    let mut s = handshaken(&a).await;
+    s.write_all(&[0, 0, 0, 100, 1, 2, 3]).await.expect("write");
+    s.shutdown().await.expect("close");
+    read_until_closed(&mut s).await;
+    logs.wait_for("bytes remaining on stream").await;
+    legit_still_works().await;
+
+    // A replayed handshake (a second Hello on an established link) is a protocol error.
+    let mut s = handshaken(&a).await;
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: "hostile".into(),
+        node_id: 0x5eed,
+        node_name: "raw-client".into(),
+        listen_addr: "127.0.0.1:1".into(),
+        auth: None,
+    };
+    send(&mut s, &Frame::Hello(hello)).await;
+    read_until_closed(&mut s).await;
+    logs.wait_for("unexpected Hello after the handshake").await;
+    legit_still_works().await;
+
+    assert_eq!(a.peers().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["node-b"]);
+    b.shutdown().await;
+    a.shutdown().await;
+}
