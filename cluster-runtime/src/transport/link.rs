@@ -56,6 +56,8 @@ pub struct LinkUp {
 pub enum LinkEnd {
     /// The peer said goodbye.
     Goodbye(GoodbyeReason),
+    /// The stream ended cleanly at a frame boundary (the peer closed or its process died).
+    Closed,
     /// The stream ended or failed, or a frame was invalid; the text says which.
     Failed(String),
     /// Nothing arrived for the idle timeout.
@@ -277,7 +279,7 @@ where
         };
         let body = match next {
             Err(_) => return LinkEnd::Silent,
-            Ok(None) => return LinkEnd::Failed("connection closed by peer".into()),
+            Ok(None) => return LinkEnd::Closed,
             Ok(Some(Err(e))) => return LinkEnd::Failed(format!("bad frame: {e}")),
             Ok(Some(Ok(body))) => body.freeze(),
         };
