@@ -28,6 +28,29 @@ impl Format {
         res.map_err(|detail| ClusterError::Encode { what: what.to_owned(), detail })
     }
 
+    /// Appends the encoding of `value` to `buf`.
+    pub fn encode_into<T: Serialize + ?Sized>(self, value: &T, buf: &mut Vec<u8>, what: &str) -> Result<(), ClusterError> {
+        let res = match self {
+            Format::Postcard => match postcard::to_extend(value, std::mem::take(buf)) {
+                Ok(out) => {
+                    *buf = out;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Format::Json => serde_json::to_writer(&mut *buf, value).map_err(|e| e.to_string()),
+        };
+        res.map_err(|detail| ClusterError::Encode { what: what.to_owned(), detail })
+    }
+
+    /// The index postcard gives this variant on the wire.
+    pub(crate) fn wire_index(self) -> u64 {
+        match self {
+            Format::Postcard => 0,
+            Format::Json => 1,
+        }
+    }
+
     /// Decodes a `T` from `bytes`, rejecting trailing bytes.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8], what: &str) -> Result<T, ClusterError> {
         let res = match self {

@@ -13,7 +13,7 @@ use actix::{Addr, MailboxError};
 use crate::actor::{ClusterMessage, DistributedActor, Handles};
 use crate::error::ClusterError;
 use crate::node::{ClusterSystem, NodeId, PeerInfo};
-use crate::proto::frame::{self, Frame};
+use crate::proto::frame::{self, EncodedFrame, MessageHead};
 
 /// A typed handle to an actor of type `A` on another node.
 pub struct RemoteAddr<A> {
@@ -71,16 +71,14 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: ClusterMessage,
     {
         let format = A::format();
-        let payload = format.encode(&msg, M::NAME)?;
+        let target = self.actor;
         let reply = self
             .system
             .inner
-            .request(self.node.id.0, timeout, |request| Frame::Ask {
-                request,
-                target: self.actor,
-                message: M::WIRE_ID,
-                format,
-                payload: &payload,
+            .request(self.node.id.0, timeout, |request| {
+                frame::encode_message(MessageHead::Ask { request, target }, M::WIRE_ID, format, |buf| {
+                    format.encode_into(&msg, buf, M::NAME)
+                })
             })
             .await
             .map_err(|e| self.name_errors(e))?;
@@ -115,15 +113,15 @@ impl<A: DistributedActor> RemoteAddr<A> {
         self.system.inner.tell(self.node.id.0, &self.node.name, bytes, true).await
     }
 
-    fn tell_frame<M>(&self, msg: &M) -> Result<bytes::Bytes, ClusterError>
+    fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>
     where
         A: Handles<M>,
         M: ClusterMessage,
     {
         let format = A::format();
-        let payload = format.encode(msg, M::NAME)?;
-        frame::encode(&Frame::Tell { target: self.actor, message: M::WIRE_ID, format, payload: &payload })
-            .map_err(|e| ClusterError::Encode { what: M::NAME.into(), detail: e.to_string() })
+        frame::encode_message(MessageHead::Tell { target: self.actor }, M::WIRE_ID, format, |buf| {
+            format.encode_into(msg, buf, M::NAME)
+        })
     }
 
     fn name_errors(&self, e: ClusterError) -> ClusterError {

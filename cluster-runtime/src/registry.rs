@@ -2,10 +2,10 @@
 //! through `inventory`, checked for duplicate ids when a node starts.
 
 use std::any::Any;
-use std::collections::HashMap;
 
 use crate::error::{ClusterError, RemoteErrorKind};
 use crate::format::Format;
+use crate::node::id_hasher::IdMap;
 use crate::node::{ClusterSystem, Replier};
 
 /// Builds and starts an actor from serialized state; returns its local id.
@@ -59,9 +59,9 @@ inventory::collect!(HandlerRegistration);
 /// The checked tables a node dispatches through.
 #[derive(Debug, Default)]
 pub struct TypeRegistry {
-    messages: HashMap<u64, &'static MessageRegistration>,
-    actors: HashMap<u64, &'static ActorRegistration>,
-    handlers: HashMap<(u64, u64), &'static HandlerRegistration>,
+    messages: IdMap<u64, &'static MessageRegistration>,
+    actors: IdMap<u64, &'static ActorRegistration>,
+    handlers: IdMap<(u64, u64), &'static HandlerRegistration>,
 }
 
 impl TypeRegistry {

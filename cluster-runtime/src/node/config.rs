@@ -216,11 +216,12 @@ impl ClusterConfigBuilder {
         dur("request_timeout", self.request_timeout, "greater than zero")?;
         dur("heartbeat interval", self.heartbeat_interval, "greater than zero")?;
         dur("reconnect_backoff base", self.reconnect_base, "greater than zero")?;
-        if self.idle_timeout <= self.heartbeat_interval {
+        // Heartbeats go out at most two intervals apart on an idle link.
+        if self.idle_timeout < self.heartbeat_interval * 3 {
             return Err(ConfigError::OutOfRange {
                 setting: "idle_timeout",
                 value: format!("{:?}", self.idle_timeout),
-                expected: "longer than the heartbeat interval",
+                expected: "at least three heartbeat intervals",
             });
         }
         Ok(ClusterConfig {

@@ -3,6 +3,7 @@
 //! [`proto`](crate::proto) and the links in [`transport`](crate::transport).
 
 mod config;
+pub(crate) mod id_hasher;
 mod system;
 
 pub use config::{Architecture, ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};

@@ -26,8 +26,9 @@ use crate::format::Format;
 use crate::handle::{ActorRef, RemoteAddr};
 use crate::node::config::ClusterConfig;
 use crate::node::config::valid_name;
+use crate::node::id_hasher::IdMap;
 use crate::proto::backoff::Backoff;
-use crate::proto::frame::{self, Frame, GoodbyeReason, Hello, Outcome, RejectReason, PROTOCOL_VERSION};
+use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, Outcome, RejectReason, PROTOCOL_VERSION};
 use crate::proto::handshake::{self, Initiator};
 use crate::registry::TypeRegistry;
 use crate::transport::link::{self, LinkEnd, LinkHandler, LinkOutcome, LinkUp};
@@ -148,17 +149,17 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 struct State {
-    peers: HashMap<u128, Peer>,
+    peers: IdMap<u128, Peer>,
     by_name: HashMap<String, u128>,
-    actors: HashMap<u64, LocalActor>,
-    pending: HashMap<u64, Pending>,
+    actors: IdMap<u64, LocalActor>,
+    pending: IdMap<u64, Pending>,
     shut_down: bool,
 }
 
 struct Peer {
     link: u64,
     initiator: Initiator,
-    sender: mpsc::Sender<Bytes>,
+    sender: mpsc::Sender<EncodedFrame>,
     close: CancellationToken,
     info: PeerInfo,
 }
@@ -314,7 +315,10 @@ impl ClusterSystem {
         let timeout = self.inner.config.request_timeout;
         let reply = self
             .inner
-            .request(peer.id.0, timeout, |request| Frame::Spawn { request, actor_type: T::TYPE_ID, format, state: &bytes })
+            .request(peer.id.0, timeout, |request| {
+                frame::encode(&Frame::Spawn { request, actor_type: T::TYPE_ID, format, state: &bytes })
+                    .map_err(|e| ClusterError::Encode { what: "spawn request".into(), detail: e.to_string() })
+            })
             .await
             .map_err(|e| match e {
                 ClusterError::Remote { .. } | ClusterError::ActorTypeNotRegistered { .. } => {
@@ -402,13 +406,20 @@ impl Inner {
 
     /// Queues a one-way frame for `peer`. With `wait`, waits for queue space; without,
     /// fails with [`ClusterError::Backpressure`] when the queue is full.
-    pub(crate) async fn tell(&self, peer: u128, peer_name: &str, bytes: Bytes, wait: bool) -> Result<(), ClusterError> {
+    pub(crate) async fn tell(&self, peer: u128, peer_name: &str, bytes: EncodedFrame, wait: bool) -> Result<(), ClusterError> {
         let sender = self.lock().peers.get(&peer).map(|p| p.sender.clone());
         let Some(sender) = sender else {
             return Err(ClusterError::LinkDown { node: peer_name.to_owned() });
         };
         match sender.try_send(bytes) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if wait {
+                    // A loop of awaited tells that never wait for room would starve the
+                    // link's writer on this thread; yield when the task's budget is spent.
+                    tokio::task::consume_budget().await;
+                }
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
             Err(mpsc::error::TrySendError::Full(bytes)) => {
                 if !wait {
@@ -420,16 +431,15 @@ impl Inner {
     }
 
     /// Sends a request built by `build(request_id)` to `peer` and waits for its reply.
-    pub(crate) async fn request<'f>(
+    pub(crate) async fn request(
         &self,
         peer: u128,
         timeout: Duration,
-        build: impl FnOnce(u64) -> Frame<'f>,
+        build: impl FnOnce(u64) -> Result<EncodedFrame, ClusterError>,
     ) -> Result<Reply, ClusterError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode(&build(request))
-            .map_err(|e| ClusterError::Encode { what: "request".into(), detail: e.to_string() })?;
+        let bytes = build(request)?;
         let (tx, rx) = oneshot::channel();
         let sender = {
             let mut state = self.lock();
@@ -486,9 +496,6 @@ impl Inner {
         }
     }
 
-    fn local_actor(&self, id: u64) -> Option<(u64, Arc<dyn Any + Send + Sync>)> {
-        self.lock().actors.get(&id).map(|a| (a.type_id, a.addr.clone()))
-    }
 }
 
 impl LinkHandler for ClusterSystem {
@@ -673,17 +680,20 @@ impl ClusterSystem {
         payload: &[u8],
         reply: Option<Replier>,
     ) -> Result<(), (RemoteErrorKind, String)> {
-        let Some((type_id, addr)) = self.inner.local_actor(target) else {
+        // Dispatch only decodes and enqueues into the actor's mailbox (asks spawn their
+        // reply task), so it is safe and cheapest to run under the lock.
+        let state = self.inner.lock();
+        let Some(actor) = state.actors.get(&target) else {
             return Err((RemoteErrorKind::UnknownActor, format!("no actor with id {target} on this node")));
         };
-        let Some(handler) = self.inner.types.handler(type_id, message) else {
+        let Some(handler) = self.inner.types.handler(actor.type_id, message) else {
             let name = self.inner.types.message(message).map(|m| m.name).unwrap_or("<unregistered>");
             return Err((
                 RemoteErrorKind::UnknownMessage,
                 format!("actor {target} does not accept message {message:#018x} ({name})"),
             ));
         };
-        (handler.dispatch)(&*addr, format, payload, reply)
+        (handler.dispatch)(&*actor.addr, format, payload, reply)
     }
 }
 

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::frame::{self, Frame, GoodbyeReason, Hello, RejectReason};
+use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, RejectReason};
 use crate::proto::handshake::Initiator;
 use tokio_util::codec::LengthDelimitedCodec;
 
@@ -38,6 +39,12 @@ pub struct LinkSettings {
 const BATCH_BYTES: usize = 256 * 1024;
 /// Takes at most this many queued frames per batch.
 const BATCH_FRAMES: usize = 1024;
+/// Initial read buffer: large enough that a busy link reads many frames per syscall.
+const READ_BUFFER: usize = 64 * 1024;
+/// The read loop yields to other tasks after handling this many buffered frames in a row.
+const DRAIN_LIMIT: u32 = 256;
+/// Silence is measured in this many steps of the idle timeout.
+const IDLE_QUARTERS: u32 = 4;
 
 /// What a [`LinkHandler`] is told when a handshake completes.
 pub struct LinkUp {
@@ -46,7 +53,7 @@ pub struct LinkUp {
     /// Which side opened the connection.
     pub initiator: Initiator,
     /// Queue of encoded frames (length prefix included) for this link's writer.
-    pub sender: mpsc::Sender<Bytes>,
+    pub sender: mpsc::Sender<EncodedFrame>,
     /// Cancelling this closes the link at once, without draining the queue.
     pub close: CancellationToken,
 }
@@ -118,7 +125,7 @@ where
     H: LinkHandler,
 {
     let (read_half, mut write_half) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(read_half, frame_codec(HANDSHAKE_MAX_FRAME));
+    let mut reader = FramedRead::with_capacity(read_half, frame_codec(HANDSHAKE_MAX_FRAME), READ_BUFFER);
     let close = cancel.child_token();
     let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
 
@@ -178,7 +185,7 @@ async fn handshake<R, W, H>(
     writer: &mut W,
     initiator: Initiator,
     handler: &H,
-    sender: mpsc::Sender<Bytes>,
+    sender: mpsc::Sender<EncodedFrame>,
     close: CancellationToken,
 ) -> Result<(u64, Hello), LinkOutcome>
 where
@@ -271,56 +278,95 @@ where
     R: AsyncRead + Unpin,
     H: LinkHandler,
 {
+    // Silence is checked in quarters of the idle timeout, so receiving a frame costs no
+    // timer update: the link is silent after four quarters without a frame.
+    let mut quiet = tokio::time::interval(idle_timeout / IDLE_QUARTERS);
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    quiet.reset();
+    let mut quiet_quarters = 0;
+    let mut received = false;
     loop {
         let next = tokio::select! {
             biased;
             () = close.cancelled() => return LinkEnd::Cancelled,
-            next = tokio::time::timeout(idle_timeout, reader.next()) => next,
-        };
-        let body = match next {
-            Err(_) => return LinkEnd::Silent,
-            Ok(None) => return LinkEnd::Closed,
-            Ok(Some(Err(e))) => return LinkEnd::Failed(format!("bad frame: {e}")),
-            Ok(Some(Ok(body))) => body.freeze(),
-        };
-        let frame = match frame::decode(&body) {
-            Ok(f) => f,
-            Err(e) => return LinkEnd::Failed(e.to_string()),
-        };
-        match frame {
-            Frame::Heartbeat => {}
-            Frame::Goodbye(reason) => return LinkEnd::Goodbye(reason),
-            Frame::Hello(_) | Frame::Welcome(_) | Frame::Reject(_) => {
-                return LinkEnd::Failed(format!("unexpected {} after the handshake", frame.kind()));
-            }
-            other => {
-                if let Err(why) = handler.on_frame(link, peer, other, &body) {
-                    return LinkEnd::Failed(why);
+            next = reader.next() => next,
+            _ = quiet.tick() => {
+                quiet_quarters = if received { 0 } else { quiet_quarters + 1 };
+                received = false;
+                if quiet_quarters >= IDLE_QUARTERS {
+                    return LinkEnd::Silent;
                 }
+                continue;
+            }
+        };
+        received = true;
+        let body = match next {
+            None => return LinkEnd::Closed,
+            Some(Err(e)) => return LinkEnd::Failed(format!("bad frame: {e}")),
+            Some(Ok(body)) => body,
+        };
+        if let Err(end) = handle_body(body, link, peer, handler) {
+            return end;
+        }
+        // Frames already in the read buffer are handled without going back through the
+        // select: a clone of the codec decodes them and is put back afterwards.
+        let mut codec = reader.decoder().clone();
+        let mut drained = 0;
+        while drained < DRAIN_LIMIT {
+            match codec.decode(reader.read_buffer_mut()) {
+                Ok(Some(body)) => {
+                    if let Err(end) = handle_body(body, link, peer, handler) {
+                        return end;
+                    }
+                    drained += 1;
+                }
+                Ok(None) => break,
+                Err(e) => return LinkEnd::Failed(format!("bad frame: {e}")),
             }
         }
+        *reader.decoder_mut() = codec;
+        if drained >= DRAIN_LIMIT {
+            // Let the actors this link feeds run before decoding more.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn handle_body<H: LinkHandler>(body: BytesMut, link: u64, peer: u128, handler: &H) -> Result<(), LinkEnd> {
+    let body = body.freeze();
+    let frame = frame::decode(&body).map_err(|e| LinkEnd::Failed(e.to_string()))?;
+    match frame {
+        Frame::Heartbeat => Ok(()),
+        Frame::Goodbye(reason) => Err(LinkEnd::Goodbye(reason)),
+        Frame::Hello(_) | Frame::Welcome(_) | Frame::Reject(_) => {
+            Err(LinkEnd::Failed(format!("unexpected {} after the handshake", frame.kind())))
+        }
+        other => handler.on_frame(link, peer, other, &body).map_err(LinkEnd::Failed),
     }
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut queue: mpsc::Receiver<Bytes>,
-    heartbeat: Bytes,
+    mut queue: mpsc::Receiver<EncodedFrame>,
+    heartbeat: EncodedFrame,
     heartbeat_interval: Duration,
     close: CancellationToken,
 ) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH_FRAMES);
+    let mut batch: Vec<EncodedFrame> = Vec::with_capacity(BATCH_FRAMES);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // A heartbeat goes out on a tick that follows a whole interval without writes.
+    let mut ticks = tokio::time::interval(heartbeat_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.reset();
+    let mut wrote = false;
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             biased;
             () = close.cancelled() => return,
-            r = tokio::time::timeout(heartbeat_interval, queue.recv_many(&mut batch, BATCH_FRAMES)) => r,
-        };
-        match received {
-            Err(_) => buf.extend_from_slice(&heartbeat),
-            Ok(0) => break, // every sender is gone: the link was replaced or closed; drain done.
-            Ok(_) => {
+            n = queue.recv_many(&mut batch, BATCH_FRAMES) => {
+                if n == 0 {
+                    break; // every sender is gone: the link was replaced or closed; drained.
+                }
                 for f in batch.drain(..) {
                     buf.extend_from_slice(&f);
                 }
@@ -331,6 +377,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         Err(_) => break,
                     }
                 }
+                wrote = true;
+            }
+            _ = ticks.tick() => {
+                if std::mem::take(&mut wrote) {
+                    continue;
+                }
+                buf.extend_from_slice(&heartbeat);
             }
         }
         let written = tokio::select! {
