@@ -7,10 +7,12 @@ use quote::quote;
 use crate::ast::Target;
 
 /// Item + errors + `impl Message` if the result type is known.
-pub(crate) fn message(target: &Target, result: Option<&syn::Type>, errors: TokenStream) -> TokenStream {
+pub(crate) fn message(target: &mut Target, result: Option<&syn::Type>, errors: TokenStream) -> TokenStream {
+    target.route_serde_derives();
     let item = &target.item;
+    let generic = target.generics().is_some_and(|g| !g.params.is_empty());
     let stub = match (target.ident(), result) {
-        (Some(ident), Some(result)) => quote! {
+        (Some(ident), Some(result)) if !generic => quote! {
             impl ::actix_cluster::__private::actix::Message for #ident {
                 type Result = #result;
             }
@@ -21,7 +23,8 @@ pub(crate) fn message(target: &Target, result: Option<&syn::Type>, errors: Token
 }
 
 /// Item + errors + `impl Actor` unless the user writes their own.
-pub(crate) fn actor(target: &Target, manual_actor: bool, errors: TokenStream) -> TokenStream {
+pub(crate) fn actor(target: &mut Target, manual_actor: bool, errors: TokenStream) -> TokenStream {
+    target.route_serde_derives();
     let item = &target.item;
     let stub = match target.ident() {
         Some(ident) if !manual_actor && target.generics().is_some_and(|g| g.params.is_empty()) => quote! {

@@ -2,8 +2,11 @@
 //! functions their generated registrations point to.
 
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{ClusterError, RemoteErrorKind};
@@ -20,9 +23,7 @@ use crate::node::{ClusterSystem, Replier};
     label = "not a cluster message",
     note = "add `#[cluster_message(result = \"...\")]` to the definition of `{Self}`"
 )]
-pub trait ClusterMessage:
-    Message<Result: Serialize + DeserializeOwned + Send> + Serialize + DeserializeOwned + Send + 'static
-{
+pub trait ClusterMessage: Message<Result: WireType + Send> + WireType + Send + 'static {
     /// The stable name the wire id is derived from.
     const NAME: &'static str;
     /// The stable 64-bit wire id.
@@ -45,7 +46,7 @@ pub enum Placement {
     label = "not a distributed actor",
     note = "add `#[distributed_actor(messages(...))]` to the definition of `{Self}`"
 )]
-pub trait DistributedActor: Actor<Context = Context<Self>> + Serialize + DeserializeOwned {
+pub trait DistributedActor: Actor<Context = Context<Self>> + WireType {
     /// The stable name the type id is derived from.
     const NAME: &'static str;
     /// The stable 64-bit type id used for remote spawn.
@@ -71,6 +72,37 @@ pub trait DistributedActor: Actor<Context = Context<Self>> + Serialize + Deseria
     note = "list it in `#[distributed_actor(messages({M}, ...))]` on `{Self}` and implement `Handler<{M}>` for it"
 )]
 pub trait Handles<M: ClusterMessage>: DistributedActor + Handler<M> {}
+
+/// The reply of a local ask.
+pub type LocalReply<M> = Pin<Box<dyn Future<Output = Result<<M as Message>::Result, MailboxError>>>>;
+
+/// The message-side view of [`Handles`]: `M: RemoteMessage<A>` holds exactly when
+/// `A: Handles<M>`. Handle methods are bounded by it, so the compiler takes the message type
+/// from the argument and reports an unlisted message by name instead of guessing another.
+#[diagnostic::on_unimplemented(
+    message = "`{A}` does not handle `{Self}` from the network",
+    label = "`{Self}` is not one of `{A}`'s remote messages",
+    note = "list it in `#[distributed_actor(messages({Self}, ...))]` on `{A}` and implement `Handler<{Self}>` for it"
+)]
+pub trait RemoteMessage<A: DistributedActor>: ClusterMessage {
+    /// Sends to a local actor (actix `Addr::send`), with an optional deadline.
+    fn send_local(addr: &Addr<A>, msg: Self, timeout: Option<Duration>) -> LocalReply<Self>;
+    /// Tells a local actor (actix `Addr::do_send`).
+    fn do_send_local(addr: &Addr<A>, msg: Self);
+}
+
+impl<A: Handles<M>, M: ClusterMessage> RemoteMessage<A> for M {
+    fn send_local(addr: &Addr<A>, msg: Self, timeout: Option<Duration>) -> LocalReply<Self> {
+        match timeout {
+            Some(t) => Box::pin(addr.send(msg).timeout(t)),
+            None => Box::pin(addr.send(msg)),
+        }
+    }
+
+    fn do_send_local(addr: &Addr<A>, msg: Self) {
+        addr.do_send(msg)
+    }
+}
 
 /// Starting actors so that the cluster can address them.
 pub trait DistributedActorExt: DistributedActor {
@@ -148,5 +180,5 @@ pub trait WireType: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> WireType for T {}
 
-/// Compiles only if `T` can cross the network. Used by generated code.
+/// Compiles only if `T` can cross the network. Used by generated code, with the user's spans.
 pub fn assert_wire_type<T: WireType>() {}

@@ -2,7 +2,8 @@
 //! either local or remote with the same `send` / `do_send` / `tell` / `send_timeout` API.
 //!
 //! Sending a message the actor does not accept from the network does not compile: every
-//! method requires `A: Handles<M>`, which only `#[distributed_actor(messages(...))]` implements.
+//! method requires `M: RemoteMessage<A>`, which holds only for the messages listed in
+//! `#[distributed_actor(messages(...))]`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use actix::{Addr, MailboxError};
 
-use crate::actor::{ClusterMessage, DistributedActor, Handles};
+use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::ClusterError;
 use crate::node::{ClusterSystem, NodeId, PeerInfo};
 use crate::proto::frame::{self, EncodedFrame, MessageHead};
@@ -58,8 +59,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// Asks: sends `msg` and waits for the handler's result, up to the node's request timeout.
     pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         self.send_timeout(msg, self.system.config().request_timeout()).await
     }
@@ -67,8 +67,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// Asks with an explicit deadline.
     pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         let format = A::format();
         let target = self.actor;
@@ -94,8 +93,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
     pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
         // `tell` without waiting completes on its first poll.
@@ -106,8 +104,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
     pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
         self.system.inner.tell(self.node.id.0, &self.node.name, bytes, true).await
@@ -115,8 +112,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
 
     fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         let format = A::format();
         frame::encode_message(MessageHead::Tell { target: self.actor }, M::WIRE_ID, format, |buf| {
@@ -216,11 +212,10 @@ impl<A: DistributedActor> ActorRef<A> {
     /// request timeout; local asks wait like actix's `Addr::send`.
     pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         match &self.repr {
-            Repr::Local { addr, .. } => addr.send(msg).await.map_err(|e| mailbox_error(e, None)),
+            Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
             Repr::Remote(r) => r.send(msg).await,
         }
     }
@@ -228,12 +223,11 @@ impl<A: DistributedActor> ActorRef<A> {
     /// Asks with an explicit deadline, local or remote.
     pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         match &self.repr {
             Repr::Local { addr, .. } => {
-                addr.send(msg).timeout(timeout).await.map_err(|e| mailbox_error(e, Some(timeout)))
+                M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
             }
             Repr::Remote(r) => r.send_timeout(msg, timeout).await,
         }
@@ -242,12 +236,11 @@ impl<A: DistributedActor> ActorRef<A> {
     /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`].
     pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         match &self.repr {
             Repr::Local { addr, .. } => {
-                addr.do_send(msg);
+                M::do_send_local(addr, msg);
                 Ok(())
             }
             Repr::Remote(r) => r.do_send(msg),
@@ -257,12 +250,11 @@ impl<A: DistributedActor> ActorRef<A> {
     /// Tells, waiting for room in the link's queue if the actor is remote.
     pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
     where
-        A: Handles<M>,
-        M: ClusterMessage,
+        M: RemoteMessage<A>,
     {
         match &self.repr {
             Repr::Local { addr, .. } => {
-                addr.do_send(msg);
+                M::do_send_local(addr, msg);
                 Ok(())
             }
             Repr::Remote(r) => r.tell(msg).await,

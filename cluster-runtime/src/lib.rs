@@ -21,7 +21,7 @@ pub mod proto;
 pub mod registry;
 pub mod transport;
 
-pub use actor::{ClusterMessage, DistributedActor, Handles, Placement};
+pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMessage};
 pub use error::{ClusterError, ConfigError, RemoteErrorKind};
 pub use format::Format;
 pub use handle::{ActorRef, RemoteAddr};

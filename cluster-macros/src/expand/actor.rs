@@ -22,11 +22,11 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     validate::not_generic(&mut cx, &target, "distributed_actor");
     validate::stable_name(&mut cx, args.name.as_ref());
     if !cx.is_empty() {
-        return fallback::actor(&target, args.manual_actor, cx.into_compile_errors());
+        return fallback::actor(&mut target, args.manual_actor, cx.into_compile_errors());
     }
     target.route_serde_derives();
     let Some(ident) = target.ident().cloned() else {
-        return fallback::actor(&target, args.manual_actor, TokenStream::new());
+        return fallback::actor(&mut target, args.manual_actor, TokenStream::new());
     };
     let item = &target.item;
     let p = quote!(::actix_cluster::__private);
@@ -53,8 +53,13 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
     });
-    let assert_state = quote_spanned! {ident.span()=>
-        #p::assert_wire_type::<#ident>();
+    // Spanned at the type, so a missing serde derive is reported there.
+    let distributed_actor_impl = quote_spanned! {ident.span()=>
+        impl ::actix_cluster::DistributedActor for #ident {
+            const NAME: &'static str = #name;
+            const TYPE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::DistributedActor>::NAME);
+            #format
+        }
     };
     let handles = args.messages.iter().map(|m| {
         // Spanned at the listed message, so a missing `Handler<M>` impl points there.
@@ -79,19 +84,11 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
         #actor_impl
 
-        impl ::actix_cluster::DistributedActor for #ident {
-            const NAME: &'static str = #name;
-            const TYPE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::DistributedActor>::NAME);
-            #format
-        }
+        #distributed_actor_impl
 
         #(#handles)*
 
         const _: () = {
-            #[allow(dead_code)]
-            fn assert_wire_types() {
-                #assert_state
-            }
             #p::inventory::submit! {
                 #p::ActorRegistration {
                     name: <#ident as ::actix_cluster::DistributedActor>::NAME,

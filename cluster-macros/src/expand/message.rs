@@ -32,20 +32,23 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     }
     let (Some(result), true) = (args.result.as_ref(), cx.is_empty()) else {
-        return fallback::message(&target, args.result.as_ref(), cx.into_compile_errors());
+        return fallback::message(&mut target, args.result.as_ref(), cx.into_compile_errors());
     };
     target.route_serde_derives();
     let Some(ident) = target.ident().cloned() else {
-        return fallback::message(&target, None, TokenStream::new());
+        return fallback::message(&mut target, None, TokenStream::new());
     };
     let item = &target.item;
     let name = super::stable_name(&ident, args.name.as_ref());
     let rust_path = super::rust_path(&ident);
     let p = quote!(::actix_cluster::__private);
-    // Bounds checked with the user's own spans, so a missing derive points at the type
-    // and a non-serializable result at the `result` argument.
-    let assert_message = quote_spanned! {ident.span()=>
-        #p::assert_wire_type::<#ident>();
+    // The impl carries the type's span, so a missing derive is reported at the type; the
+    // result type is also checked on its own span, at the `result` argument.
+    let cluster_message_impl = quote_spanned! {ident.span()=>
+        impl ::actix_cluster::ClusterMessage for #ident {
+            const NAME: &'static str = #name;
+            const WIRE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::ClusterMessage>::NAME);
+        }
     };
     let assert_result = quote_spanned! {result.span()=>
         #p::assert_wire_type::<#result>();
@@ -57,15 +60,11 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             type Result = #result;
         }
 
-        impl ::actix_cluster::ClusterMessage for #ident {
-            const NAME: &'static str = #name;
-            const WIRE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::ClusterMessage>::NAME);
-        }
+        #cluster_message_impl
 
         const _: () = {
             #[allow(dead_code)]
             fn assert_wire_types() {
-                #assert_message
                 #assert_result
             }
             #p::inventory::submit! {

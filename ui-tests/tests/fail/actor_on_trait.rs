@@ -1,0 +1,6 @@
+use actix_cluster::prelude::*;
+
+#[distributed_actor]
+trait Shop {}
+
+fn main() {}
