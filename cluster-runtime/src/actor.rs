@@ -157,9 +157,7 @@ where
             let response = addr.send(msg);
             tokio::task::spawn_local(async move {
                 let outcome = match response.await {
-                    Ok(result) => format
-                        .encode(&result, "reply")
-                        .map_err(|e| (RemoteErrorKind::Encode, e.to_string())),
+                    Ok(result) => format.encode(&result, "reply").map_err(|e| (RemoteErrorKind::Encode, e.to_string())),
                     Err(_) => Err((RemoteErrorKind::ActorStopped, "the actor stopped before replying".to_owned())),
                 };
                 replier.reply(outcome);

@@ -29,7 +29,12 @@ impl Format {
     }
 
     /// Appends the encoding of `value` to `buf`.
-    pub fn encode_into<T: Serialize + ?Sized>(self, value: &T, buf: &mut Vec<u8>, what: &str) -> Result<(), ClusterError> {
+    pub fn encode_into<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        buf: &mut Vec<u8>,
+        what: &str,
+    ) -> Result<(), ClusterError> {
         let res = match self {
             Format::Postcard => match postcard::to_extend(value, std::mem::take(buf)) {
                 Ok(out) => {

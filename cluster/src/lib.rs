@@ -73,12 +73,12 @@
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::actor::DistributedActorExt;
+pub use actix_cluster_runtime::node::ClusterConfigBuilder;
 pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage, ClusterSystem, ClusterSystemBuilder,
     ConfigError, DiscoveryMethod, DistributedActor, Format, Handles, NodeId, PeerInfo, Placement, RemoteAddr,
-    RemoteErrorKind,
+    RemoteErrorKind, RemoteMessage,
 };
-pub use actix_cluster_runtime::node::ClusterConfigBuilder;
 
 /// actix's runtime (`System`, `spawn`, `time`), to run a node without a direct dependency.
 pub use actix_rt as rt;

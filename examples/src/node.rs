@@ -64,8 +64,11 @@ impl NodeArgs {
 /// Starts the node, prints `READY`, and runs until standard input closes.
 pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
     crate::set_node_name(&args.name);
-    let config =
-        ClusterConfig::new().node_name(args.name.clone()).bind(args.bind.clone()).seed_nodes(args.seeds.clone()).build()?;
+    let config = ClusterConfig::new()
+        .node_name(args.name.clone())
+        .bind(args.bind.clone())
+        .seed_nodes(args.seeds.clone())
+        .build()?;
     let system = ClusterSystem::new(args.cluster.clone(), config).start().await?;
     println!("READY {} {}", system.node_name(), system.local_addr());
     let _ = std::io::stdout().flush();

@@ -21,7 +21,8 @@ async fn parent(cluster: &str) -> ClusterSystem {
 }
 
 async fn child(cluster: &str, name: &str, seeds: &[String]) -> NodeProcess {
-    let args = NodeArgs { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() };
+    let args =
+        NodeArgs { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() };
     NodeProcess::spawn(exe(), &[], &args, DEADLINE, false).await.expect("child node ready")
 }
 
@@ -40,10 +41,8 @@ async fn three_processes_spawn_tell_and_ask() {
     }
     assert_eq!(counter.send(Get).await.expect("ask"), 500_500);
 
-    let greeter = node1
-        .remote_actor_with("node-3", Greeter { greeting: "Hello".into() })
-        .await
-        .expect("spawn in process node-3");
+    let greeter =
+        node1.remote_actor_with("node-3", Greeter { greeting: "Hello".into() }).await.expect("spawn in process node-3");
     assert_eq!(greeter.send(Greet { name: "Ada".into() }).await.expect("ask"), "Hello, Ada! (from node-3)");
 
     node2.stop(DEADLINE).await.expect("node-2 stops gracefully");

@@ -203,8 +203,7 @@ impl ClusterConfigBuilder {
             return Err(ConfigError::InvalidNodeName(node_name));
         }
         let bind_text = self.bind.ok_or(ConfigError::MissingBind)?;
-        let bind: SocketAddr =
-            bind_text.parse().map_err(|_| ConfigError::InvalidBindAddress(bind_text.clone()))?;
+        let bind: SocketAddr = bind_text.parse().map_err(|_| ConfigError::InvalidBindAddress(bind_text.clone()))?;
         for seed in &self.seed_nodes {
             if !valid_host_port(seed) {
                 return Err(ConfigError::InvalidSeed(seed.clone()));
@@ -297,7 +296,7 @@ mod tests {
     #[test]
     fn rejects_each_invalid_setting_with_its_own_error() {
         let base = || ClusterConfig::new().node_name("n").bind("127.0.0.1:0");
-        assert_eq!(ClusterConfig::new().node_name("n").build().unwrap_err(), ConfigError::MissingBind);
+        assert_eq!(ClusterConfig::new().node_name("n").build().expect_err("invalid"), ConfigError::MissingBind);
         assert!(matches!(base().node_name("").build(), Err(ConfigError::InvalidNodeName(_))));
         assert!(matches!(base().node_name("a b").build(), Err(ConfigError::InvalidNodeName(_))));
         assert!(matches!(base().bind("localhost").build(), Err(ConfigError::InvalidBindAddress(_))));
@@ -311,7 +310,7 @@ mod tests {
             base().heartbeat(Duration::from_secs(2), Duration::from_secs(1)).build(),
             Err(ConfigError::OutOfRange { setting: "idle_timeout", .. })
         ));
-        let msg = base().bind("nope").build().unwrap_err().to_string();
+        let msg = base().bind("nope").build().expect_err("invalid").to_string();
         assert!(msg.contains("nope") && msg.contains("ip:port"), "{msg}");
     }
 }

@@ -7,5 +7,5 @@ pub(crate) mod id_hasher;
 mod system;
 
 pub use config::{Architecture, ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
-pub use system::{ClusterSystem, ClusterSystemBuilder, NodeId, PeerInfo, Replier};
 pub(crate) use system::Reply;
+pub use system::{ClusterSystem, ClusterSystemBuilder, NodeId, PeerInfo, Replier};

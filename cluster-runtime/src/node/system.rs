@@ -24,8 +24,8 @@ use crate::actor::DistributedActor;
 use crate::error::{ClusterError, RemoteErrorKind};
 use crate::format::Format;
 use crate::handle::{ActorRef, RemoteAddr};
-use crate::node::config::ClusterConfig;
 use crate::node::config::valid_name;
+use crate::node::config::ClusterConfig;
 use crate::node::id_hasher::IdMap;
 use crate::proto::backoff::Backoff;
 use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, Outcome, RejectReason, PROTOCOL_VERSION};
@@ -74,8 +74,9 @@ impl ClusterSystemBuilder {
         let listener = TcpListener::bind(self.config.bind)
             .await
             .map_err(|source| ClusterError::Bind { addr: self.config.bind.to_string(), source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| ClusterError::Bind { addr: self.config.bind.to_string(), source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ClusterError::Bind { addr: self.config.bind.to_string(), source })?;
         let node_id = NodeId(rand::random::<u128>());
         let (peers_changed, _) = watch::channel(0u64);
         let inner = Arc::new(Inner {
@@ -305,7 +306,11 @@ impl ClusterSystem {
     }
 
     /// Spawns `T` on node `node`, built there from `state`, and returns a handle to it.
-    pub async fn remote_actor_with<T: DistributedActor>(&self, node: &str, state: T) -> Result<ActorRef<T>, ClusterError> {
+    pub async fn remote_actor_with<T: DistributedActor>(
+        &self,
+        node: &str,
+        state: T,
+    ) -> Result<ActorRef<T>, ClusterError> {
         if node == self.node_name() {
             return Ok(self.spawn_local(state));
         }
@@ -406,7 +411,13 @@ impl Inner {
 
     /// Queues a one-way frame for `peer`. With `wait`, waits for queue space; without,
     /// fails with [`ClusterError::Backpressure`] when the queue is full.
-    pub(crate) async fn tell(&self, peer: u128, peer_name: &str, bytes: EncodedFrame, wait: bool) -> Result<(), ClusterError> {
+    pub(crate) async fn tell(
+        &self,
+        peer: u128,
+        peer_name: &str,
+        bytes: EncodedFrame,
+        wait: bool,
+    ) -> Result<(), ClusterError> {
         let sender = self.lock().peers.get(&peer).map(|p| p.sender.clone());
         let Some(sender) = sender else {
             return Err(ClusterError::LinkDown { node: peer_name.to_owned() });
@@ -459,13 +470,15 @@ impl Inner {
         let queued = match sender.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-            Err(mpsc::error::TrySendError::Full(bytes)) => match tokio::time::timeout_at(deadline, sender.send(bytes)).await {
-                Ok(r) => r.map_err(|_| ()),
-                Err(_) => {
-                    forget(self);
-                    return Err(ClusterError::Timeout(timeout));
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                match tokio::time::timeout_at(deadline, sender.send(bytes)).await {
+                    Ok(r) => r.map_err(|_| ()),
+                    Err(_) => {
+                        forget(self);
+                        return Err(ClusterError::Timeout(timeout));
+                    }
                 }
-            },
+            }
         };
         drop(sender);
         if queued.is_err() {
@@ -495,7 +508,6 @@ impl Inner {
             let _ = p.reply.send(Err(ClusterError::LinkDown { node: peer_name.to_owned() }));
         }
     }
-
 }
 
 impl LinkHandler for ClusterSystem {
@@ -547,13 +559,12 @@ impl LinkHandler for ClusterSystem {
                     stale_incarnation = Some(old_id);
                 }
             }
-            let info = PeerInfo {
-                id: NodeId(peer_id),
-                name: up.peer.node_name.clone(),
-                addr: up.peer.listen_addr.clone(),
-            };
+            let info =
+                PeerInfo { id: NodeId(peer_id), name: up.peer.node_name.clone(), addr: up.peer.listen_addr.clone() };
             state.by_name.insert(info.name.clone(), peer_id);
-            state.peers.insert(peer_id, Peer { link, initiator: up.initiator, sender: up.sender, close: up.close, info });
+            state
+                .peers
+                .insert(peer_id, Peer { link, initiator: up.initiator, sender: up.sender, close: up.close, info });
         }
         if let Some(old) = stale_incarnation {
             inner.fail_pending(old, &up.peer.node_name);
@@ -738,7 +749,8 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
     let inner = system.inner.clone();
     let stop = inner.stop_accepting.clone();
     let seed_hash = crate::proto::wire_id(&seed);
-    let mut backoff = Backoff::new(inner.config.reconnect_base, inner.config.reconnect_max, seed_hash ^ inner.node_id.0 as u64);
+    let mut backoff =
+        Backoff::new(inner.config.reconnect_base, inner.config.reconnect_max, seed_hash ^ inner.node_id.0 as u64);
     loop {
         if stop.is_cancelled() {
             return;
@@ -752,9 +764,15 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 let handler = Arc::new(system.clone());
-                let outcome =
-                    link::run(stream, Initiator::Local, seed.clone(), handler, inner.config.link.clone(), inner.links.child_token())
-                        .await;
+                let outcome = link::run(
+                    stream,
+                    Initiator::Local,
+                    seed.clone(),
+                    handler,
+                    inner.config.link.clone(),
+                    inner.links.child_token(),
+                )
+                .await;
                 match outcome {
                     LinkOutcome::Ended { .. } => {
                         backoff.reset();

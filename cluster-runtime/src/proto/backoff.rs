@@ -53,7 +53,11 @@ mod tests {
         for attempt in 0..10u32 {
             let d = b.next_delay();
             let ceiling = (base * 2u32.pow(attempt)).min(max);
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?} not in [{:?}, {ceiling:?}]", ceiling / 2);
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "attempt {attempt}: {d:?} not in [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= base);

@@ -166,7 +166,9 @@ where
 
     let end = read_loop(&mut reader, link, peer.node_id, &*handler, settings.idle_timeout, &close).await;
     match &end {
-        LinkEnd::Failed(why) => tracing::warn!(%peer_addr, peer = %peer.node_name, %why, "link failed; connection closed"),
+        LinkEnd::Failed(why) => {
+            tracing::warn!(%peer_addr, peer = %peer.node_name, %why, "link failed; connection closed")
+        }
         LinkEnd::Silent => tracing::warn!(
             %peer_addr, peer = %peer.node_name, timeout = ?settings.idle_timeout,
             "peer silent for the idle timeout; connection closed"
@@ -250,9 +252,7 @@ where
     }
 }
 
-async fn next_body<R: AsyncRead + Unpin>(
-    reader: &mut FramedRead<R, LengthDelimitedCodec>,
-) -> Result<BytesMut, String> {
+async fn next_body<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, LengthDelimitedCodec>) -> Result<BytesMut, String> {
     match reader.next().await {
         Some(Ok(body)) => Ok(body),
         Some(Err(e)) => Err(format!("bad frame: {e}")),

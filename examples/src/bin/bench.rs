@@ -51,7 +51,10 @@ fn main() {
         Some("raw-server") => {
             args.remove(0);
             let a = NodeArgs::parse(args).unwrap_or_else(|e| exit(&e));
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| exit(&e.to_string()));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| exit(&e.to_string()));
             if let Err(e) = rt.block_on(raw_server(a.bind)) {
                 exit(&e.to_string());
             }
