@@ -104,3 +104,8 @@ pub mod __private {
     pub use inventory;
     pub use serde;
 }
+
+/// The README's usage example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
