@@ -25,7 +25,24 @@ struct SlowGet {
     millis: u64,
 }
 
-#[distributed_actor(messages(Add, Get, SlowGet))]
+/// A message whose decoding validates its value: 13 is refused on the receiving node.
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+#[serde(try_from = "u64")]
+struct Picky(u64);
+
+impl TryFrom<u64> for Picky {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        if v == 13 {
+            Err("13 is not accepted".into())
+        } else {
+            Ok(Picky(v))
+        }
+    }
+}
+
+#[distributed_actor(messages(Add, Get, SlowGet, Picky))]
 #[derive(Default, Serialize, Deserialize)]
 struct Counter {
     total: u64,
@@ -36,6 +53,13 @@ impl Handler<Add> for Counter {
     fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
         self.total += msg.0;
         self.total
+    }
+}
+
+impl Handler<Picky> for Counter {
+    type Result = u64;
+    fn handle(&mut self, msg: Picky, _: &mut Context<Self>) -> u64 {
+        msg.0
     }
 }
 
@@ -182,6 +206,11 @@ async fn distinct_errors_for_unknown_node_timeout_and_link_down() {
     let counter = nodes[0].remote_actor::<Counter>("node-2").await.expect("spawn");
     let err = counter.send_timeout(SlowGet { millis: 2_000 }, Duration::from_millis(100)).await.expect_err("slow");
     assert!(matches!(err, ClusterError::Timeout(_)), "{err}");
+
+    // The receiving node cannot decode the payload: a Decode error, and the link stays up.
+    let err = counter.send(Picky(13)).await.expect_err("refused by the receiver's decoder");
+    assert!(matches!(err, ClusterError::Decode { ref detail, .. } if detail.contains("Picky")), "{err}");
+    assert_eq!(counter.send(Picky(12)).await.expect("valid payload"), 12);
 
     // A pending ask fails with LinkDown when the peer leaves, long before its timeout.
     let pending = {

@@ -11,6 +11,11 @@ use actix_cluster_examples::{Add, Counter, Get, Greet, Greeter, SlowGet};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// An actor type only this test binary has: the `cluster-node` processes do not.
+#[distributed_actor(messages())]
+#[derive(Default, Serialize, Deserialize)]
+struct OnlyInTests;
+
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cluster-node"))
 }
@@ -44,6 +49,13 @@ async fn three_processes_spawn_tell_and_ask() {
     let greeter =
         node1.remote_actor_with("node-3", Greeter { greeting: "Hello".into() }).await.expect("spawn in process node-3");
     assert_eq!(greeter.send(Greet { name: "Ada".into() }).await.expect("ask"), "Hello, Ada! (from node-3)");
+
+    let err = node1.remote_actor::<OnlyInTests>("node-2").await.expect_err("not built into cluster-node");
+    assert!(
+        matches!(err, ClusterError::ActorTypeNotRegistered { ref node, .. } if node == "node-2"),
+        "expected ActorTypeNotRegistered, got {err}"
+    );
+    assert_eq!(counter.send(Get).await.expect("the link survives the refusal"), 500_500);
 
     node2.stop(DEADLINE).await.expect("node-2 stops gracefully");
     node3.stop(DEADLINE).await.expect("node-3 stops gracefully");

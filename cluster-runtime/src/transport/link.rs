@@ -405,3 +405,194 @@ async fn write_all_flush<W: AsyncWrite + Unpin>(writer: &mut W, buf: &[u8]) -> s
     writer.write_all(buf).await?;
     writer.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    //! Links over in-memory streams (`tokio::io::duplex`): the link is generic over the
+    //! stream, and its handshake, delivery, goodbye and silence detection need no sockets.
+
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::format::Format;
+    use crate::proto::frame::PROTOCOL_VERSION;
+    use crate::proto::handshake;
+
+    #[derive(Default)]
+    struct Seen {
+        up: Vec<(String, Initiator)>,
+        frames: Vec<String>,
+        down: Vec<LinkEnd>,
+        senders: Vec<mpsc::Sender<EncodedFrame>>,
+    }
+
+    struct TestHandler {
+        cluster: &'static str,
+        id: u128,
+        name: &'static str,
+        seen: Rc<RefCell<Seen>>,
+    }
+
+    impl LinkHandler for TestHandler {
+        fn local_hello(&self) -> Hello {
+            Hello {
+                protocol_version: PROTOCOL_VERSION,
+                cluster: self.cluster.into(),
+                node_id: self.id,
+                node_name: self.name.into(),
+                listen_addr: "mem".into(),
+                auth: None,
+            }
+        }
+        fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason> {
+            handshake::check_hello(self.cluster, self.id, hello)
+        }
+        fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason> {
+            let mut seen = self.seen.borrow_mut();
+            seen.up.push((up.peer.node_name.clone(), up.initiator));
+            seen.senders.push(up.sender);
+            Ok(1)
+        }
+        fn on_frame(&self, _: u64, _: u128, frame: Frame<'_>, _: &Bytes) -> Result<(), String> {
+            let text = match frame {
+                Frame::Tell { payload, .. } => format!("tell {}", String::from_utf8_lossy(payload)),
+                other => other.kind().to_owned(),
+            };
+            self.seen.borrow_mut().frames.push(text);
+            Ok(())
+        }
+        fn link_down(&self, _: u64, _: u128, end: &LinkEnd) {
+            self.seen.borrow_mut().down.push(end.clone());
+        }
+    }
+
+    fn settings() -> LinkSettings {
+        LinkSettings {
+            max_frame: 1024,
+            handshake_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(400),
+            queue_capacity: 16,
+        }
+    }
+
+    fn handler(cluster: &'static str, id: u128, name: &'static str) -> (Arc<TestHandler>, Rc<RefCell<Seen>>) {
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        (Arc::new(TestHandler { cluster, id, name, seen: seen.clone() }), seen)
+    }
+
+    async fn wait_until(mut f: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("condition not reached");
+    }
+
+    fn local<F: std::future::Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("rt");
+        tokio::task::LocalSet::new().block_on(&rt, f)
+    }
+
+    #[test]
+    fn handshake_delivery_and_goodbye_over_an_in_memory_stream() {
+        local(async {
+            let (a_io, b_io) = tokio::io::duplex(4096);
+            let (a, a_seen) = handler("c", 1, "a");
+            let (b, b_seen) = handler("c", 2, "b");
+            let cancel = CancellationToken::new();
+            let ta = tokio::task::spawn_local(run(a_io, Initiator::Local, "b".into(), a, settings(), cancel.clone()));
+            let tb = tokio::task::spawn_local(run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel.clone()));
+            wait_until(|| a_seen.borrow().up.len() == 1 && b_seen.borrow().up.len() == 1).await;
+            assert_eq!(a_seen.borrow().up[0], ("b".to_string(), Initiator::Local));
+            assert_eq!(b_seen.borrow().up[0], ("a".to_string(), Initiator::Remote));
+
+            let sender = a_seen.borrow().senders[0].clone();
+            for word in ["one", "two", "three"] {
+                let f = frame::encode(&Frame::Tell {
+                    target: 1,
+                    message: 2,
+                    format: Format::Postcard,
+                    payload: word.as_bytes(),
+                })
+                .expect("encode");
+                sender.send(f).await.expect("queued");
+            }
+            wait_until(|| b_seen.borrow().frames.len() == 3).await;
+            assert_eq!(b_seen.borrow().frames, ["tell one", "tell two", "tell three"], "in order");
+
+            // Heartbeats keep an idle link alive well past the idle timeout.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(a_seen.borrow().down.is_empty() && b_seen.borrow().down.is_empty());
+
+            sender.send(frame::encode(&Frame::Goodbye(GoodbyeReason::Shutdown)).expect("encode")).await.expect("q");
+            let (ra, rb) = (ta.await.expect("a"), tb.await.expect("b"));
+            assert_eq!(rb, LinkOutcome::Ended { peer: 1, end: LinkEnd::Goodbye(GoodbyeReason::Shutdown) });
+            assert!(matches!(ra, LinkOutcome::Ended { peer: 2, .. }), "{ra:?}");
+        });
+    }
+
+    #[test]
+    fn a_peer_of_another_cluster_is_rejected_on_both_sides() {
+        local(async {
+            let (a_io, b_io) = tokio::io::duplex(4096);
+            let (a, a_seen) = handler("blue", 1, "a");
+            let (b, b_seen) = handler("green", 2, "b");
+            let cancel = CancellationToken::new();
+            let ta = tokio::task::spawn_local(run(a_io, Initiator::Local, "b".into(), a, settings(), cancel.clone()));
+            let rb = run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel).await;
+            let ra = ta.await.expect("a");
+            assert_eq!(
+                rb,
+                LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: false, peer: Some(1) }
+            );
+            assert!(
+                matches!(ra, LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: true, .. }),
+                "{ra:?}"
+            );
+            assert!(a_seen.borrow().up.is_empty() && b_seen.borrow().up.is_empty());
+        });
+    }
+
+    #[test]
+    fn a_silent_peer_is_dropped_after_the_idle_timeout() {
+        local(async {
+            let (a_io, mut raw) = tokio::io::duplex(4096);
+            let (a, a_seen) = handler("c", 1, "a");
+            let started = tokio::time::Instant::now();
+            let ta = tokio::task::spawn_local(run(
+                a_io,
+                Initiator::Remote,
+                "raw".into(),
+                a,
+                settings(),
+                CancellationToken::new(),
+            ));
+            // A peer that completes the handshake and then never writes again (while its
+            // connection stays open, as across a network partition).
+            let hello = Hello {
+                protocol_version: PROTOCOL_VERSION,
+                cluster: "c".into(),
+                node_id: 9,
+                node_name: "raw".into(),
+                listen_addr: "mem".into(),
+                auth: None,
+            };
+            raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("write");
+            let reader = tokio::task::spawn_local(async move {
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut sink).await;
+            });
+            let outcome = ta.await.expect("link");
+            assert_eq!(outcome, LinkOutcome::Ended { peer: 9, end: LinkEnd::Silent });
+            let elapsed = started.elapsed();
+            assert!(elapsed >= settings().idle_timeout, "not before the idle timeout: {elapsed:?}");
+            assert!(elapsed <= settings().idle_timeout * 2, "soon after it: {elapsed:?}");
+            assert_eq!(a_seen.borrow().down, [LinkEnd::Silent]);
+            reader.abort();
+        });
+    }
+}
