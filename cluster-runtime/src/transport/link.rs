@@ -411,8 +411,7 @@ mod tests {
     //! Links over in-memory streams (`tokio::io::duplex`): the link is generic over the
     //! stream, and its handshake, delivery, goodbye and silence detection need no sockets.
 
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::Mutex;
 
     use super::*;
     use crate::format::Format;
@@ -431,7 +430,7 @@ mod tests {
         cluster: &'static str,
         id: u128,
         name: &'static str,
-        seen: Rc<RefCell<Seen>>,
+        seen: Arc<Mutex<Seen>>,
     }
 
     impl LinkHandler for TestHandler {
@@ -449,7 +448,7 @@ mod tests {
             handshake::check_hello(self.cluster, self.id, hello)
         }
         fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason> {
-            let mut seen = self.seen.borrow_mut();
+            let mut seen = self.seen.lock().expect("seen");
             seen.up.push((up.peer.node_name.clone(), up.initiator));
             seen.senders.push(up.sender);
             Ok(1)
@@ -459,11 +458,11 @@ mod tests {
                 Frame::Tell { payload, .. } => format!("tell {}", String::from_utf8_lossy(payload)),
                 other => other.kind().to_owned(),
             };
-            self.seen.borrow_mut().frames.push(text);
+            self.seen.lock().expect("seen").frames.push(text);
             Ok(())
         }
         fn link_down(&self, _: u64, _: u128, end: &LinkEnd) {
-            self.seen.borrow_mut().down.push(end.clone());
+            self.seen.lock().expect("seen").down.push(end.clone());
         }
     }
 
@@ -477,8 +476,8 @@ mod tests {
         }
     }
 
-    fn handler(cluster: &'static str, id: u128, name: &'static str) -> (Arc<TestHandler>, Rc<RefCell<Seen>>) {
-        let seen = Rc::new(RefCell::new(Seen::default()));
+    fn handler(cluster: &'static str, id: u128, name: &'static str) -> (Arc<TestHandler>, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
         (Arc::new(TestHandler { cluster, id, name, seen: seen.clone() }), seen)
     }
 
@@ -506,11 +505,12 @@ mod tests {
             let cancel = CancellationToken::new();
             let ta = tokio::task::spawn_local(run(a_io, Initiator::Local, "b".into(), a, settings(), cancel.clone()));
             let tb = tokio::task::spawn_local(run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel.clone()));
-            wait_until(|| a_seen.borrow().up.len() == 1 && b_seen.borrow().up.len() == 1).await;
-            assert_eq!(a_seen.borrow().up[0], ("b".to_string(), Initiator::Local));
-            assert_eq!(b_seen.borrow().up[0], ("a".to_string(), Initiator::Remote));
+            wait_until(|| a_seen.lock().expect("seen").up.len() == 1 && b_seen.lock().expect("seen").up.len() == 1)
+                .await;
+            assert_eq!(a_seen.lock().expect("seen").up[0], ("b".to_string(), Initiator::Local));
+            assert_eq!(b_seen.lock().expect("seen").up[0], ("a".to_string(), Initiator::Remote));
 
-            let sender = a_seen.borrow().senders[0].clone();
+            let sender = a_seen.lock().expect("seen").senders[0].clone();
             for word in ["one", "two", "three"] {
                 let f = frame::encode(&Frame::Tell {
                     target: 1,
@@ -521,12 +521,12 @@ mod tests {
                 .expect("encode");
                 sender.send(f).await.expect("queued");
             }
-            wait_until(|| b_seen.borrow().frames.len() == 3).await;
-            assert_eq!(b_seen.borrow().frames, ["tell one", "tell two", "tell three"], "in order");
+            wait_until(|| b_seen.lock().expect("seen").frames.len() == 3).await;
+            assert_eq!(b_seen.lock().expect("seen").frames, ["tell one", "tell two", "tell three"], "in order");
 
             // Heartbeats keep an idle link alive well past the idle timeout.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            assert!(a_seen.borrow().down.is_empty() && b_seen.borrow().down.is_empty());
+            assert!(a_seen.lock().expect("seen").down.is_empty() && b_seen.lock().expect("seen").down.is_empty());
 
             sender.send(frame::encode(&Frame::Goodbye(GoodbyeReason::Shutdown)).expect("encode")).await.expect("q");
             let (ra, rb) = (ta.await.expect("a"), tb.await.expect("b"));
@@ -553,7 +553,7 @@ mod tests {
                 matches!(ra, LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: true, .. }),
                 "{ra:?}"
             );
-            assert!(a_seen.borrow().up.is_empty() && b_seen.borrow().up.is_empty());
+            assert!(a_seen.lock().expect("seen").up.is_empty() && b_seen.lock().expect("seen").up.is_empty());
         });
     }
 
@@ -591,7 +591,7 @@ mod tests {
             let elapsed = started.elapsed();
             assert!(elapsed >= settings().idle_timeout, "not before the idle timeout: {elapsed:?}");
             assert!(elapsed <= settings().idle_timeout * 2, "soon after it: {elapsed:?}");
-            assert_eq!(a_seen.borrow().down, [LinkEnd::Silent]);
+            assert_eq!(a_seen.lock().expect("seen").down, [LinkEnd::Silent]);
             reader.abort();
         });
     }
