@@ -647,6 +647,27 @@ impl LinkHandler for ClusterSystem {
 
     fn link_down(&self, link: u64, peer: u128, end: &LinkEnd) {
         let inner = &self.inner;
+        if *end == LinkEnd::Goodbye(GoodbyeReason::Replaced) {
+            // The peer moved to another connection, which may still be completing its
+            // handshake on this side. Keep sending here (the peer still reads) until that
+            // link replaces this one; give up after a handshake timeout.
+            let system = self.clone();
+            let grace = inner.config.link.handshake_timeout;
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(grace).await;
+                system.remove_link(link, peer, &LinkEnd::Goodbye(GoodbyeReason::Replaced));
+            });
+            return;
+        }
+        self.remove_link(link, peer, end);
+    }
+}
+
+impl ClusterSystem {
+    /// Forgets `link` if it is still the current link to `peer`, closes it and fails the
+    /// requests pending on that peer.
+    fn remove_link(&self, link: u64, peer: u128, end: &LinkEnd) {
+        let inner = &self.inner;
         let removed = {
             let mut state = inner.lock();
             match state.peers.get(&peer) {
@@ -663,22 +684,10 @@ impl LinkHandler for ClusterSystem {
             }
         };
         let Some(removed) = removed else { return };
+        removed.close.cancel();
         tracing::info!(node = %inner.config.node_name, peer = %removed.info.name, end = ?end, "link to peer down");
         inner.bump();
-        if *end == LinkEnd::Goodbye(GoodbyeReason::Replaced) {
-            // The peer moved to another connection that may still be completing its
-            // handshake: give it that long before failing what is pending.
-            let system = self.clone();
-            let grace = inner.config.link.handshake_timeout;
-            tokio::task::spawn_local(async move {
-                tokio::time::sleep(grace).await;
-                if !system.inner.lock().peers.contains_key(&peer) {
-                    system.inner.fail_pending(peer, &removed.info.name);
-                }
-            });
-        } else {
-            inner.fail_pending(peer, &removed.info.name);
-        }
+        inner.fail_pending(peer, &removed.info.name);
     }
 }
 

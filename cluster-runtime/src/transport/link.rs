@@ -107,7 +107,9 @@ pub trait LinkHandler: 'static {
     fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason>;
     /// Handles one frame received on an established link. An error closes the link.
     fn on_frame(&self, link: u64, peer: u128, frame: Frame<'_>, body: &Bytes) -> Result<(), String>;
-    /// The link ended; it will not deliver or send anything more.
+    /// The link stopped receiving. After [`LinkEnd::Goodbye`]`(Replaced)` its writer still
+    /// runs until the node drops the link's sender or cancels its token; otherwise it is
+    /// closed.
     fn link_down(&self, link: u64, peer: u128, end: &LinkEnd);
 }
 
@@ -175,8 +177,13 @@ where
         ),
         other => tracing::debug!(%peer_addr, peer = %peer.node_name, end = ?other, "link closed"),
     }
-    // A goodbye from the peer means it will not read anything we still have queued.
-    close.cancel();
+    // After a `Replaced` goodbye the peer still reads this connection until we close it,
+    // so the writer keeps going until the node moves the traffic to the replacement link
+    // (dropping its sender) or gives up waiting for it (cancelling). Any other end means
+    // nothing more can be delivered here.
+    if end != LinkEnd::Goodbye(GoodbyeReason::Replaced) {
+        close.cancel();
+    }
     handler.link_down(link, peer.node_id, &end);
     let _ = writer.await;
     LinkOutcome::Ended { peer: peer.node_id, end }
