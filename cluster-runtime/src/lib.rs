@@ -19,6 +19,8 @@ pub mod handle;
 pub mod node;
 pub mod proto;
 pub mod registry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod transport;
 
 pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMessage};

@@ -80,6 +80,10 @@ pub use actix_cluster_runtime::{
     RemoteErrorKind, RemoteMessage,
 };
 
+/// The test toolkit (feature `testkit`): see `docs/testing.md`.
+#[cfg(feature = "testkit")]
+pub use actix_cluster_runtime::testkit;
+
 /// actix's runtime (`System`, `spawn`, `time`), to run a node without a direct dependency.
 pub use actix_rt as rt;
 

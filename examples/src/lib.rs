@@ -2,7 +2,6 @@
 //! benchmark: a counter, a greeter, a benchmark sink, a node runner and child-process control.
 
 pub mod node;
-pub mod process;
 
 use std::sync::OnceLock;
 use std::time::Duration;

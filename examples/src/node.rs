@@ -5,9 +5,15 @@
 //! `READY <name> <addr>` on stdout once it listens, and shuts down gracefully when its
 //! standard input closes (so it never outlives the parent that reads its output).
 
-use std::io::Write;
-
+use actix_cluster::testkit::process::{NodeProcess, ProcessError};
 use actix_cluster::{ClusterConfig, ClusterError, ClusterSystem};
+
+impl NodeArgs {
+    /// Flags for a node named `name` in `cluster` on a free loopback port, linking to `seeds`.
+    pub fn new(cluster: &str, name: &str, seeds: &[String]) -> Self {
+        Self { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() }
+    }
+}
 
 /// Flags of a node process.
 #[derive(Debug, Clone)]
@@ -70,8 +76,7 @@ pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
         .seed_nodes(args.seeds.clone())
         .build()?;
     let system = ClusterSystem::new(args.cluster.clone(), config).start().await?;
-    println!("READY {} {}", system.node_name(), system.local_addr());
-    let _ = std::io::stdout().flush();
+    actix_cluster::testkit::process::announce_ready(&system);
     // A blocking read on a helper thread: EOF on stdin means the parent is gone.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -89,4 +94,17 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Starts `exe` with `prefix` arguments and then `args` as flags, and waits for the node's
+/// `READY` line.
+pub async fn spawn_node(
+    exe: &std::path::Path,
+    prefix: &[&str],
+    args: &NodeArgs,
+    timeout: std::time::Duration,
+    echo: bool,
+) -> Result<NodeProcess, ProcessError> {
+    let all: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).chain(args.to_args()).collect();
+    NodeProcess::spawn(exe, all, timeout, echo).await
 }

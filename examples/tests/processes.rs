@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
-use actix_cluster_examples::node::NodeArgs;
-use actix_cluster_examples::process::NodeProcess;
+use actix_cluster::testkit::process::NodeProcess;
+use actix_cluster_examples::node::{self, NodeArgs};
 use actix_cluster_examples::{Add, Counter, Get, Greet, Greeter, SlowGet};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -28,7 +28,7 @@ async fn parent(cluster: &str) -> ClusterSystem {
 async fn child(cluster: &str, name: &str, seeds: &[String]) -> NodeProcess {
     let args =
         NodeArgs { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() };
-    NodeProcess::spawn(exe(), &[], &args, DEADLINE, false).await.expect("child node ready")
+    node::spawn_node(exe(), &[], &args, DEADLINE, false).await.expect("child node ready")
 }
 
 #[actix_rt::test]

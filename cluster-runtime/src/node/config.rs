@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 use crate::transport::link::LinkSettings;
+use crate::transport::network::{Network, NetworkHandle};
 
 /// How the cluster organizes membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +41,8 @@ pub struct ClusterConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) reconnect_base: Duration,
     pub(crate) reconnect_max: Duration,
+    pub(crate) network: NetworkHandle,
+    pub(crate) seed: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -97,6 +100,10 @@ pub struct ClusterConfigBuilder {
     request_timeout: Duration,
     reconnect_base: Duration,
     reconnect_max: Duration,
+    network: NetworkHandle,
+    seed: Option<u64>,
+    #[cfg(feature = "testkit")]
+    faults: Option<crate::testkit::faults::NetworkFaults>,
 }
 
 impl Default for ClusterConfigBuilder {
@@ -115,6 +122,10 @@ impl Default for ClusterConfigBuilder {
             request_timeout: Duration::from_secs(5),
             reconnect_base: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            network: NetworkHandle::default(),
+            seed: None,
+            #[cfg(feature = "testkit")]
+            faults: None,
         }
     }
 }
@@ -193,11 +204,31 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// The network links run over; TCP by default. Tests plug in a simulated network.
+    pub fn network(mut self, network: std::sync::Arc<dyn Network>) -> Self {
+        self.network = NetworkHandle(network);
+        self
+    }
+
+    /// Seeds every random choice of the node (node id, reconnect jitter), so a run can be
+    /// reproduced. Unseeded nodes draw from the operating system.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Imposes the test's network conditions on this node's outgoing traffic.
+    #[cfg(feature = "testkit")]
+    pub fn network_faults(mut self, faults: crate::testkit::faults::NetworkFaults) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
     /// Validates the settings and returns the configuration.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
         let node_name = match self.node_name {
             Some(n) => n,
-            None => format!("node-{:08x}", rand::random::<u32>()),
+            None => format!("node-{:08x}", self.seed.map_or_else(rand::random::<u32>, |s| s as u32)),
         };
         if !valid_name(&node_name) {
             return Err(ConfigError::InvalidNodeName(node_name));
@@ -235,10 +266,14 @@ impl ClusterConfigBuilder {
                 heartbeat_interval: self.heartbeat_interval,
                 idle_timeout: self.idle_timeout,
                 queue_capacity: self.queue_capacity,
+                #[cfg(feature = "testkit")]
+                faults: self.faults,
             },
             request_timeout: self.request_timeout,
             reconnect_base: self.reconnect_base,
             reconnect_max: self.reconnect_max,
+            network: self.network,
+            seed: self.seed,
         })
     }
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +31,8 @@ use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, Outco
 use crate::proto::handshake::{self, Initiator};
 use crate::registry::TypeRegistry;
 use crate::transport::link::{self, LinkEnd, LinkHandler, LinkOutcome, LinkUp};
+use crate::transport::network::NetListener;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 /// A node's id: random, new for every start of the node (its incarnation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,13 +72,21 @@ impl ClusterSystemBuilder {
             return Err(crate::error::ConfigError::InvalidClusterName(self.cluster).into());
         }
         let types = TypeRegistry::from_inventory()?;
-        let listener = TcpListener::bind(self.config.bind)
+        let listener = self
+            .config
+            .network
+            .0
+            .bind(self.config.bind)
             .await
             .map_err(|source| ClusterError::Bind { addr: self.config.bind.to_string(), source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| ClusterError::Bind { addr: self.config.bind.to_string(), source })?;
-        let node_id = NodeId(rand::random::<u128>());
+        let mut rng = match self.config.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_os_rng(),
+        };
+        let node_id = NodeId(rng.random::<u128>());
         let (peers_changed, _) = watch::channel(0u64);
         let inner = Arc::new(Inner {
             cluster: self.cluster,
@@ -368,6 +377,37 @@ impl ClusterSystem {
         }
         inner.links.cancel();
         tracing::info!(node = %self.node_name(), "cluster node stopped");
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl ClusterSystem {
+    /// Kills the node abruptly, as a crash would: every connection is dropped without a
+    /// goodbye, nothing more is accepted or reconnected, pending requests fail with
+    /// [`ClusterError::Shutdown`]. Peers see their links drop.
+    pub fn kill(&self) {
+        let inner = &self.inner;
+        inner.stop_accepting.cancel();
+        inner.links.cancel();
+        let pending = {
+            let mut state = inner.lock();
+            state.shut_down = true;
+            state.peers.clear();
+            state.by_name.clear();
+            state.actors.clear();
+            std::mem::take(&mut state.pending)
+        };
+        for (_, p) in pending {
+            let _ = p.reply.send(Err(ClusterError::Shutdown));
+        }
+        inner.tasks.close();
+        inner.bump();
+        tracing::info!(node = %self.node_name(), "cluster node killed");
+    }
+
+    /// Waits until every task of a killed or shut down node has ended (its sockets are closed).
+    pub async fn wait_stopped(&self) {
+        self.inner.tasks.wait().await;
     }
 }
 
@@ -728,7 +768,7 @@ fn remote_error(kind: RemoteErrorKind, detail: String, node: String) -> ClusterE
     }
 }
 
-async fn accept_loop(system: ClusterSystem, listener: TcpListener) {
+async fn accept_loop(system: ClusterSystem, mut listener: Box<dyn NetListener>) {
     let stop = system.inner.stop_accepting.clone();
     loop {
         let accepted = tokio::select! {
@@ -737,7 +777,6 @@ async fn accept_loop(system: ClusterSystem, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, addr)) => {
-                let _ = stream.set_nodelay(true);
                 let handler = Arc::new(system.clone());
                 let settings = system.inner.config.link.clone();
                 let token = system.inner.links.child_token();
@@ -764,14 +803,13 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
         if stop.is_cancelled() {
             return;
         }
-        let connect = tokio::time::timeout(inner.config.link.handshake_timeout, TcpStream::connect(seed.as_str()));
+        let connect = tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(seed.clone()));
         let connected = tokio::select! {
             () = stop.cancelled() => return,
             c = connect => c,
         };
         let wait_for_down = match connected {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 let handler = Arc::new(system.clone());
                 let outcome = link::run(
                     stream,

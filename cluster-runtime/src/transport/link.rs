@@ -33,6 +33,47 @@ pub struct LinkSettings {
     pub idle_timeout: Duration,
     /// Capacity of the outbound frame queue; senders wait or fail when it is full.
     pub queue_capacity: usize,
+    /// Network conditions imposed on this node's outgoing traffic (tests only).
+    #[cfg(feature = "testkit")]
+    pub faults: Option<crate::testkit::faults::NetworkFaults>,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self {
+            max_frame: 8 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            queue_capacity: 65_536,
+            #[cfg(feature = "testkit")]
+            faults: None,
+        }
+    }
+}
+
+/// True if the test's network conditions block traffic from `from` to `to`.
+#[cfg(feature = "testkit")]
+fn blocked(settings: &LinkSettings, from: &str, to: Option<&str>) -> bool {
+    match (&settings.faults, to) {
+        (Some(f), Some(to)) => f.is_blocked(from, to),
+        _ => false,
+    }
+}
+
+#[cfg(not(feature = "testkit"))]
+fn blocked(_: &LinkSettings, _: &str, _: Option<&str>) -> bool {
+    false
+}
+
+#[cfg(feature = "testkit")]
+fn name_of_addr(settings: &LinkSettings, addr: &str) -> Option<String> {
+    settings.faults.as_ref().and_then(|f| f.name_of(addr))
+}
+
+#[cfg(not(feature = "testkit"))]
+fn name_of_addr(_: &LinkSettings, _: &str) -> Option<String> {
+    None
 }
 
 /// Writes at most this many bytes per batch before issuing a write.
@@ -131,7 +172,9 @@ where
     let close = cancel.child_token();
     let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
 
-    let handshake = handshake(&mut reader, &mut write_half, initiator, &*handler, sender, close.clone());
+    let target = name_of_addr(&settings, &peer_addr);
+    let handshake =
+        handshake(&mut reader, &mut write_half, initiator, &*handler, sender, close.clone(), &settings, target);
     let established = tokio::select! {
         r = tokio::time::timeout(settings.handshake_timeout, handshake) => match r {
             Ok(r) => r,
@@ -158,6 +201,27 @@ where
     reader.decoder_mut().set_max_frame_length(settings.max_frame);
 
     let heartbeat = frame::encode(&Frame::Heartbeat).unwrap_or_default();
+    #[cfg(feature = "testkit")]
+    let writer = match settings.faults.clone() {
+        Some(faults) => tokio::task::spawn_local(crate::transport::faulty_writer::write_loop(
+            write_half,
+            receiver,
+            heartbeat,
+            settings.heartbeat_interval,
+            close.clone(),
+            faults,
+            handler.local_hello().node_name,
+            peer.node_name.clone(),
+        )),
+        None => tokio::task::spawn_local(write_loop(
+            write_half,
+            receiver,
+            heartbeat,
+            settings.heartbeat_interval,
+            close.clone(),
+        )),
+    };
+    #[cfg(not(feature = "testkit"))]
     let writer = tokio::task::spawn_local(write_loop(
         write_half,
         receiver,
@@ -196,6 +260,8 @@ async fn handshake<R, W, H>(
     handler: &H,
     sender: mpsc::Sender<EncodedFrame>,
     close: CancellationToken,
+    settings: &LinkSettings,
+    target: Option<String>,
 ) -> Result<(u64, Hello), LinkOutcome>
 where
     R: AsyncRead + Unpin,
@@ -204,8 +270,13 @@ where
 {
     let failed = |e: String| LinkOutcome::HandshakeFailed(e);
     let ours = handler.local_hello();
+    // A blocked direction swallows the handshake too; the other side times out.
+    let swallowed = || std::future::pending::<Result<(u64, Hello), LinkOutcome>>();
     match initiator {
         Initiator::Local => {
+            if blocked(settings, &ours.node_name, target.as_deref()) {
+                return swallowed().await;
+            }
             write_frame(writer, &Frame::Hello(ours)).await.map_err(failed)?;
             let body = next_body(reader).await.map_err(failed)?;
             let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
@@ -238,6 +309,9 @@ where
                 Frame::Hello(h) => h,
                 other => return Err(failed(format!("expected Hello, got {}", other.kind()))),
             };
+            if blocked(settings, &ours.node_name, Some(&theirs.node_name)) {
+                return swallowed().await;
+            }
             if let Err(reason) = handler.check_hello(&theirs) {
                 let _ = write_frame(writer, &Frame::Reject(reason.clone())).await;
                 return Err(LinkOutcome::Rejected { reason, by_peer: false, peer: Some(theirs.node_id) });
@@ -480,6 +554,7 @@ mod tests {
             heartbeat_interval: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(400),
             queue_capacity: 16,
+            ..LinkSettings::default()
         }
     }
 

@@ -6,4 +6,7 @@
 //! the [`node`](crate::node) layer through the [`LinkHandler`](link::LinkHandler) trait.
 
 pub mod codec;
+#[cfg(feature = "testkit")]
+mod faulty_writer;
 pub mod link;
+pub mod network;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster_examples::node::{self, NodeArgs};
-use actix_cluster_examples::process::NodeProcess;
 use actix_cluster_examples::{Count, Echo, Payload, Sink};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -154,7 +153,7 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error::Error>> {
     let args = NodeArgs { cluster: "bench".into(), name: "bench-a".into(), bind: "127.0.0.1:0".into(), seeds: vec![] };
-    let a = NodeProcess::spawn(exe, &["node"], &args, READY, false).await?;
+    let a = node::spawn_node(exe, &["node"], &args, READY, false).await?;
     let config = ClusterConfig::new()
         .node_name("bench-b")
         .bind("127.0.0.1:0")
@@ -273,7 +272,7 @@ async fn raw_server(bind: String) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error::Error>> {
     let args = NodeArgs { cluster: "bench".into(), name: "raw".into(), bind: "127.0.0.1:0".into(), seeds: vec![] };
-    let server = NodeProcess::spawn(exe, &["raw-server"], &args, READY, false).await?;
+    let server = node::spawn_node(exe, &["raw-server"], &args, READY, false).await?;
     let stream = TcpStream::connect(server.addr).await?;
     stream.set_nodelay(true)?;
     let mut framed = Framed::new(stream, LengthDelimitedCodec::new());

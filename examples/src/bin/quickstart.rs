@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster_examples::node::{self, NodeArgs};
-use actix_cluster_examples::process::NodeProcess;
 use actix_cluster_examples::{Add, Counter, Get, Greet, Greeter, SlowGet};
 
 const READY: Duration = Duration::from_secs(20);
@@ -56,7 +55,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["node-2", "node-3"] {
         let args =
             NodeArgs { cluster: "demo".into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.clone() };
-        let child = NodeProcess::spawn(&exe, &["node"], &args, READY, true).await?;
+        let child = node::spawn_node(&exe, &["node"], &args, READY, true).await?;
         println!("{} listens on {} (pid {})", child.name, child.addr, child.pid().unwrap_or(0));
         children.push(child);
     }
