@@ -290,6 +290,12 @@ impl ClusterSystem {
         }
     }
 
+    /// A receiver that changes whenever a link to a peer comes up or goes down; read the
+    /// new state with [`peers`](Self::peers).
+    pub fn watch_peers(&self) -> watch::Receiver<u64> {
+        self.inner.peers_changed.subscribe()
+    }
+
     /// Number of actors on this node that are reachable from the network.
     pub fn local_actor_count(&self) -> usize {
         self.inner.lock().actors.len()

@@ -1,0 +1,191 @@
+//! Whole clusters under deterministic simulation (turmoil): simulated TCP, simulated time,
+//! seeded randomness. A failing run prints its seed; `ACTIX_CLUSTER_SIM_SEED=<seed>` reruns
+//! exactly that run. `SIM_SEEDS=<n>` widens the sweep (the default is 50 seeds).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_cluster::prelude::*;
+use actix_cluster::testkit::sim::{self, EventLog, SeedReport, SimNode, TurmoilNetwork};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Add(u64);
+
+#[distributed_actor(messages(Add))]
+#[derive(Default, Serialize, Deserialize)]
+struct Counter {
+    total: u64,
+}
+
+impl Handler<Add> for Counter {
+    type Result = u64;
+    fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
+        self.total += msg.0;
+        self.total
+    }
+}
+
+const PORT: u16 = 7000;
+const NAMES: [&str; 3] = ["node-1", "node-2", "node-3"];
+
+fn build(seed: u64) -> (turmoil::Sim<'static>, Vec<SimNode>, EventLog) {
+    let sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(1))
+        .build();
+    let mut sim = sim;
+    let log = EventLog::default();
+    let nodes: Vec<SimNode> = NAMES.iter().map(|n| SimNode::new(*n, PORT)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        // Every node lists the nodes before it: each pair has one side that reconnects.
+        let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
+        sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
+    }
+    (sim, nodes, log)
+}
+
+fn full_mesh(nodes: &[SimNode]) -> bool {
+    nodes.iter().all(|n| {
+        let expected: BTreeSet<String> = NAMES.iter().filter(|m| **m != n.name).map(|m| (*m).to_owned()).collect();
+        n.peer_names() == expected
+    })
+}
+
+/// Steps the simulation until `cond` holds, failing after `limit` of simulated time.
+fn step_until(sim: &mut turmoil::Sim<'_>, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = sim.elapsed();
+    while !cond() {
+        assert!(sim.elapsed() - start < limit, "not reached within {limit:?} of simulated time: {what}");
+        sim.step().expect("simulation step");
+    }
+}
+
+#[test]
+fn a_simulated_cluster_links_up_and_serves_asks() {
+    for seed in sim::seeds(1, 1) {
+        let _report = SeedReport(seed);
+        let (mut sim, nodes, _log) = build(seed);
+        let answered = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let got = answered.clone();
+        sim.client("driver", async move {
+            let config = ClusterConfig::new()
+                .node_name("driver")
+                .bind(format!("0.0.0.0:{PORT}"))
+                .seed_nodes(NAMES.iter().map(|n| format!("{n}:{PORT}")))
+                .network(std::sync::Arc::new(TurmoilNetwork))
+                .rng_seed(seed)
+                .build()?;
+            let system = ClusterSystem::new("sim", config).start().await?;
+            system.wait_for_peers(&NAMES, Duration::from_secs(30)).await?;
+            for (i, name) in NAMES.iter().enumerate() {
+                let counter = system.remote_actor::<Counter>(name).await?;
+                counter.do_send(Add(i as u64))?;
+                got.set(got.get() + counter.send(Add(10)).await?);
+            }
+            system.shutdown().await;
+            Ok(())
+        });
+        sim.run().expect("simulation");
+        assert_eq!(answered.get(), 10 + 11 + 12);
+        assert!(nodes.iter().all(|n| n.system().is_some()));
+    }
+}
+
+/// A scripted run with a partition, a crash and a restart; returns the event log.
+fn scripted_run(seed: u64) -> Vec<String> {
+    let (mut sim, nodes, log) = build(seed);
+    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+    sim.partition("node-1", "node-2");
+    step_until(&mut sim, Duration::from_secs(30), "node-1 and node-2 split", || {
+        !nodes[0].peer_names().contains("node-2") && !nodes[1].peer_names().contains("node-1")
+    });
+    sim.repair("node-1", "node-2");
+    sim.crash("node-3");
+    nodes[2].crashed();
+    step_until(&mut sim, Duration::from_secs(30), "node-3 gone, 1-2 relinked", || {
+        nodes[0].peer_names() == BTreeSet::from(["node-2".to_owned()])
+            && nodes[1].peer_names() == BTreeSet::from(["node-1".to_owned()])
+    });
+    sim.bounce("node-3");
+    step_until(&mut sim, Duration::from_secs(30), "full mesh after restart", || full_mesh(&nodes));
+    log.lines()
+}
+
+#[test]
+fn the_same_seed_reproduces_the_same_run() {
+    let seed = sim::seeds(42, 1)[0];
+    let _report = SeedReport(seed);
+    let first = scripted_run(seed);
+    let second = scripted_run(seed);
+    assert!(first.len() > 10, "the run did something: {first:#?}");
+    assert_eq!(first, second, "two runs with seed {seed} differ");
+}
+
+/// Random crashes, restarts, partitions and repairs for a while; then faults stop and
+/// every node must be linked to every other within a bound.
+fn chaos_run(seed: u64) {
+    let _report = SeedReport(seed);
+    let (mut sim, nodes, log) = build(seed);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5eed);
+    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+    let mut down: Vec<usize> = Vec::new();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let chaos_end = sim.elapsed() + Duration::from_secs(8);
+    while sim.elapsed() < chaos_end {
+        for _ in 0..rng.random_range(100..600) {
+            sim.step().expect("simulation step");
+        }
+        match rng.random_range(0..4) {
+            0 if down.is_empty() => {
+                let i = rng.random_range(0..NAMES.len());
+                sim.crash(NAMES[i]);
+                nodes[i].crashed();
+                down.push(i);
+            }
+            1 if !down.is_empty() => {
+                let i = down.remove(0);
+                sim.bounce(NAMES[i]);
+            }
+            2 => {
+                let a = rng.random_range(0..NAMES.len());
+                let b = (a + rng.random_range(1..NAMES.len())) % NAMES.len();
+                sim.partition(NAMES[a], NAMES[b]);
+                cut.push((a, b));
+            }
+            _ => {
+                if let Some((a, b)) = cut.pop() {
+                    sim.repair(NAMES[a], NAMES[b]);
+                }
+            }
+        }
+    }
+    for (a, b) in cut.drain(..) {
+        sim.repair(NAMES[a], NAMES[b]);
+    }
+    for i in down.drain(..) {
+        sim.bounce(NAMES[i]);
+    }
+    let healed_at = sim.elapsed();
+    let mut reached = false;
+    while sim.elapsed() - healed_at < Duration::from_secs(20) {
+        if full_mesh(&nodes) {
+            reached = true;
+            break;
+        }
+        sim.step().expect("simulation step");
+    }
+    assert!(reached, "links not re-established 20 s after faults stopped (seed {seed}); log:\n{}", log.lines().join("\n"));
+}
+
+#[test]
+fn a_simulated_cluster_survives_random_kills_and_partitions() {
+    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let seeds = sim::seeds(1000, count);
+    for seed in &seeds {
+        chaos_run(*seed);
+    }
+    println!("{} seeded chaos runs: links re-established after every one", seeds.len());
+}
