@@ -109,6 +109,11 @@ pub mod __private {
     pub use serde;
 }
 
+/// The testing guide's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "sim"))]
+#[doc = include_str!("../../docs/testing.md")]
+struct TestingGuideDoctests;
+
 /// The README's usage example, compiled as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -177,7 +177,11 @@ fn chaos_run(seed: u64) {
         }
         sim.step().expect("simulation step");
     }
-    assert!(reached, "links not re-established 20 s after faults stopped (seed {seed}); log:\n{}", log.lines().join("\n"));
+    assert!(
+        reached,
+        "links not re-established 20 s after faults stopped (seed {seed}); log:\n{}",
+        log.lines().join("\n")
+    );
 }
 
 #[test]

@@ -809,7 +809,8 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
         if stop.is_cancelled() {
             return;
         }
-        let connect = tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(seed.clone()));
+        let connect =
+            tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(seed.clone()));
         let connected = tokio::select! {
             () = stop.cancelled() => return,
             c = connect => c,

@@ -336,7 +336,9 @@ impl ClusterTestHarness {
             })
             .await;
         res.map_err(|e| match e {
-            HarnessError::Timeout { what, waited, .. } => HarnessError::Timeout { what, waited, detail: format!(" ({last})") },
+            HarnessError::Timeout { what, waited, .. } => {
+                HarnessError::Timeout { what, waited, detail: format!(" ({last})") }
+            }
             other => other,
         })
     }

@@ -156,10 +156,8 @@ impl NodeProcess {
         .ok_or_else(|| ProcessError::Exited { program: program_name.clone(), output: dump(&output) })?;
         let mut parts = ready.split_whitespace();
         let name = parts.next().ok_or_else(|| ProcessError::BadReadyLine(ready.clone()))?.to_owned();
-        let addr = parts
-            .next()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| ProcessError::BadReadyLine(ready.clone()))?;
+        let addr =
+            parts.next().and_then(|a| a.parse().ok()).ok_or_else(|| ProcessError::BadReadyLine(ready.clone()))?;
         Ok(Self { child, name, addr, output, fresh: rx })
     }
 

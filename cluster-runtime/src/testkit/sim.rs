@@ -155,7 +155,9 @@ impl SimNode {
                     .bind(format!("0.0.0.0:{}", node.port))
                     .seed_nodes(seeds)
                     .network(Arc::new(TurmoilNetwork))
-                    .rng_seed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ crate::proto::wire_id(&node.name) ^ incarnation)
+                    .rng_seed(
+                        seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ crate::proto::wire_id(&node.name) ^ incarnation,
+                    )
                     .heartbeat(Duration::from_millis(200), Duration::from_secs(1))
                     .handshake_timeout(Duration::from_secs(1))
                     .request_timeout(Duration::from_secs(2))

@@ -76,19 +76,24 @@ impl Scheduler {
     }
 }
 
-/// Writes queued frames under the conditions `faults` imposes from `from` to `to`.
+/// One direction of traffic and the plan that governs it.
+pub(crate) struct Direction {
+    pub(crate) faults: NetworkFaults,
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+/// Writes queued frames under the conditions the plan imposes on `direction`.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<EncodedFrame>,
     heartbeat: EncodedFrame,
     heartbeat_interval: Duration,
     close: CancellationToken,
-    faults: NetworkFaults,
-    from: String,
-    to: String,
+    direction: Direction,
 ) {
-    let mut sched =
-        Scheduler { faults, from, to, held: BinaryHeap::new(), seq: 0, wire_free_at: Instant::now() };
+    let Direction { faults, from, to } = direction;
+    let mut sched = Scheduler { faults, from, to, held: BinaryHeap::new(), seq: 0, wire_free_at: Instant::now() };
     let mut batch = Vec::new();
     let mut buf = Vec::new();
     let mut ticks = tokio::time::interval(heartbeat_interval);

@@ -173,8 +173,8 @@ where
     let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
 
     let target = name_of_addr(&settings, &peer_addr);
-    let handshake =
-        handshake(&mut reader, &mut write_half, initiator, &*handler, sender, close.clone(), &settings, target);
+    let ctx = HandshakeCtx { initiator, settings: &settings, target, sender, close: close.clone() };
+    let handshake = handshake(&mut reader, &mut write_half, &*handler, ctx);
     let established = tokio::select! {
         r = tokio::time::timeout(settings.handshake_timeout, handshake) => match r {
             Ok(r) => r,
@@ -209,9 +209,11 @@ where
             heartbeat,
             settings.heartbeat_interval,
             close.clone(),
-            faults,
-            handler.local_hello().node_name,
-            peer.node_name.clone(),
+            crate::transport::faulty_writer::Direction {
+                faults,
+                from: handler.local_hello().node_name,
+                to: peer.node_name.clone(),
+            },
         )),
         None => tokio::task::spawn_local(write_loop(
             write_half,
@@ -253,21 +255,28 @@ where
     LinkOutcome::Ended { peer: peer.node_id, end }
 }
 
+/// What the handshake needs besides the stream and the handler.
+struct HandshakeCtx<'a> {
+    initiator: Initiator,
+    settings: &'a LinkSettings,
+    /// The peer's name when it is known before its hello (from the address).
+    target: Option<String>,
+    sender: mpsc::Sender<EncodedFrame>,
+    close: CancellationToken,
+}
+
 async fn handshake<R, W, H>(
     reader: &mut FramedRead<R, LengthDelimitedCodec>,
     writer: &mut W,
-    initiator: Initiator,
     handler: &H,
-    sender: mpsc::Sender<EncodedFrame>,
-    close: CancellationToken,
-    settings: &LinkSettings,
-    target: Option<String>,
+    ctx: HandshakeCtx<'_>,
 ) -> Result<(u64, Hello), LinkOutcome>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     H: LinkHandler,
 {
+    let HandshakeCtx { initiator, settings, target, sender, close } = ctx;
     let failed = |e: String| LinkOutcome::HandshakeFailed(e);
     let ours = handler.local_hello();
     // A blocked direction swallows the handshake too; the other side times out.
