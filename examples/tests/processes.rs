@@ -106,3 +106,24 @@ async fn sigkill_fails_pending_asks_with_link_down_instead_of_hanging() {
     survivor.stop(DEADLINE).await.expect("node-3 stops");
     node1.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_paused_process_stops_answering_and_resumes() {
+    let node1 = parent("pause").await;
+    let seed = vec![node1.local_addr().to_string()];
+    let frozen = child("pause", "node-2", &seed).await;
+    node1.wait_for_peers(&["node-2"], DEADLINE).await.expect("linked");
+    let counter = node1.remote_actor::<Counter>("node-2").await.expect("spawn");
+    assert_eq!(counter.send(Add(1)).await.expect("ask"), 1);
+
+    frozen.pause().expect("SIGSTOP");
+    let err = counter.send_timeout(Add(1), Duration::from_millis(300)).await.expect_err("a stopped process");
+    assert!(matches!(err, ClusterError::Timeout(_)), "{err}");
+    frozen.resume().expect("SIGCONT");
+    // The ask that timed out was still delivered once the process resumed; the link
+    // survived a pause shorter than its idle timeout.
+    assert_eq!(counter.send(Add(1)).await.expect("answers again"), 3);
+    assert!(frozen.log().iter().any(|l| l.starts_with("READY node-2 ")), "{:?}", frozen.log());
+    frozen.stop(DEADLINE).await.expect("stops");
+    node1.shutdown().await;
+}

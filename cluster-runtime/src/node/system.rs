@@ -778,6 +778,7 @@ async fn accept_loop(system: ClusterSystem, mut listener: Box<dyn NetListener>) 
     let stop = system.inner.stop_accepting.clone();
     loop {
         let accepted = tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             a = listener.accept() => a,
         };
@@ -812,6 +813,7 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
         let connect =
             tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(seed.clone()));
         let connected = tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             c = connect => c,
         };
@@ -855,6 +857,7 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
             let mut changes = inner.peers_changed.subscribe();
             while inner.lock().peers.contains_key(&peer) {
                 tokio::select! {
+                    biased;
                     () = stop.cancelled() => return,
                     r = changes.changed() => if r.is_err() { return },
                 }
@@ -863,6 +866,7 @@ async fn connect_loop(system: ClusterSystem, seed: String) {
         }
         let delay = backoff.next_delay();
         tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }

@@ -176,6 +176,7 @@ where
     let ctx = HandshakeCtx { initiator, settings: &settings, target, sender, close: close.clone() };
     let handshake = handshake(&mut reader, &mut write_half, &*handler, ctx);
     let established = tokio::select! {
+        biased;
         r = tokio::time::timeout(settings.handshake_timeout, handshake) => match r {
             Ok(r) => r,
             Err(_) => Err(LinkOutcome::HandshakeFailed(format!(
