@@ -6,6 +6,8 @@
 pub mod backoff;
 pub mod frame;
 pub mod handshake;
+pub mod membership;
+pub mod phi_accrual;
 pub mod wire_id;
 
 pub use wire_id::wire_id;
