@@ -28,3 +28,4 @@ pub use error::{ClusterError, ConfigError, RemoteErrorKind};
 pub use format::Format;
 pub use handle::{ActorRef, RemoteAddr};
 pub use node::{Architecture, ClusterConfig, ClusterSystem, ClusterSystemBuilder, DiscoveryMethod, NodeId, PeerInfo};
+pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};

@@ -73,11 +73,12 @@
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::actor::DistributedActorExt;
+pub use actix_cluster_runtime::node::discovery::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::node::ClusterConfigBuilder;
 pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage, ClusterSystem, ClusterSystemBuilder,
-    ConfigError, DiscoveryMethod, DistributedActor, Format, Handles, NodeId, PeerInfo, Placement, RemoteAddr,
-    RemoteErrorKind, RemoteMessage,
+    ConfigError, DiscoveryMethod, DistributedActor, Format, Handles, Member, MemberStatus, MembershipEvent, NodeId,
+    PeerInfo, Placement, Profile, RemoteAddr, RemoteErrorKind, RemoteMessage, ResourceReport,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -94,7 +95,8 @@ pub mod prelude {
 
     pub use crate::{
         cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
-        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, RemoteAddr,
+        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, Member, MemberStatus,
+        MembershipEvent, RemoteAddr,
     };
 }
 

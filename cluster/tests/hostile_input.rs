@@ -108,6 +108,8 @@ async fn handshaken(node: &ClusterSystem) -> TcpStream {
             node_name: "raw-client".into(),
             listen_addr: "127.0.0.1:1".into(),
             auth: None,
+            generation: 0,
+            profile: Default::default(),
         }),
     )
     .await;
@@ -127,7 +129,8 @@ async fn expect_reply(stream: &mut TcpStream, request: u64) -> (Option<RemoteErr
                     Outcome::Spawned { .. } => panic!("unexpected spawn reply"),
                 };
             }
-            Frame::Heartbeat => continue,
+            // Membership traffic: the node treats the raw client as a member.
+            Frame::Heartbeat | Frame::Swim(_) | Frame::Resources(_) | Frame::View { .. } => continue,
             other => panic!("unexpected frame {other:?}"),
         }
     }
@@ -204,6 +207,10 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
     let (err, value) = expect_reply(&mut s, 5).await;
     assert_eq!((err, value), (None, vec![5]), "a valid ask on the same connection still works");
     logs.wait_for("ask rejected").await;
+    // Garbage where the failure detector expects a SWIM packet: rejected, link kept.
+    send(&mut s, &Frame::Swim(&[0xff; 40])).await;
+    send(&mut s, &Frame::Ask { request: 6, target, message: add_id, format: Format::Postcard, payload: &[1] }).await;
+    assert_eq!(expect_reply(&mut s, 6).await, (None, vec![6]), "served after a bad SWIM packet");
     legit_still_works().await;
     drop(s);
 
@@ -224,6 +231,8 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
         node_name: "raw-client".into(),
         listen_addr: "127.0.0.1:1".into(),
         auth: None,
+        generation: 0,
+        profile: Default::default(),
     };
     send(&mut s, &Frame::Hello(hello)).await;
     read_until_closed(&mut s).await;

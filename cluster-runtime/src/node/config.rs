@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::node::discovery::{Resolver, ResolverHandle};
+use crate::proto::membership::Profile;
 use crate::transport::link::LinkSettings;
 use crate::transport::network::{Network, NetworkHandle};
 
@@ -18,15 +20,23 @@ pub enum Architecture {
     Centralized,
 }
 
-/// How a node finds its peers.
+/// How a node finds the nodes it first contacts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum DiscoveryMethod {
-    /// Link to exactly the configured seed nodes.
+    /// The seed nodes are the complete, fixed list of members.
     #[default]
     Static,
     /// Join through the seed nodes and learn the others by gossip.
     Gossip,
+    /// Resolve `name` periodically (as a Kubernetes headless service resolves to every
+    /// pod) and contact every address found, on `port`.
+    Dns {
+        /// The name to resolve.
+        name: String,
+        /// The port the nodes listen on.
+        port: u16,
+    },
 }
 
 /// A validated node configuration. Build one with [`ClusterConfig::new`].
@@ -43,6 +53,13 @@ pub struct ClusterConfig {
     pub(crate) reconnect_max: Duration,
     pub(crate) network: NetworkHandle,
     pub(crate) seed: Option<u64>,
+    pub(crate) profile: Profile,
+    pub(crate) generation: Option<u64>,
+    pub(crate) masters: Vec<String>,
+    pub(crate) probe_interval: Duration,
+    pub(crate) resource_interval: Option<Duration>,
+    pub(crate) down_retention: Duration,
+    pub(crate) resolver: ResolverHandle,
 }
 
 impl ClusterConfig {
@@ -82,6 +99,16 @@ impl ClusterConfig {
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
+
+    /// This node's roles, capabilities and metadata.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The master nodes' names (centralized architecture).
+    pub fn master_nodes(&self) -> &[String] {
+        &self.masters
+    }
 }
 
 /// Builder of a [`ClusterConfig`]; every setting is checked by [`build`](Self::build).
@@ -104,6 +131,13 @@ pub struct ClusterConfigBuilder {
     seed: Option<u64>,
     #[cfg(feature = "testkit")]
     faults: Option<crate::testkit::faults::NetworkFaults>,
+    profile: Profile,
+    generation: Option<u64>,
+    masters: Vec<String>,
+    probe_interval: Duration,
+    resource_interval: Option<Duration>,
+    down_retention: Duration,
+    resolver: ResolverHandle,
 }
 
 impl Default for ClusterConfigBuilder {
@@ -126,6 +160,13 @@ impl Default for ClusterConfigBuilder {
             seed: None,
             #[cfg(feature = "testkit")]
             faults: None,
+            profile: Profile::default(),
+            generation: None,
+            masters: Vec::new(),
+            probe_interval: Duration::from_secs(1),
+            resource_interval: Some(Duration::from_secs(2)),
+            down_retention: Duration::from_secs(30),
+            resolver: ResolverHandle::default(),
         }
     }
 }
@@ -224,6 +265,68 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// Adds a role (e.g. `"frontend"`).
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.profile.roles.push(role.into());
+        self
+    }
+
+    /// Adds a capability (e.g. `"gpu"`).
+    pub fn capability(mut self, capability: impl Into<String>) -> Self {
+        self.profile.capabilities.push(capability.into());
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.profile.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The incarnation generation; a restarted node must present a higher one than its
+    /// previous run. Defaults to the start time in milliseconds since the Unix epoch.
+    pub fn generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// The master nodes, by name (centralized architecture). A node whose name is listed
+    /// is a master; list their addresses as seed nodes so workers can reach them.
+    pub fn master_nodes<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.masters = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Failure detection period: the SWIM probe interval (decentralized) and the
+    /// heartbeat interval workers report at (centralized). Default 1 s; detection of a
+    /// crashed member takes about 6 to 8 periods.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// How often the node reports its resources to its peers (`None` disables reports).
+    pub fn resource_interval(mut self, interval: Option<Duration>) -> Self {
+        self.resource_interval = interval;
+        self
+    }
+
+    /// How long a member that is down or left stays listed before it is removed.
+    pub fn down_retention(mut self, retention: Duration) -> Self {
+        self.down_retention = retention;
+        self
+    }
+
+    /// The resolver used by [`DiscoveryMethod::Dns`]; the system resolver by default.
+    pub fn resolver(mut self, resolver: std::sync::Arc<dyn Resolver>) -> Self {
+        self.resolver = ResolverHandle(resolver);
+        self
+    }
+
     /// Validates the settings and returns the configuration.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
         let node_name = match self.node_name {
@@ -254,6 +357,27 @@ impl ClusterConfigBuilder {
                 expected: "at least three heartbeat intervals",
             });
         }
+        dur("probe_interval", self.probe_interval, "greater than zero")?;
+        if let Some(r) = self.resource_interval {
+            dur("resource_interval", r, "greater than zero")?;
+        }
+        for m in &self.masters {
+            if !valid_name(m) {
+                return Err(ConfigError::InvalidNodeName(m.clone()));
+            }
+        }
+        if self.architecture == Architecture::Centralized && self.masters.is_empty() {
+            return Err(ConfigError::OutOfRange {
+                setting: "master_nodes",
+                value: "[]".into(),
+                expected: "at least one master node name in the centralized architecture",
+            });
+        }
+        if let DiscoveryMethod::Dns { name, port } = &self.discovery {
+            if name.is_empty() || *port == 0 {
+                return Err(ConfigError::InvalidSeed(format!("{name}:{port}")));
+            }
+        }
         Ok(ClusterConfig {
             node_name,
             bind,
@@ -274,6 +398,13 @@ impl ClusterConfigBuilder {
             reconnect_max: self.reconnect_max,
             network: self.network,
             seed: self.seed,
+            profile: self.profile,
+            generation: self.generation,
+            masters: self.masters,
+            probe_interval: self.probe_interval,
+            resource_interval: self.resource_interval,
+            down_retention: self.down_retention,
+            resolver: self.resolver,
         })
     }
 }

@@ -3,7 +3,10 @@
 //! [`proto`](crate::proto) and the links in [`transport`](crate::transport).
 
 mod config;
+pub mod discovery;
 pub(crate) mod id_hasher;
+mod membership;
+mod resources;
 mod system;
 
 pub use config::{Architecture, ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};

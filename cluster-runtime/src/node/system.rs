@@ -26,6 +26,7 @@ use crate::handle::{ActorRef, RemoteAddr};
 use crate::node::config::valid_name;
 use crate::node::config::ClusterConfig;
 use crate::node::id_hasher::IdMap;
+use crate::node::membership::MembershipHandle;
 use crate::proto::backoff::Backoff;
 use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, Outcome, RejectReason, PROTOCOL_VERSION};
 use crate::proto::handshake::{self, Initiator};
@@ -88,6 +89,25 @@ impl ClusterSystemBuilder {
         };
         let node_id = NodeId(rng.random::<u128>());
         let (peers_changed, _) = watch::channel(0u64);
+        let advertised = if local_addr.ip().is_unspecified() {
+            format!("{}:{}", self.config.node_name, local_addr.port())
+        } else {
+            local_addr.to_string()
+        };
+        let generation = self.config.generation.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        });
+        let local_hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: self.cluster.clone(),
+            node_id: node_id.0,
+            node_name: self.config.node_name.clone(),
+            listen_addr: advertised.clone(),
+            auth: None,
+            generation,
+            profile: self.config.profile.clone(),
+        };
+        let membership = ClusterSystem::new_membership(&local_hello, &self.config, rng.random());
         let inner = Arc::new(Inner {
             cluster: self.cluster,
             config: self.config,
@@ -102,6 +122,10 @@ impl ClusterSystemBuilder {
             stop_accepting: CancellationToken::new(),
             links: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            started: tokio::time::Instant::now(),
+            advertised,
+            generation,
+            membership,
         });
         let system = ClusterSystem { inner };
         tracing::info!(
@@ -113,6 +137,7 @@ impl ClusterSystemBuilder {
         for seed in system.inner.config.seed_nodes.clone() {
             system.inner.tasks.spawn_local(connect_loop(system.clone(), seed));
         }
+        system.start_membership();
         CURRENT.with(|c| *c.borrow_mut() = Arc::downgrade(&system.inner));
         Ok(system)
     }
@@ -154,7 +179,11 @@ pub(crate) struct Inner {
     peers_changed: watch::Sender<u64>,
     stop_accepting: CancellationToken,
     links: CancellationToken,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) started: tokio::time::Instant,
+    advertised: String,
+    generation: u64,
+    pub(crate) membership: MembershipHandle,
 }
 
 #[derive(Default)]
@@ -360,6 +389,7 @@ impl ClusterSystem {
     /// handshake timeout) for the links to drain.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
+        self.membership_leave();
         inner.stop_accepting.cancel();
         let goodbye = frame::encode(&Frame::Goodbye(GoodbyeReason::Shutdown)).unwrap_or_default();
         let pending = {
@@ -393,6 +423,7 @@ impl ClusterSystem {
     /// [`ClusterError::Shutdown`]. Peers see their links drop.
     pub fn kill(&self) {
         let inner = &self.inner;
+        self.membership_stop();
         inner.stop_accepting.cancel();
         inner.links.cancel();
         let pending = {
@@ -426,6 +457,28 @@ impl Inner {
 
     fn bump(&self) {
         self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.lock().shut_down
+    }
+
+    /// Cancelled when the node stops accepting (shutdown or kill).
+    pub(crate) fn stop_signal(&self) -> CancellationToken {
+        self.stop_accepting.clone()
+    }
+
+    /// Queues an encoded frame on the link to `peer` without waiting; false if there is
+    /// no link or its queue is full.
+    pub(crate) fn try_send_to(&self, peer: u128, bytes: EncodedFrame) -> bool {
+        let sender = self.lock().peers.get(&peer).map(|p| p.sender.clone());
+        sender.is_some_and(|s| s.try_send(bytes).is_ok())
+    }
+
+    /// Pending requests plus frames queued on links.
+    pub(crate) fn in_flight(&self) -> usize {
+        let state = self.lock();
+        state.pending.len() + state.peers.values().map(|p| p.sender.max_capacity() - p.sender.capacity()).sum::<usize>()
     }
 
     fn peer_name(&self, peer: u128) -> String {
@@ -563,8 +616,10 @@ impl LinkHandler for ClusterSystem {
             cluster: self.inner.cluster.clone(),
             node_id: self.inner.node_id.0,
             node_name: self.inner.config.node_name.clone(),
-            listen_addr: self.inner.local_addr.to_string(),
+            listen_addr: self.inner.advertised.clone(),
             auth: None,
+            generation: self.inner.generation,
+            profile: self.inner.config.profile.clone(),
         }
     }
 
@@ -620,6 +675,7 @@ impl LinkHandler for ClusterSystem {
             "linked to peer"
         );
         inner.bump();
+        self.membership_link_up(&up.peer);
         Ok(link)
     }
 
@@ -686,6 +742,10 @@ impl LinkHandler for ClusterSystem {
                 };
                 let _ = pending.reply.send(result);
             }
+            f @ (Frame::Swim(_) | Frame::Resources(_) | Frame::View { .. }) => {
+                let name = inner.peer_name(peer);
+                self.membership_frame(peer, &name, f);
+            }
             other => return Err(format!("unexpected {} frame", other.kind())),
         }
         Ok(())
@@ -734,6 +794,7 @@ impl ClusterSystem {
         tracing::info!(node = %inner.config.node_name, peer = %removed.info.name, end = ?end, "link to peer down");
         inner.bump();
         inner.fail_pending(peer, &removed.info.name);
+        self.membership_link_down(peer, &removed.info.name, end);
     }
 }
 
@@ -795,6 +856,50 @@ async fn accept_loop(system: ClusterSystem, mut listener: Box<dyn NetListener>) 
                 // Typically out of file descriptors: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl ClusterSystem {
+    /// Connects to `addr` (a few attempts with backoff) and runs the link until it ends.
+    pub(crate) async fn connect_once(&self, addr: &str) {
+        let inner = self.inner.clone();
+        let stop = inner.stop_accepting.clone();
+        let mut backoff = Backoff::new(
+            inner.config.reconnect_base,
+            inner.config.reconnect_max,
+            crate::proto::wire_id(addr) ^ inner.node_id.0 as u64,
+        );
+        for _ in 0..3 {
+            let connect = tokio::time::timeout(
+                inner.config.link.handshake_timeout,
+                inner.config.network.0.connect(addr.to_owned()),
+            );
+            let connected = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                c = connect => c,
+            };
+            if let Ok(Ok(stream)) = connected {
+                let handler = Arc::new(self.clone());
+                let outcome = link::run(
+                    stream,
+                    Initiator::Local,
+                    addr.to_owned(),
+                    handler,
+                    inner.config.link.clone(),
+                    inner.links.child_token(),
+                )
+                .await;
+                if !matches!(outcome, LinkOutcome::HandshakeFailed(_)) {
+                    return;
+                }
+            }
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RemoteErrorKind;
 use crate::format::Format;
+use crate::proto::membership::{Member, Profile, ResourceReport};
 
 /// The protocol version this build speaks. A peer with another version is rejected.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -31,6 +32,10 @@ pub struct Hello {
     pub listen_addr: String,
     /// Reserved for authentication (challenge responses or tokens); empty today.
     pub auth: Option<Vec<u8>>,
+    /// Incarnation generation: a restarted node presents a higher one.
+    pub generation: u64,
+    /// Roles, capabilities and metadata of the sender.
+    pub profile: Profile,
 }
 
 /// Why a handshake was refused; sent in [`Frame::Reject`] before the connection closes.
@@ -133,6 +138,17 @@ pub enum Frame<'a> {
     },
     /// Sent when a link has been idle for a heartbeat interval; proves the peer is alive.
     Heartbeat,
+    /// A packet of the SWIM failure detector (decentralized membership).
+    Swim(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
+    /// The sender's latest resource report.
+    Resources(ResourceReport),
+    /// A master's view of the cluster (centralized membership).
+    View {
+        /// Increases with every change the master makes.
+        version: u64,
+        /// Every member the master knows, itself included.
+        members: Vec<Member>,
+    },
     /// The sender is closing the link on purpose; no frame follows.
     Goodbye(GoodbyeReason),
 }
@@ -158,6 +174,9 @@ impl Frame<'_> {
             Frame::Spawn { .. } => "Spawn",
             Frame::Reply { .. } => "Reply",
             Frame::Heartbeat => "Heartbeat",
+            Frame::Swim(_) => "Swim",
+            Frame::Resources(_) => "Resources",
+            Frame::View { .. } => "View",
             Frame::Goodbye(_) => "Goodbye",
         }
     }
@@ -289,6 +308,8 @@ mod tests {
             node_name: "node-1".into(),
             listen_addr: "127.0.0.1:7001".into(),
             auth: None,
+            generation: 0,
+            profile: Default::default(),
         }
     }
 
@@ -314,6 +335,9 @@ mod tests {
                 outcome: Outcome::Error { kind: RemoteErrorKind::Decode, detail: "bad".into() },
             },
             Frame::Heartbeat,
+            Frame::Swim(&[9, 9]),
+            Frame::Resources(ResourceReport { cpu_millicores: 15, memory_bytes: 10, actor_count: 2, in_flight: 3 }),
+            Frame::View { version: 4, members: vec![] },
             Frame::Goodbye(GoodbyeReason::Replaced),
         ];
         for frame in frames {

@@ -56,6 +56,8 @@ mod tests {
             node_name: "n".into(),
             listen_addr: "127.0.0.1:1".into(),
             auth: None,
+            generation: 0,
+            profile: Default::default(),
         }
     }
 

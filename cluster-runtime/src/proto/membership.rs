@@ -21,10 +21,10 @@ pub struct Profile {
 }
 
 /// A node's resource report, refreshed periodically.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ResourceReport {
-    /// CPU used by the node's process since the previous report, in percent of one core.
-    pub cpu_percent: f32,
+    /// CPU used by the node's process since the previous report, in thousandths of a core.
+    pub cpu_millicores: u32,
     /// Resident memory of the node's process, in bytes.
     pub memory_bytes: u64,
     /// Actors on the node reachable from the network.
@@ -51,7 +51,7 @@ pub enum MemberStatus {
 }
 
 /// One member of the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Node id of this incarnation.
     pub id: u128,
@@ -70,7 +70,7 @@ pub struct Member {
 }
 
 /// A change of membership.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipEvent {
     /// A member became (or became again) `Up`.
     MemberUp(Member),

@@ -533,6 +533,8 @@ mod tests {
                 node_name: self.name.into(),
                 listen_addr: "mem".into(),
                 auth: None,
+                generation: 0,
+                profile: Default::default(),
             }
         }
         fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason> {
@@ -672,6 +674,8 @@ mod tests {
                 node_name: "raw".into(),
                 listen_addr: "mem".into(),
                 auth: None,
+                generation: 0,
+                profile: Default::default(),
             };
             raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("write");
             let reader = tokio::task::spawn_local(async move {
