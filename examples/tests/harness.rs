@@ -251,7 +251,7 @@ async fn kill_drops_links_and_restart_rejoins_with_a_new_incarnation() {
     .await
     .expect("links drop");
     assert!(matches!(doomed.send(Ping(1)).await, Err(ClusterError::LinkDown { .. })));
-    h.verify_cluster_stability().expect("the two live nodes agree");
+    h.wait_for_stability(DEADLINE).await.expect("the two live nodes agree");
 
     let new_id = h.restart(2).await.expect("restart").node_id();
     assert_ne!(new_id, old_id, "a restarted node is a new incarnation");

@@ -89,6 +89,8 @@ pub(crate) struct Membership {
     cpu: CpuSampler,
     changed: watch::Sender<u64>,
     stopped: bool,
+    /// SWIM knows at least one other active member.
+    swim_active: bool,
 }
 
 /// Shared handle to the membership state of a node.
@@ -167,6 +169,7 @@ impl ClusterSystem {
             cpu: CpuSampler::default(),
             changed,
             stopped: false,
+            swim_active: false,
         })))
     }
 
@@ -231,7 +234,7 @@ impl ClusterSystem {
     /// Runs the outputs foca accumulated: packets, timers, notifications.
     fn drain_swim(&self, m: &mut Membership) {
         let now = self.now();
-        let Membership { table, mode, connecting, .. } = m;
+        let Membership { table, mode, connecting, swim_active, .. } = m;
         let Mode::Swim(swim, rt) = mode else { return };
         let mut unlinked = Vec::new();
         while let Some((to, data)) = rt.to_send() {
@@ -255,6 +258,8 @@ impl ClusterSystem {
                         table.handle_alive(now, &new.member_id());
                     }
                 }
+                foca::OwnedNotification::Active => *swim_active = true,
+                foca::OwnedNotification::Idle | foca::OwnedNotification::Defunct => *swim_active = false,
                 other => tracing::debug!(node = %self.node_name(), notification = ?other, "swim"),
             }
         }
@@ -475,6 +480,7 @@ impl ClusterSystem {
         let tick = probe / 4;
         let mut last_report = self.now();
         let mut last_view = self.now();
+        let mut last_rejoin = self.now();
         let stop = self.inner.stop_signal();
         loop {
             tokio::select! {
@@ -489,6 +495,27 @@ impl ClusterSystem {
                 return;
             }
             m.table.handle_tick(now);
+            // SWIM without any active member (alone, or everyone declared down across a
+            // healed partition) never announces by itself: announce to every linked peer.
+            if matches!(m.mode, Mode::Swim(..)) && !m.swim_active && now.saturating_sub(last_rejoin) >= probe {
+                last_rejoin = now;
+                let peers = self.peers();
+                let targets: Vec<SwimId> = peers
+                    .into_iter()
+                    .map(|p| SwimId {
+                        id: p.id.0,
+                        generation: m.table.get(&p.name).filter(|t| t.id == p.id.0).map_or(0, |t| t.generation),
+                        name: p.name,
+                        addr: p.addr,
+                    })
+                    .collect();
+                if let Mode::Swim(swim, rt) = &mut m.mode {
+                    for t in targets {
+                        let _ = swim.announce(t, &mut *rt);
+                    }
+                }
+                self.drain_swim(&mut m);
+            }
             let report_every = match m.mode {
                 Mode::Worker { .. } => Some(probe),
                 _ => self.config().resource_interval,

@@ -175,9 +175,17 @@ impl MembershipTable {
         if who.name == self.local {
             return None;
         }
-        let newer = match self.members.get(&who.name) {
+        let newer = match self.members.get_mut(&who.name) {
             None => true,
-            Some(r) if r.member.id == who.id => false,
+            Some(r) if r.member.id == who.id => {
+                // The same process, renewed after being declared down: a higher generation
+                // refreshes the record; news about a lower one is stale.
+                if who.generation < r.member.generation {
+                    return None;
+                }
+                r.member.generation = who.generation;
+                false
+            }
             Some(r) => {
                 if (who.generation, who.id) < (r.member.generation, r.member.id) {
                     return None;
@@ -240,7 +248,10 @@ impl MembershipTable {
             return;
         }
         let Some(r) = self.members.get_mut(&who.name) else { return };
-        if r.member.id != who.id || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed) {
+        if r.member.id != who.id
+            || who.generation < r.member.generation
+            || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed)
+        {
             return;
         }
         r.member.status = MemberStatus::Leaving;
@@ -253,7 +264,10 @@ impl MembershipTable {
             return;
         }
         let Some(r) = self.members.get_mut(&who.name) else { return };
-        if r.member.id != who.id || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed) {
+        if r.member.id != who.id
+            || who.generation < r.member.generation
+            || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed)
+        {
             return;
         }
         r.member.status = MemberStatus::Down;
@@ -410,6 +424,19 @@ mod tests {
         t.handle_alive(T0, &id("b", 2, 1));
         assert_eq!(t.get("b").map(|m| (m.id, m.status)), Some((3, MemberStatus::Up)));
         assert_eq!(drain(&mut t), vec![("b".into(), "up", 2), ("b".into(), "removed", 2), ("b".into(), "up", 3)]);
+    }
+
+    #[test]
+    fn a_renewed_generation_of_the_same_process_ignores_stale_news() {
+        let mut t = table();
+        t.handle_alive(T0, &id("b", 2, 1));
+        t.handle_down(T0, &id("b", 2, 1));
+        t.handle_alive(T0, &id("b", 2, 2));
+        t.handle_down(T0, &id("b", 2, 1));
+        t.handle_suspect(T0, &id("b", 2, 1));
+        assert_eq!(t.get("b").map(|m| (m.generation, m.status)), Some((2, MemberStatus::Up)));
+        let kinds: Vec<_> = drain(&mut t).into_iter().map(|e| e.1).collect();
+        assert_eq!(kinds, ["up", "down", "up"], "no removal: the same process came back");
     }
 
     #[test]

@@ -161,6 +161,8 @@ impl ClusterTestHarness {
             .handshake_timeout(Duration::from_secs(1))
             .request_timeout(Duration::from_secs(2))
             .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(300))
+            .probe_interval(Duration::from_millis(200))
+            .resource_interval(Some(Duration::from_secs(1)))
             .rng_seed(seed)
             .network_faults(self.faults.clone())
     }
@@ -174,7 +176,7 @@ impl ClusterTestHarness {
         incarnation: u64,
     ) -> Result<ClusterSystem, HarnessError> {
         let node_seed = self.seed ^ ((index as u64 + 1) << 32) ^ incarnation;
-        let builder = (self.configure)(index, self.defaults(name, bind, seeds, node_seed));
+        let builder = (self.configure)(index, self.defaults(name, bind, seeds, node_seed).generation(incarnation + 1));
         let config = builder
             .build()
             .map_err(|e| HarnessError::Start { node: name.to_owned(), source: ClusterError::Config(e) })?;
@@ -302,7 +304,8 @@ impl ClusterTestHarness {
         }
     }
 
-    /// Checks that every running node is linked to exactly the other running nodes.
+    /// Checks that all running nodes agree on who is in the cluster: each is linked to
+    /// exactly the other running nodes and sees exactly the running nodes as members `Up`.
     pub fn verify_cluster_stability(&self) -> Result<(), HarnessError> {
         let live: BTreeSet<String> = self.live().iter().map(|&i| self.slots[i].name.clone()).collect();
         let mut problems = Vec::new();
@@ -313,7 +316,13 @@ impl ClusterTestHarness {
             if seen != expected {
                 let missing: Vec<_> = expected.difference(&seen).collect();
                 let extra: Vec<_> = seen.difference(&expected).collect();
-                problems.push(format!("{name} misses {missing:?}, has extra {extra:?}"));
+                problems.push(format!("{name} has no link to {missing:?}, extra links to {extra:?}"));
+            }
+            let up = self.node(i).up_members();
+            if up != live {
+                let missing: Vec<_> = live.difference(&up).collect();
+                let extra: Vec<_> = up.difference(&live).collect();
+                problems.push(format!("{name} does not see {missing:?} up, sees {extra:?} up"));
             }
         }
         if problems.is_empty() {

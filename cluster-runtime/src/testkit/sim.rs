@@ -124,6 +124,11 @@ impl SimNode {
         self.system.borrow_mut().take();
     }
 
+    /// Names of the members the node sees `Up`, itself included (empty if it is down).
+    pub fn up_members(&self) -> BTreeSet<String> {
+        self.system().map(|s| s.up_members()).unwrap_or_default()
+    }
+
     /// Names of the peers the node is linked to (empty if it is down).
     pub fn peer_names(&self) -> BTreeSet<String> {
         self.system().map(|s| s.peers().into_iter().map(|p| p.name).collect()).unwrap_or_default()
@@ -162,20 +167,31 @@ impl SimNode {
                     .handshake_timeout(Duration::from_secs(1))
                     .request_timeout(Duration::from_secs(2))
                     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(1))
+                    .probe_interval(Duration::from_millis(200))
+                    .resource_interval(None)
+                    .generation(incarnation)
                     .build()?;
                 let system = ClusterSystem::new(cluster, config).start().await?;
                 log.record(format!("{} up (incarnation {incarnation})", node.name));
                 *node.system.borrow_mut() = Some(system.clone());
-                let mut changes = system.watch_peers();
-                let mut last = BTreeSet::new();
+                let mut links = system.watch_peers();
+                let mut members = system.watch_membership();
+                let (mut last_links, mut last_up) = (BTreeSet::new(), BTreeSet::new());
                 loop {
                     let now: BTreeSet<String> = system.peers().into_iter().map(|p| p.name).collect();
-                    if now != last {
+                    if now != last_links {
                         log.record(format!("{} links {:?}", node.name, now));
-                        last = now;
+                        last_links = now;
                     }
-                    if changes.changed().await.is_err() {
-                        return Ok(());
+                    let up = system.up_members();
+                    if up != last_up {
+                        log.record(format!("{} sees up {:?}", node.name, up));
+                        last_up = up;
+                    }
+                    tokio::select! {
+                        biased;
+                        r = links.changed() => if r.is_err() { return Ok(()) },
+                        r = members.changed() => if r.is_err() { return Ok(()) },
                     }
                 }
             })
