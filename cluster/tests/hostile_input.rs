@@ -130,7 +130,7 @@ async fn expect_reply(stream: &mut TcpStream, request: u64) -> (Option<RemoteErr
                 };
             }
             // Membership traffic: the node treats the raw client as a member.
-            Frame::Heartbeat | Frame::Swim(_) | Frame::Resources(_) | Frame::View { .. } => continue,
+            Frame::Heartbeat | Frame::Swim(_) | Frame::Resources(_) | Frame::Leaving | Frame::View { .. } => continue,
             other => panic!("unexpected frame {other:?}"),
         }
     }

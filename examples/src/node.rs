@@ -11,7 +11,13 @@ use actix_cluster::{ClusterConfig, ClusterError, ClusterSystem};
 impl NodeArgs {
     /// Flags for a node named `name` in `cluster` on a free loopback port, linking to `seeds`.
     pub fn new(cluster: &str, name: &str, seeds: &[String]) -> Self {
-        Self { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() }
+        Self {
+            cluster: cluster.into(),
+            name: name.into(),
+            bind: "127.0.0.1:0".into(),
+            seeds: seeds.to_vec(),
+            probe_ms: 1000,
+        }
     }
 }
 
@@ -26,13 +32,14 @@ pub struct NodeArgs {
     pub bind: String,
     /// Seed node addresses.
     pub seeds: Vec<String>,
+    /// Failure detection period in milliseconds (default 1000).
+    pub probe_ms: u64,
 }
 
 impl NodeArgs {
     /// Parses flags; unknown flags are an error naming the valid ones.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
-        let mut out =
-            NodeArgs { cluster: "demo".into(), name: String::new(), bind: "127.0.0.1:0".into(), seeds: Vec::new() };
+        let mut out = NodeArgs::new("demo", "", &[]);
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -43,7 +50,10 @@ impl NodeArgs {
                 "--seeds" => {
                     out.seeds = value()?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
                 }
-                other => return Err(format!("unknown flag {other}; valid: --cluster, --name, --bind, --seeds")),
+                "--probe-ms" => out.probe_ms = value()?.parse().map_err(|_| "--probe-ms needs a number".to_string())?,
+                other => {
+                    return Err(format!("unknown flag {other}; valid: --cluster, --name, --bind, --seeds, --probe-ms"));
+                }
             }
         }
         if out.name.is_empty() {
@@ -63,6 +73,8 @@ impl NodeArgs {
             self.bind.clone(),
             "--seeds".into(),
             self.seeds.join(","),
+            "--probe-ms".into(),
+            self.probe_ms.to_string(),
         ]
     }
 }

@@ -26,8 +26,7 @@ async fn parent(cluster: &str) -> ClusterSystem {
 }
 
 async fn child(cluster: &str, name: &str, seeds: &[String]) -> NodeProcess {
-    let args =
-        NodeArgs { cluster: cluster.into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.to_vec() };
+    let args = NodeArgs::new(cluster, name, seeds);
     node::spawn_node(exe(), &[], &args, DEADLINE, false).await.expect("child node ready")
 }
 

@@ -431,6 +431,13 @@ impl ClusterSystem {
                 }
                 Self::flush_events(&mut m);
             }
+            Frame::Leaving => {
+                if let Some(member) = m.table.get(peer_name).filter(|mm| mm.id == peer).cloned() {
+                    let who =
+                        MemberId { id: member.id, name: member.name, addr: member.addr, generation: member.generation };
+                    m.table.handle_leaving(now, &who);
+                }
+            }
             Frame::View { version, members } => {
                 let Mode::Worker { versions } = &mut m.mode else { return };
                 if !self.config().master_nodes().iter().any(|n| n == peer_name) {
@@ -612,6 +619,11 @@ impl ClusterSystem {
 
     /// Leaves the cluster on purpose: SWIM tells the members before the links close.
     pub(crate) fn membership_leave(&self) {
+        // Said on every link before anything else, so peers know the failure detector's
+        // coming "down" is a departure.
+        for p in self.peers() {
+            self.send_frame(p.id.0, &Frame::Leaving);
+        }
         let handle = self.membership().clone();
         let mut m = handle.lock();
         if let Mode::Swim(swim, rt) = &mut m.mode {

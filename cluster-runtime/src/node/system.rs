@@ -742,7 +742,7 @@ impl LinkHandler for ClusterSystem {
                 };
                 let _ = pending.reply.send(result);
             }
-            f @ (Frame::Swim(_) | Frame::Resources(_) | Frame::View { .. }) => {
+            f @ (Frame::Swim(_) | Frame::Resources(_) | Frame::Leaving | Frame::View { .. }) => {
                 let name = inner.peer_name(peer);
                 self.membership_frame(peer, &name, f);
             }

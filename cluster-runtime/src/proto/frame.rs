@@ -142,6 +142,8 @@ pub enum Frame<'a> {
     Swim(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
     /// The sender's latest resource report.
     Resources(ResourceReport),
+    /// The sender is leaving the cluster on purpose; its failure-detector goodbye follows.
+    Leaving,
     /// A master's view of the cluster (centralized membership).
     View {
         /// Increases with every change the master makes.
@@ -176,6 +178,7 @@ impl Frame<'_> {
             Frame::Heartbeat => "Heartbeat",
             Frame::Swim(_) => "Swim",
             Frame::Resources(_) => "Resources",
+            Frame::Leaving => "Leaving",
             Frame::View { .. } => "View",
             Frame::Goodbye(_) => "Goodbye",
         }
@@ -337,6 +340,7 @@ mod tests {
             Frame::Heartbeat,
             Frame::Swim(&[9, 9]),
             Frame::Resources(ResourceReport { cpu_millicores: 15, memory_bytes: 10, actor_count: 2, in_flight: 3 }),
+            Frame::Leaving,
             Frame::View { version: 4, members: vec![] },
             Frame::Goodbye(GoodbyeReason::Replaced),
         ];

@@ -152,7 +152,7 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error::Error>> {
-    let args = NodeArgs { cluster: "bench".into(), name: "bench-a".into(), bind: "127.0.0.1:0".into(), seeds: vec![] };
+    let args = NodeArgs::new("bench", "bench-a", &[]);
     let a = node::spawn_node(exe, &["node"], &args, READY, false).await?;
     let config = ClusterConfig::new()
         .node_name("bench-b")
@@ -271,7 +271,7 @@ async fn raw_server(bind: String) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error::Error>> {
-    let args = NodeArgs { cluster: "bench".into(), name: "raw".into(), bind: "127.0.0.1:0".into(), seeds: vec![] };
+    let args = NodeArgs::new("bench", "raw", &[]);
     let server = node::spawn_node(exe, &["raw-server"], &args, READY, false).await?;
     let stream = TcpStream::connect(server.addr).await?;
     stream.set_nodelay(true)?;

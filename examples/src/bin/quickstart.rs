@@ -53,8 +53,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let seeds = vec![system.local_addr().to_string()];
     let mut children = Vec::new();
     for name in ["node-2", "node-3"] {
-        let args =
-            NodeArgs { cluster: "demo".into(), name: name.into(), bind: "127.0.0.1:0".into(), seeds: seeds.clone() };
+        let args = NodeArgs::new("demo", name, &seeds);
         let child = node::spawn_node(&exe, &["node"], &args, READY, true).await?;
         println!("{} listens on {} (pid {})", child.name, child.addr, child.pid().unwrap_or(0));
         children.push(child);
