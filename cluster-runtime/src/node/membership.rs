@@ -37,7 +37,7 @@ impl actix::Message for MembershipEvent {
 
 /// A member's identity in SWIM: node id, name (the address foca resolves conflicts on),
 /// listen address and generation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) struct SwimId {
     id: u128,
     name: String,
@@ -91,6 +91,8 @@ pub(crate) struct Membership {
     stopped: bool,
     /// SWIM knows at least one other active member.
     swim_active: bool,
+    /// Since when each member has been suspect in SWIM's view (see `expire_suspicions`).
+    suspect_since: BTreeMap<SwimId, Duration>,
 }
 
 /// Shared handle to the membership state of a node.
@@ -170,6 +172,7 @@ impl ClusterSystem {
             changed,
             stopped: false,
             swim_active: false,
+            suspect_since: BTreeMap::new(),
         })))
     }
 
@@ -208,6 +211,23 @@ impl ClusterSystem {
             }
         }
         m.subscribers.push(subscriber);
+    }
+
+    /// A description of the failure detector's own view, for diagnosing tests.
+    #[doc(hidden)]
+    pub fn membership_debug(&self) -> String {
+        let m = self.membership().lock();
+        let mut out = format!(
+            "{} table {:?}",
+            self.node_name(),
+            m.table.members().iter().map(|t| (&t.name, t.generation, t.status)).collect::<Vec<_>>()
+        );
+        if let Mode::Swim(swim, _) = &m.mode {
+            let view: Vec<_> =
+                swim.iter_membership_state().map(|mm| (mm.id().name.clone(), mm.id().generation, mm.state())).collect();
+            out.push_str(&format!(" swim active={} {:?} self gen {}", m.swim_active, view, swim.identity().generation));
+        }
+        out
     }
 
     /// A receiver that changes whenever the membership table changes.
@@ -293,6 +313,37 @@ impl ClusterSystem {
             }
         }
         self.drain_swim(&mut m);
+    }
+
+    /// Declares down the members that stayed suspect for twice the suspicion timeout.
+    ///
+    /// foca drops its pending suspect-to-down timers whenever it goes offline and back
+    /// (its timer token changes), and a suspicion whose gossip was lost in a partition is
+    /// then never resolved: the member stays suspect forever. Resolving it here is what
+    /// the lost timer would have done; a member that is in fact alive rejoins.
+    fn expire_suspicions(&self, m: &mut Membership, now: Duration, suspicion: Duration) {
+        let Mode::Swim(swim, rt) = &mut m.mode else { return };
+        let suspects: Vec<(SwimId, foca::Incarnation)> = swim
+            .iter_membership_state()
+            .filter(|mm| mm.state() == foca::State::Suspect)
+            .map(|mm| (mm.id().clone(), mm.incarnation()))
+            .collect();
+        m.suspect_since.retain(|id, _| suspects.iter().any(|(s, _)| s == id));
+        let mut expired = Vec::new();
+        for (id, incarnation) in suspects {
+            let since = *m.suspect_since.entry(id.clone()).or_insert(now);
+            if now.saturating_sub(since) >= suspicion * 2 {
+                expired.push(foca::Member::new(id, incarnation, foca::State::Down));
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        tracing::debug!(node = %self.node_name(), count = expired.len(), "suspicions expired without refutation");
+        if let Err(e) = swim.apply_many(expired.into_iter(), true, &mut *rt) {
+            tracing::debug!(error = %e, "swim apply");
+        }
+        self.drain_swim(m);
     }
 
     /// Sends `frame` on the link to `node`; false if there is no link.
@@ -502,6 +553,7 @@ impl ClusterSystem {
                 return;
             }
             m.table.handle_tick(now);
+            self.expire_suspicions(&mut m, now, probe * 5);
             // SWIM without any active member (alone, or everyone declared down across a
             // healed partition) never announces by itself: announce to every linked peer.
             if matches!(m.mode, Mode::Swim(..)) && !m.swim_active && now.saturating_sub(last_rejoin) >= probe {
