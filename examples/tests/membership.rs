@@ -94,6 +94,67 @@ async fn a_killed_node_is_marked_down_by_every_other_node() {
 }
 
 #[actix_rt::test]
+async fn the_seed_may_fail_once_everyone_has_joined() {
+    // node-1 is a seed of every other node (the harness seeds each node with the earlier ones).
+    let mut h = ClusterTestHarness::start(4).await.expect("harness");
+    h.kill(0);
+    h.run_until(DEADLINE, "the others declare node-1 down", |h| (1..4).all(|i| gone(h.node(i), "node-1")))
+        .await
+        .expect("detected");
+    h.wait_for_stability(DEADLINE).await.expect("three nodes keep one view without their seed");
+    let c = h.node(3).remote_actor::<Counter>("node-2").await.expect("messaging continues");
+    assert_eq!(c.send(Add(2)).await.expect("ask"), 2);
+    h.restart(0).await.expect("the seed returns");
+    h.wait_for_stability(DEADLINE).await.expect("and rejoins");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn centralized_workers_learn_each_other_from_the_master() {
+    let master = ClusterSystem::new(
+        "central",
+        ClusterConfig::new()
+            .node_name("master")
+            .bind("127.0.0.1:0")
+            .architecture(Architecture::Centralized)
+            .master_nodes(["master"])
+            .probe_interval(Duration::from_millis(200))
+            .build()
+            .expect("config"),
+    )
+    .start()
+    .await
+    .expect("master");
+    let mut workers = Vec::new();
+    for i in 1..=3 {
+        // Each worker knows only the master's address.
+        let config = ClusterConfig::new()
+            .node_name(format!("worker-{i}"))
+            .bind("127.0.0.1:0")
+            .architecture(Architecture::Centralized)
+            .master_nodes(["master"])
+            .seed_nodes([master.local_addr().to_string()])
+            .probe_interval(Duration::from_millis(200))
+            .build()
+            .expect("config");
+        workers.push(ClusterSystem::new("central", config).start().await.expect("worker"));
+    }
+    let all: BTreeSet<String> =
+        ["master", "worker-1", "worker-2", "worker-3"].iter().map(|s| (*s).to_owned()).collect();
+    let started = Instant::now();
+    while !(workers.iter().all(|w| w.up_members() == all && w.peers().len() == 3) && master.up_members() == all) {
+        assert!(started.elapsed() < DEADLINE, "workers did not learn each other from the master");
+        actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = workers[0].remote_actor::<Counter>("worker-3").await.expect("worker to worker");
+    assert_eq!(c.send(Add(1)).await.expect("ask"), 1);
+    for w in workers {
+        w.shutdown().await;
+    }
+    master.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_graceful_leave_is_reported_as_left_not_down() {
     let mut h = ClusterTestHarness::start(3).await.expect("harness");
     let seen = subscribe(h.node(0));
@@ -317,4 +378,25 @@ async fn no_false_positive_under_loss_and_jitter() {
     assert_eq!(downs, 0, "no member was declared down");
     h.verify_cluster_stability().expect("still one view");
     h.shutdown().await;
+}
+
+#[actix_rt::test]
+#[ignore = "long: convergence figures for 3, 10 and 30 nodes, 10 runs each, default 1 s probe"]
+async fn convergence_figures_for_3_10_and_30_nodes() {
+    for n in [3, 10, 30] {
+        let mut times = Vec::new();
+        for run in 0..10 {
+            let started = Instant::now();
+            let h = ClusterTestHarness::builder()
+                .nodes(n)
+                .seed(run)
+                .configure(|_, c| c.probe_interval(Duration::from_secs(1)))
+                .start()
+                .await
+                .expect("harness");
+            times.push(started.elapsed());
+            h.shutdown().await;
+        }
+        println!("{n} nodes: every node sees {n} up after {}", summary(times));
+    }
 }
