@@ -327,6 +327,14 @@ async fn sigkill_trials(n: usize, trials: usize, probe: Duration) -> (Duration, 
     (converged, detections)
 }
 
+/// Cluster sizes of the figure runs: `FIGURE_SIZES=3,10,30` (the default).
+fn sizes() -> Vec<usize> {
+    std::env::var("FIGURE_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![3, 10, 30])
+}
+
 fn summary(mut v: Vec<Duration>) -> String {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -349,7 +357,7 @@ async fn a_sigkilled_node_process_is_marked_down_by_every_other_node() {
 #[actix_rt::test]
 #[ignore = "long: detection figures for 3, 10 and 30 nodes, 20 trials each, default 1 s probe"]
 async fn detection_figures_for_3_10_and_30_nodes() {
-    for n in [3, 10, 30] {
+    for n in sizes() {
         let (converged, detections) = sigkill_trials(n, 20, Duration::from_secs(1)).await;
         println!("{n} nodes: convergence {converged:?}; SIGKILL detection {}", summary(detections));
     }
@@ -383,7 +391,7 @@ async fn no_false_positive_under_loss_and_jitter() {
 #[actix_rt::test]
 #[ignore = "long: convergence figures for 3, 10 and 30 nodes, 10 runs each, default 1 s probe"]
 async fn convergence_figures_for_3_10_and_30_nodes() {
-    for n in [3, 10, 30] {
+    for n in sizes() {
         let mut times = Vec::new();
         for run in 0..10 {
             let started = Instant::now();
