@@ -34,15 +34,7 @@ impl Actor for Recorder {
 impl Handler<MembershipEvent> for Recorder {
     type Result = ();
     fn handle(&mut self, e: MembershipEvent, _: &mut Context<Self>) {
-        let kind = match &e {
-            MembershipEvent::MemberUp(_) => "up",
-            MembershipEvent::MemberSuspect(_) => "suspect",
-            MembershipEvent::MemberDown(_) => "down",
-            MembershipEvent::MemberLeft(_) => "left",
-            MembershipEvent::MemberRemoved(_) => "removed",
-            MembershipEvent::ResourcesChanged(_) => "resources",
-        };
-        self.seen.lock().expect("events").push((e.member().name.clone(), kind, e.member().id));
+        self.seen.lock().expect("events").push((e.member().name.clone(), e.kind(), e.member().id));
     }
 }
 

@@ -240,7 +240,7 @@ impl ClusterSystem {
         let mut any = false;
         while let Some(event) = m.table.poll_event() {
             any = true;
-            tracing::debug!(event = ?event_kind(&event), member = %event.member().name, "membership event");
+            tracing::debug!(event = event.kind(), member = %event.member().name, "membership event");
             m.subscribers.retain(|s| s.connected());
             for s in &m.subscribers {
                 s.do_send(event.clone());
@@ -691,16 +691,5 @@ impl ClusterSystem {
     #[cfg(feature = "testkit")]
     pub(crate) fn membership_stop(&self) {
         self.membership().lock().stopped = true;
-    }
-}
-
-fn event_kind(e: &MembershipEvent) -> &'static str {
-    match e {
-        MembershipEvent::MemberUp(_) => "up",
-        MembershipEvent::MemberSuspect(_) => "suspect",
-        MembershipEvent::MemberDown(_) => "down",
-        MembershipEvent::MemberLeft(_) => "left",
-        MembershipEvent::MemberRemoved(_) => "removed",
-        MembershipEvent::ResourcesChanged(_) => "resources",
     }
 }

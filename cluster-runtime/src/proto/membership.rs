@@ -88,6 +88,18 @@ pub enum MembershipEvent {
 }
 
 impl MembershipEvent {
+    /// A short name of the event's kind: `up`, `suspect`, `down`, `left`, `removed`, `resources`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MembershipEvent::MemberUp(_) => "up",
+            MembershipEvent::MemberSuspect(_) => "suspect",
+            MembershipEvent::MemberDown(_) => "down",
+            MembershipEvent::MemberLeft(_) => "left",
+            MembershipEvent::MemberRemoved(_) => "removed",
+            MembershipEvent::ResourcesChanged(_) => "resources",
+        }
+    }
+
     /// The member the event is about.
     pub fn member(&self) -> &Member {
         match self {
@@ -242,34 +254,32 @@ impl MembershipTable {
         }
     }
 
+    /// The record of `who` if it is another member, the same incarnation (not older) and
+    /// not already gone.
+    fn live_record(&mut self, who: &MemberId) -> Option<&mut Record> {
+        if who.name == self.local {
+            return None;
+        }
+        let r = self.members.get_mut(&who.name)?;
+        let stale = r.member.id != who.id || who.generation < r.member.generation;
+        let gone = matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed);
+        if stale || gone {
+            None
+        } else {
+            Some(r)
+        }
+    }
+
     /// `who` announced that it is leaving.
     pub fn handle_leaving(&mut self, _now: Duration, who: &MemberId) {
-        if who.name == self.local {
-            return;
-        }
-        let Some(r) = self.members.get_mut(&who.name) else { return };
-        if r.member.id != who.id
-            || who.generation < r.member.generation
-            || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed)
-        {
-            return;
-        }
+        let Some(r) = self.live_record(who) else { return };
         r.member.status = MemberStatus::Leaving;
         r.left = true;
     }
 
     /// The failure detector declared `who` down (or it finished leaving).
     pub fn handle_down(&mut self, now: Duration, who: &MemberId) {
-        if who.name == self.local {
-            return;
-        }
-        let Some(r) = self.members.get_mut(&who.name) else { return };
-        if r.member.id != who.id
-            || who.generation < r.member.generation
-            || matches!(r.member.status, MemberStatus::Down | MemberStatus::Removed)
-        {
-            return;
-        }
+        let Some(r) = self.live_record(who) else { return };
         r.member.status = MemberStatus::Down;
         r.gone_since = Some(now);
         let left = r.left;
@@ -359,15 +369,7 @@ mod tests {
     fn drain(t: &mut MembershipTable) -> Vec<(String, &'static str, u128)> {
         let mut out = Vec::new();
         while let Some(e) = t.poll_event() {
-            let kind = match &e {
-                MembershipEvent::MemberUp(_) => "up",
-                MembershipEvent::MemberSuspect(_) => "suspect",
-                MembershipEvent::MemberDown(_) => "down",
-                MembershipEvent::MemberLeft(_) => "left",
-                MembershipEvent::MemberRemoved(_) => "removed",
-                MembershipEvent::ResourcesChanged(_) => "resources",
-            };
-            out.push((e.member().name.clone(), kind, e.member().id));
+            out.push((e.member().name.clone(), e.kind(), e.member().id));
         }
         out
     }
