@@ -207,3 +207,63 @@ fn a_simulated_cluster_survives_random_kills_and_partitions() {
     }
     println!("{} seeded chaos runs: links and membership views converged after every one", seeds.len());
 }
+
+/// A larger simulated cluster: `n` hosts join through node-1, one host crashes, and every
+/// other host must mark it down.
+fn crash_detection_run(seed: u64, n: usize) -> Duration {
+    let _report = SeedReport(seed);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(1))
+        .build();
+    let log = EventLog::default();
+    let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
+    let nodes: Vec<SimNode> = names.iter().map(|name| SimNode::new(name.as_str(), PORT)).collect();
+    for node in &nodes {
+        let seeds = if node.name == "node-1" { vec![] } else { vec![format!("node-1:{PORT}")] };
+        sim.host(node.name.as_str(), node.host("big", seeds, seed, log.clone()));
+    }
+    let all: BTreeSet<String> = names.iter().cloned().collect();
+    step_until(&mut sim, Duration::from_secs(60), "everyone sees everyone up", || {
+        nodes.iter().all(|n| n.up_members() == all)
+    });
+    let victim = names[n / 2].clone();
+    sim.crash(victim.as_str());
+    nodes[n / 2].crashed();
+    let crashed_at = sim.elapsed();
+    let others: Vec<&SimNode> = nodes.iter().filter(|nd| nd.name != victim).collect();
+    let detected = |v: &str| {
+        others.iter().all(|nd| nd.system().and_then(|s| s.member(v)).is_none_or(|m| m.status == MemberStatus::Down))
+    };
+    while !detected(&victim) {
+        if sim.elapsed() - crashed_at > Duration::from_secs(60) {
+            for nd in &others {
+                if let Some(s) = nd.system() {
+                    if s.member(&victim).is_some_and(|m| m.status != MemberStatus::Down) {
+                        eprintln!("{}", s.membership_debug());
+                    }
+                }
+            }
+            panic!("{victim} not marked down by every node 60 s after its crash (seed {seed})");
+        }
+        sim.step().expect("simulation step");
+    }
+    sim.elapsed() - crashed_at
+}
+
+#[test]
+fn a_crashed_member_of_a_larger_cluster_is_marked_down_by_everyone() {
+    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let n = std::env::var("SIM_NODES").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let mut times: Vec<Duration> =
+        sim::seeds(5000, count).into_iter().map(|seed| crash_detection_run(seed, n)).collect();
+    times.sort();
+    println!(
+        "{n} simulated nodes, crash detected by all {} others: median {:?}, max {:?} over {} seeds",
+        n - 1,
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+}
