@@ -283,7 +283,9 @@ impl ClusterSystem {
                 other => tracing::debug!(node = %self.node_name(), notification = ?other, "swim"),
             }
         }
-        // foca does not notify suspicion; read it from its view.
+        // foca does not notify suspicion, and skips notifications in some transitions
+        // (a member it never reported up is not reported down): reconcile the table with
+        // its view, which is the source of truth for the failure detector.
         for mm in swim.iter_membership_state() {
             let who = mm.id().member_id();
             let known = table.get(&who.name).filter(|t| t.id == who.id).map(|t| t.status);
@@ -291,7 +293,13 @@ impl ClusterSystem {
                 (foca::State::Suspect, Some(MemberStatus::Up | MemberStatus::Joining)) => {
                     table.handle_suspect(now, &who)
                 }
-                (foca::State::Alive, Some(MemberStatus::Suspect)) => table.handle_alive(now, &who),
+                (foca::State::Alive, Some(MemberStatus::Suspect | MemberStatus::Joining)) => {
+                    table.handle_alive(now, &who)
+                }
+                (
+                    foca::State::Down,
+                    Some(MemberStatus::Up | MemberStatus::Joining | MemberStatus::Suspect | MemberStatus::Leaving),
+                ) => table.handle_down(now, &who),
                 _ => {}
             }
         }
