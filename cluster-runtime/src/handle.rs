@@ -96,9 +96,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
-        // `tell` without waiting completes on its first poll.
-        futures_util::FutureExt::now_or_never(self.system.inner.tell(self.node.id.0, &self.node.name, bytes, false))
-            .unwrap_or(Err(ClusterError::Backpressure { node: self.node.name.clone() }))
+        self.system.inner.try_tell(self.node.id.0, &self.node.name, bytes)
     }
 
     /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
@@ -107,7 +105,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
-        self.system.inner.tell(self.node.id.0, &self.node.name, bytes, true).await
+        self.system.inner.tell(self.node.id.0, &self.node.name, bytes).await
     }
 
     fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>

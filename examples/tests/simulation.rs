@@ -7,25 +7,8 @@ use std::time::Duration;
 
 use actix_cluster::prelude::*;
 use actix_cluster::testkit::sim::{self, EventLog, SeedReport, SimNode, TurmoilNetwork};
+use actix_cluster_examples::{Add, Counter};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-
-#[cluster_message(result = "u64")]
-#[derive(Serialize, Deserialize)]
-struct Add(u64);
-
-#[distributed_actor(messages(Add))]
-#[derive(Default, Serialize, Deserialize)]
-struct Counter {
-    total: u64,
-}
-
-impl Handler<Add> for Counter {
-    type Result = u64;
-    fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
-        self.total += msg.0;
-        self.total
-    }
-}
 
 const PORT: u16 = 7000;
 const NAMES: [&str; 3] = ["node-1", "node-2", "node-3"];

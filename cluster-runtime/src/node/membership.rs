@@ -366,6 +366,12 @@ impl ClusterSystem {
         if name == self.node_name() || self.peer(name).is_some() || self.inner.is_shut_down() {
             return;
         }
+        self.spawn_connect(m, addr);
+    }
+
+    /// Starts a connection to `addr` unless one is already under way (tracked in
+    /// `m.connecting` for as long as the connection and its link last).
+    fn spawn_connect(&self, m: &mut Membership, addr: &str) {
         if !m.connecting.insert(addr.to_owned()) {
             return;
         }
@@ -376,6 +382,14 @@ impl ClusterSystem {
             system.connect_once(&addr).await;
             handle.lock().connecting.remove(&addr);
         });
+    }
+
+    /// Encodes `frame` once and queues it on the links to every node in `targets`.
+    fn send_to_all(&self, targets: impl IntoIterator<Item = u128>, frame: &Frame<'_>) {
+        let Ok(bytes) = frame::encode(frame) else { return };
+        for t in targets {
+            self.inner.try_send_to(t, bytes.clone());
+        }
     }
 
     /// A link to `peer` completed its handshake.
@@ -525,9 +539,7 @@ impl ClusterSystem {
         master.version += 1;
         let version = master.version;
         let members = m.table.members();
-        for p in self.peers() {
-            self.send_frame(p.id.0, &Frame::View { version, members: members.clone() });
-        }
+        self.send_to_all(self.peers().into_iter().map(|p| p.id.0), &Frame::View { version, members });
         Self::flush_events(m);
     }
 
@@ -603,9 +615,7 @@ impl ClusterSystem {
                             .collect(),
                         _ => self.peers().into_iter().map(|p| p.id.0).collect(),
                     };
-                    for t in targets {
-                        self.send_frame(t, &Frame::Resources(report));
-                    }
+                    self.send_to_all(targets, &Frame::Resources(report));
                 }
             }
             if let Mode::Master(master) = &mut m.mode {
@@ -666,24 +676,14 @@ impl ClusterSystem {
             return;
         }
         let handle = self.membership().clone();
-        if !handle.lock().connecting.insert(addr.to_owned()) {
-            return;
-        }
-        let system = self.clone();
-        let addr = addr.to_owned();
-        self.inner.tasks.spawn_local(async move {
-            system.connect_once(&addr).await;
-            handle.lock().connecting.remove(&addr);
-        });
+        self.spawn_connect(&mut handle.lock(), addr);
     }
 
     /// Leaves the cluster on purpose: SWIM tells the members before the links close.
     pub(crate) fn membership_leave(&self) {
         // Said on every link before anything else, so peers know the failure detector's
         // coming "down" is a departure.
-        for p in self.peers() {
-            self.send_frame(p.id.0, &Frame::Leaving);
-        }
+        self.send_to_all(self.peers().into_iter().map(|p| p.id.0), &Frame::Leaving);
         let handle = self.membership().clone();
         let mut m = handle.lock();
         if let Mode::Swim(swim, rt) = &mut m.mode {

@@ -508,36 +508,35 @@ impl Inner {
         }
     }
 
-    /// Queues a one-way frame for `peer`. With `wait`, waits for queue space; without,
-    /// fails with [`ClusterError::Backpressure`] when the queue is full.
-    pub(crate) async fn tell(
-        &self,
-        peer: u128,
-        peer_name: &str,
-        bytes: EncodedFrame,
-        wait: bool,
-    ) -> Result<(), ClusterError> {
-        let sender = self.lock().peers.get(&peer).map(|p| p.sender.clone());
-        let Some(sender) = sender else {
-            return Err(ClusterError::LinkDown { node: peer_name.to_owned() });
-        };
+    /// Queues a one-way frame for `peer` without waiting; fails with
+    /// [`ClusterError::Backpressure`] when the queue is full.
+    pub(crate) fn try_tell(&self, peer: u128, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
+        self.tell_sender(peer, peer_name)?.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Closed(_) => ClusterError::LinkDown { node: peer_name.to_owned() },
+            mpsc::error::TrySendError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+        })
+    }
+
+    /// Queues a one-way frame for `peer`, waiting for queue space.
+    pub(crate) async fn tell(&self, peer: u128, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
+        let sender = self.tell_sender(peer, peer_name)?;
         match sender.try_send(bytes) {
             Ok(()) => {
-                if wait {
-                    // A loop of awaited tells that never wait for room would starve the
-                    // link's writer on this thread; yield when the task's budget is spent.
-                    tokio::task::consume_budget().await;
-                }
+                // A loop of awaited tells that never wait for room would starve the link's
+                // writer on this thread; yield when the task's budget is spent.
+                tokio::task::consume_budget().await;
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
             Err(mpsc::error::TrySendError::Full(bytes)) => {
-                if !wait {
-                    return Err(ClusterError::Backpressure { node: peer_name.to_owned() });
-                }
                 sender.send(bytes).await.map_err(|_| ClusterError::LinkDown { node: peer_name.to_owned() })
             }
         }
+    }
+
+    fn tell_sender(&self, peer: u128, peer_name: &str) -> Result<mpsc::Sender<EncodedFrame>, ClusterError> {
+        let sender = self.lock().peers.get(&peer).map(|p| p.sender.clone());
+        sender.ok_or_else(|| ClusterError::LinkDown { node: peer_name.to_owned() })
     }
 
     /// Sends a request built by `build(request_id)` to `peer` and waits for its reply.
@@ -864,37 +863,13 @@ async fn accept_loop(system: ClusterSystem, mut listener: Box<dyn NetListener>) 
 impl ClusterSystem {
     /// Connects to `addr` (a few attempts with backoff) and runs the link until it ends.
     pub(crate) async fn connect_once(&self, addr: &str) {
-        let inner = self.inner.clone();
-        let stop = inner.stop_accepting.clone();
-        let mut backoff = Backoff::new(
-            inner.config.reconnect_base,
-            inner.config.reconnect_max,
-            crate::proto::wire_id(addr) ^ inner.node_id.0 as u64,
-        );
+        let stop = self.inner.stop_accepting.clone();
+        let mut backoff = self.inner.reconnect_backoff(addr);
         for _ in 0..3 {
-            let connect = tokio::time::timeout(
-                inner.config.link.handshake_timeout,
-                inner.config.network.0.connect(addr.to_owned()),
-            );
-            let connected = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                c = connect => c,
-            };
-            if let Ok(Ok(stream)) = connected {
-                let handler = Arc::new(self.clone());
-                let outcome = link::run(
-                    stream,
-                    Initiator::Local,
-                    addr.to_owned(),
-                    handler,
-                    inner.config.link.clone(),
-                    inner.links.child_token(),
-                )
-                .await;
-                if !matches!(outcome, LinkOutcome::HandshakeFailed(_)) {
-                    return;
-                }
+            match self.dial(addr).await {
+                Dialed::Stopped => return,
+                Dialed::Linked(LinkOutcome::HandshakeFailed(_)) | Dialed::Unreachable => {}
+                Dialed::Linked(_) => return,
             }
             tokio::select! {
                 biased;
@@ -903,58 +878,75 @@ impl ClusterSystem {
             }
         }
     }
+
+    /// Opens a connection to `addr` (within the handshake timeout) and runs a link over it
+    /// until the link ends.
+    async fn dial(&self, addr: &str) -> Dialed {
+        let inner = &self.inner;
+        let connect =
+            tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(addr.to_owned()));
+        let connected = tokio::select! {
+            biased;
+            () = inner.stop_accepting.cancelled() => return Dialed::Stopped,
+            c = connect => c,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let handler = Arc::new(self.clone());
+                let settings = inner.config.link.clone();
+                Dialed::Linked(
+                    link::run(stream, Initiator::Local, addr.to_owned(), handler, settings, inner.links.child_token())
+                        .await,
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "cannot connect");
+                Dialed::Unreachable
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "connect timed out");
+                Dialed::Unreachable
+            }
+        }
+    }
+}
+
+/// What [`ClusterSystem::dial`] came to.
+enum Dialed {
+    /// The node is stopping.
+    Stopped,
+    /// No connection could be opened.
+    Unreachable,
+    /// A connection was opened and the link on it ran until this outcome.
+    Linked(LinkOutcome),
+}
+
+impl Inner {
+    /// Reconnect backoff towards `addr`, with jitter seeded by the address and this node.
+    fn reconnect_backoff(&self, addr: &str) -> Backoff {
+        let seed = crate::proto::wire_id(addr) ^ self.node_id.0 as u64;
+        Backoff::new(self.config.reconnect_base, self.config.reconnect_max, seed)
+    }
 }
 
 async fn connect_loop(system: ClusterSystem, seed: String) {
     let inner = system.inner.clone();
     let stop = inner.stop_accepting.clone();
-    let seed_hash = crate::proto::wire_id(&seed);
-    let mut backoff =
-        Backoff::new(inner.config.reconnect_base, inner.config.reconnect_max, seed_hash ^ inner.node_id.0 as u64);
+    let mut backoff = inner.reconnect_backoff(&seed);
     loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let connect =
-            tokio::time::timeout(inner.config.link.handshake_timeout, inner.config.network.0.connect(seed.clone()));
-        let connected = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            c = connect => c,
-        };
-        let wait_for_down = match connected {
-            Ok(Ok(stream)) => {
-                let handler = Arc::new(system.clone());
-                let outcome = link::run(
-                    stream,
-                    Initiator::Local,
-                    seed.clone(),
-                    handler,
-                    inner.config.link.clone(),
-                    inner.links.child_token(),
-                )
-                .await;
-                match outcome {
-                    LinkOutcome::Ended { .. } => {
-                        backoff.reset();
-                        None
-                    }
-                    LinkOutcome::Rejected { reason: RejectReason::DuplicateLink { .. }, peer, .. } => peer,
-                    LinkOutcome::Rejected { reason: RejectReason::SelfConnection, .. } => {
-                        tracing::info!(%seed, "seed is this node itself; not linking to it");
-                        return;
-                    }
-                    LinkOutcome::Rejected { .. } | LinkOutcome::HandshakeFailed(_) => None,
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%seed, error = %e, attempt = backoff.attempts(), "cannot connect to seed");
+        let wait_for_down = match system.dial(&seed).await {
+            Dialed::Stopped => return,
+            Dialed::Unreachable => None,
+            Dialed::Linked(LinkOutcome::Ended { .. }) => {
+                backoff.reset();
                 None
             }
-            Err(_) => {
-                tracing::debug!(%seed, "connect to seed timed out");
-                None
+            Dialed::Linked(LinkOutcome::Rejected { reason: RejectReason::DuplicateLink { .. }, peer, .. }) => peer,
+            Dialed::Linked(LinkOutcome::Rejected { reason: RejectReason::SelfConnection, .. }) => {
+                tracing::info!(%seed, "seed is this node itself; not linking to it");
+                return;
             }
+            Dialed::Linked(LinkOutcome::Rejected { .. } | LinkOutcome::HandshakeFailed(_)) => None,
         };
         if let Some(peer) = wait_for_down {
             // Linked to this seed through its own connection: reconnect only once it is gone.
