@@ -2,8 +2,17 @@
 //! for spans.
 
 use proc_macro2::{Span, TokenStream};
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Generics, Ident, Item};
+use syn::{Attribute, Generics, Ident, Item, Path, Token};
+
+/// True if a `#[derive(...)]` lists `Serialize` or `Deserialize` (by the last segment of
+/// each path, so `serde::Serialize` counts and `MySerializeExt` does not).
+fn derives_serde_trait(attr: &Attribute) -> bool {
+    let Ok(list) = attr.meta.require_list() else { return false };
+    let Ok(paths) = list.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) else { return false };
+    paths.iter().any(|p| p.segments.last().is_some_and(|s| s.ident == "Serialize" || s.ident == "Deserialize"))
+}
 
 /// The item an attribute applies to: a struct or an enum.
 pub(crate) struct Target {
@@ -62,12 +71,7 @@ impl Target {
     /// Left alone if the item has no serde derive or already names a serde crate.
     pub(crate) fn route_serde_derives(&mut self) {
         let Some(attrs) = self.attrs_mut() else { return };
-        let derives_serde = attrs.iter().any(|a| {
-            a.path().is_ident("derive") && {
-                let tokens = a.meta.require_list().map(|l| l.tokens.to_string()).unwrap_or_default();
-                tokens.contains("Serialize") || tokens.contains("Deserialize")
-            }
-        });
+        let derives_serde = attrs.iter().any(|a| a.path().is_ident("derive") && derives_serde_trait(a));
         let names_crate = attrs.iter().any(|a| {
             a.path().is_ident("serde")
                 && a.meta.require_list().map(|l| l.tokens.to_string().contains("crate")).unwrap_or(false)
@@ -75,5 +79,48 @@ impl Target {
         if derives_serde && !names_crate {
             attrs.push(syn::parse_quote!(#[serde(crate = "::actix_cluster::__private::serde")]));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(item: TokenStream) -> bool {
+        let mut target = Target::parse(item).expect("item");
+        target.route_serde_derives();
+        let attrs = match &target.item {
+            Item::Struct(s) => &s.attrs,
+            _ => panic!("a struct"),
+        };
+        attrs.iter().any(|a| a.path().is_ident("serde") && quote::quote!(#a).to_string().contains("__private"))
+    }
+
+    #[test]
+    fn serde_derives_are_recognized_by_their_trait_name_not_a_substring() {
+        assert!(routed(quote::quote!(
+            #[derive(Serialize)]
+            struct A;
+        )));
+        assert!(routed(quote::quote!(
+            #[derive(Clone, serde::Deserialize)]
+            struct A;
+        )));
+        assert!(!routed(quote::quote!(
+            #[derive(Clone, MySerializeExt)]
+            struct A;
+        )));
+        assert!(!routed(quote::quote!(
+            #[derive(DeserializeWith)]
+            struct A;
+        )));
+        assert!(
+            !routed(quote::quote!(
+                #[derive(Serialize)]
+                #[serde(crate = "x")]
+                struct A;
+            )),
+            "a named crate is kept"
+        );
     }
 }

@@ -11,6 +11,8 @@ use crate::symbol::{self, FORMAT, FORMATS, MANUAL_ACTOR, MESSAGES, NAME, RESULT}
 /// Arguments of `#[cluster_message(...)]`.
 pub(crate) struct MessageArgs {
     pub(crate) result: Option<syn::Type>,
+    /// `result` was given, even if its value was rejected (then that error is enough).
+    pub(crate) result_given: bool,
     pub(crate) name: Option<LitStr>,
 }
 
@@ -72,13 +74,14 @@ fn string_value(cx: &mut Ctxt, meta: &Meta, example: &str) -> Option<LitStr> {
 }
 
 pub(crate) fn parse_message_args(cx: &mut Ctxt, args: TokenStream) -> MessageArgs {
-    let mut out = MessageArgs { result: None, name: None };
+    let mut out = MessageArgs { result: None, result_given: false, name: None };
     let mut seen = Vec::new();
     for meta in metas(cx, args) {
         if meta.path().is_ident(RESULT) {
             if !first_time(cx, &mut seen, &meta) {
                 continue;
             }
+            out.result_given = true;
             if let Some(s) = string_value(cx, &meta, "`result = \"u64\"`") {
                 match s.parse::<syn::Type>() {
                     Ok(ty) => out.result = Some(ty),

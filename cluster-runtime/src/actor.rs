@@ -1,7 +1,7 @@
-//! The traits `#[cluster_message]` and `#[distributed_actor]` implement, and the generic
-//! functions their generated registrations point to.
+//! The traits `#[cluster_message]` and `#[distributed_actor]` implement. Traits only: the
+//! functions generated code calls are in [`dispatch`](crate::dispatch), the handles in
+//! [`handle`](crate::handle).
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -9,10 +9,7 @@ use std::time::Duration;
 use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::error::{ClusterError, RemoteErrorKind};
 use crate::format::Format;
-use crate::handle::ActorRef;
-use crate::node::{ClusterSystem, Replier};
 
 /// A message that can cross the network. Implemented by `#[cluster_message]`.
 ///
@@ -52,7 +49,8 @@ pub trait DistributedActor: Actor<Context = Context<Self>> + WireType {
     /// The stable 64-bit type id used for remote spawn.
     const TYPE_ID: u64;
 
-    /// Where new instances are placed; set with `#[distributed_actor(placement = "...")]`.
+    /// Where new instances are placed. Every actor is placed on the node that starts it
+    /// today; other strategies come with the placement service.
     fn placement() -> Placement {
         Placement::Local
     }
@@ -104,69 +102,6 @@ impl<A: Handles<M>, M: ClusterMessage> RemoteMessage<A> for M {
     }
 }
 
-/// Starting actors so that the cluster can address them.
-pub trait DistributedActorExt: DistributedActor {
-    /// Starts the actor on the current thread's cluster system (the one started last on
-    /// this thread) and returns a location-transparent handle. Without a running system
-    /// the actor still starts, with a handle usable only on this node.
-    fn start_distributed(self) -> ActorRef<Self> {
-        match ClusterSystem::current() {
-            Some(system) => system.spawn_local(self),
-            None => ActorRef::local(self.start(), None),
-        }
-    }
-
-    /// Starts the actor on the given cluster system.
-    fn start_distributed_on(self, system: &ClusterSystem) -> ActorRef<Self> {
-        system.spawn_local(self)
-    }
-}
-
-impl<A: DistributedActor> DistributedActorExt for A {}
-
-/// Builds an actor of type `A` from its serialized state, starts it and registers it.
-/// Generated registrations point here.
-pub fn spawn_from_state<A: DistributedActor>(
-    system: &ClusterSystem,
-    format: Format,
-    state: &[u8],
-) -> Result<u64, ClusterError> {
-    let actor: A = format.decode(state, A::NAME)?;
-    Ok(system.register_local(actor.start()))
-}
-
-/// Decodes a message of type `M` and delivers it to the actor behind `target` (an
-/// `Addr<A>`), replying through `reply` if it is an ask. Generated registrations point here.
-pub fn dispatch<A, M>(
-    target: &(dyn Any + Send + Sync),
-    format: Format,
-    payload: &[u8],
-    reply: Option<Replier>,
-) -> Result<(), (RemoteErrorKind, String)>
-where
-    A: Handles<M>,
-    M: ClusterMessage,
-{
-    let Some(addr) = target.downcast_ref::<Addr<A>>() else {
-        return Err((RemoteErrorKind::UnknownMessage, format!("actor is not a `{}`", A::NAME)));
-    };
-    let msg: M = format.decode(payload, M::NAME).map_err(|e| (RemoteErrorKind::Decode, e.to_string()))?;
-    match reply {
-        None => addr.do_send(msg),
-        Some(replier) => {
-            let response = addr.send(msg);
-            tokio::task::spawn_local(async move {
-                let outcome = match response.await {
-                    Ok(result) => format.encode(&result, "reply").map_err(|e| (RemoteErrorKind::Encode, e.to_string())),
-                    Err(_) => Err((RemoteErrorKind::ActorStopped, "the actor stopped before replying".to_owned())),
-                };
-                replier.reply(outcome);
-            });
-        }
-    }
-    Ok(())
-}
-
 /// A type that can cross the network: it implements `Serialize` and `Deserialize`.
 /// Generated code asserts it with the user's spans.
 #[diagnostic::on_unimplemented(
@@ -177,6 +112,3 @@ where
 pub trait WireType: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> WireType for T {}
-
-/// Compiles only if `T` can cross the network. Used by generated code, with the user's spans.
-pub fn assert_wire_type<T: WireType>() {}

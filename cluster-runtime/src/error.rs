@@ -1,16 +1,24 @@
-//! Error types of the runtime: one enum for users ([`ClusterError`]), one for configuration
-//! ([`ConfigError`]), and the error kinds a remote node reports back ([`RemoteErrorKind`]).
+//! Errors by layer:
+//!
+//! - [`ConfigError`]: a setting was rejected while building the configuration;
+//! - [`StartError`]: a node could not start (configuration, listener, type table);
+//! - [`ClusterError`]: one call failed (a send, an ask, a remote spawn);
+//! - [`RemoteError`]: what a peer answered when it refused one request, carried on the wire;
+//! - `ProtocolError` (crate-private): a peer broke the protocol and its link is closed.
+//!
+//! Each service adds its own error enum with a `From` into [`ClusterError`].
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything that can go wrong when starting a cluster node or talking to a remote actor.
-///
-/// Network failures always surface as one of these variants, never as a panic or a hang.
+use crate::ids::LocalActorId;
+
+/// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ClusterError {
+pub enum StartError {
     /// The configuration was rejected; the message says which setting and why.
     #[error("invalid cluster configuration: {0}")]
     Config(#[from] ConfigError),
@@ -51,6 +59,17 @@ pub enum ClusterError {
         /// The second type (its Rust path and stable name).
         second: String,
     },
+}
+
+/// Why one call (a send, an ask, a remote spawn) failed.
+///
+/// Network failures always surface as one of these variants, never as a panic or a hang.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The node could not start (so that one `?` covers start-up and calls in a `main`).
+    #[error(transparent)]
+    Start(#[from] StartError),
 
     /// No node of that name is linked to this one. Check the name and that the node is up.
     #[error("unknown node `{0}`: no link to a node of that name")]
@@ -105,7 +124,7 @@ pub enum ClusterError {
     #[error("actor {actor} does not exist on node `{node}`")]
     ActorNotFound {
         /// The actor id on that node.
-        actor: u64,
+        actor: LocalActorId,
         /// The node that was asked.
         node: String,
     },
@@ -123,18 +142,24 @@ pub enum ClusterError {
     #[error("the target actor has stopped")]
     ActorStopped,
 
-    /// The remote node reported an error not covered above.
-    #[error("node `{node}` reported: {detail}")]
+    /// The remote node refused the request for a reason not covered above.
+    #[error("node `{node}` refused the request: {error}")]
     Remote {
-        /// The node that reported the error.
+        /// The node that refused.
         node: String,
-        /// Its explanation.
-        detail: String,
+        /// What it answered.
+        error: RemoteError,
     },
 
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
+}
+
+impl From<ConfigError> for ClusterError {
+    fn from(e: ConfigError) -> Self {
+        ClusterError::Start(StartError::Config(e))
+    }
 }
 
 /// A rejected configuration setting.
@@ -168,6 +193,23 @@ pub enum ConfigError {
     },
 }
 
+/// What a peer answered when it refused one request; carried in an error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct RemoteError {
+    /// What kind of failure.
+    pub kind: RemoteErrorKind,
+    /// A human-readable explanation.
+    pub detail: String,
+}
+
+impl RemoteError {
+    /// A refusal of `kind`, explained by `detail`.
+    pub fn new(kind: RemoteErrorKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into() }
+    }
+}
+
 /// Why a remote node rejected one message or request; sent back in an error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteErrorKind {
@@ -183,4 +225,31 @@ pub enum RemoteErrorKind {
     UnknownActorType,
     /// The actor stopped before replying.
     ActorStopped,
+}
+
+impl fmt::Display for RemoteErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteErrorKind::UnknownActor => "unknown actor",
+            RemoteErrorKind::UnknownMessage => "message not accepted",
+            RemoteErrorKind::Decode => "cannot decode",
+            RemoteErrorKind::Encode => "cannot encode the reply",
+            RemoteErrorKind::UnknownActorType => "actor type not registered",
+            RemoteErrorKind::ActorStopped => "actor stopped",
+        })
+    }
+}
+
+/// A peer broke the protocol: the link to it can no longer be trusted and is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProtocolError {
+    /// The bytes are not a valid frame.
+    #[error(transparent)]
+    Frame(#[from] crate::proto::wire::frame::FrameError),
+    /// A frame that is valid on the wire but not at this point of the link's life.
+    #[error("unexpected {0} frame")]
+    Unexpected(&'static str),
+    /// A reply names a request this node sent to another peer.
+    #[error("reply to request {0} that was sent to another node")]
+    ForeignReply(crate::ids::RequestId),
 }

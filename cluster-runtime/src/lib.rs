@@ -3,29 +3,42 @@
 //! Users depend on the `actix-cluster` facade crate, which re-exports what they need from here.
 //! The layers, from the wire up:
 //!
-//! - [`proto`]: pure protocol logic with no I/O: wire ids, frames, the handshake rules,
-//!   reconnect backoff.
+//! - [`proto`]: pure protocol logic with no I/O: frames, the handshake rules, wire ids,
+//!   backoff, timers, and membership (table, SWIM, phi accrual, the centralized roles).
 //! - [`transport`]: links over any `AsyncRead + AsyncWrite` stream: framing, handshake,
-//!   batched writes, heartbeats.
-//! - [`node`]: the [`ClusterSystem`](node::ClusterSystem) that owns the listener, the links
-//!   to peers, the local actor table and pending requests.
-//! - [`actor`], [`handle`]: the traits the attributes implement and the typed handles users
-//!   send through.
+//!   batched writes, heartbeats, the frame-shaping hook.
+//! - [`node`]: the kernel of a [`ClusterSystem`](node::ClusterSystem): peers,
+//!   connections, local actors, requests, the frame router and the control task that
+//!   drives the services.
+//! - [`services`]: subsystems on numbered channels, each a thin driver over a pure core
+//!   (membership today).
+//! - [`actor`], [`dispatch`], [`types`], [`handle`]: the traits the attributes implement,
+//!   the functions their registrations point to, the table of registered types, and the
+//!   typed handles users send through.
+//! - [`config`]: the configuration, by section.
 
 pub mod actor;
+pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod format;
 pub mod handle;
+pub mod ids;
 pub mod node;
 pub mod proto;
-pub mod registry;
+pub mod services;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transport;
+pub mod types;
 
 pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMessage};
-pub use error::{ClusterError, ConfigError, RemoteErrorKind};
+pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
+pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, StartError};
 pub use format::Format;
-pub use handle::{ActorRef, RemoteAddr};
-pub use node::{Architecture, ClusterConfig, ClusterSystem, ClusterSystemBuilder, DiscoveryMethod, NodeId, PeerInfo};
+pub use handle::{ActorRef, DistributedActorExt, RemoteAddr};
+pub use ids::{LocalActorId, NodeId};
+pub use node::{ClusterSystem, ClusterSystemBuilder, PeerInfo, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
+pub use services::membership::config::Architecture;
+pub use services::membership::{MembersSnapshot, Membership};

@@ -72,13 +72,14 @@
 //! types; [`rt`] is actix's runtime.
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
-pub use actix_cluster_runtime::actor::DistributedActorExt;
-pub use actix_cluster_runtime::node::discovery::{Resolver, StaticResolver, SystemResolver};
-pub use actix_cluster_runtime::node::ClusterConfigBuilder;
+pub use actix_cluster_runtime::config::{Hooks, NodeConfig, TransportConfig};
+pub use actix_cluster_runtime::services::membership::config::MembershipConfig;
+pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
-    ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage, ClusterSystem, ClusterSystemBuilder,
-    ConfigError, DiscoveryMethod, DistributedActor, Format, Handles, Member, MemberStatus, MembershipEvent, NodeId,
-    PeerInfo, Placement, Profile, RemoteAddr, RemoteErrorKind, RemoteMessage, ResourceReport,
+    ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,
+    ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
+    LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NodeId, PeerInfo, Placement,
+    Profile, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -96,7 +97,7 @@ pub mod prelude {
     pub use crate::{
         cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
         ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, Member, MemberStatus,
-        MembershipEvent, RemoteAddr,
+        MembershipEvent, RemoteAddr, StartError,
     };
 }
 
@@ -104,9 +105,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use actix;
-    pub use actix_cluster_runtime::actor::{assert_wire_type, dispatch, spawn_from_state};
+    pub use actix_cluster_runtime::dispatch::{assert_wire_type, dispatch, spawn_from_state};
     pub use actix_cluster_runtime::proto::wire_id;
-    pub use actix_cluster_runtime::registry::{ActorRegistration, HandlerRegistration, MessageRegistration};
+    pub use actix_cluster_runtime::types::{ActorRegistration, HandlerRegistration, MessageRegistration};
     pub use inventory;
     pub use serde;
 }

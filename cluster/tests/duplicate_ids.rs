@@ -24,7 +24,7 @@ async fn start_reports_both_types_that_share_a_wire_id() {
     assert_eq!(<billing::Charge as ClusterMessage>::WIRE_ID, <payments::Charge as ClusterMessage>::WIRE_ID);
     let config = ClusterConfig::new().node_name("node-1").bind("127.0.0.1:0").build().expect("config");
     let err = ClusterSystem::new("dups", config).start().await.expect_err("duplicate wire id");
-    let ClusterError::DuplicateMessageId { id, first, second } = &err else {
+    let StartError::DuplicateMessageId { id, first, second } = &err else {
         panic!("expected DuplicateMessageId, got {err}");
     };
     assert_eq!(*id, <billing::Charge as ClusterMessage>::WIRE_ID);

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use actix_cluster::prelude::*;
 use actix_cluster_runtime::error::RemoteErrorKind;
-use actix_cluster_runtime::proto::frame::{self, Frame, Hello, Outcome, PROTOCOL_VERSION};
+use actix_cluster_runtime::ids::{LocalActorId, NodeId, RequestId, WireId};
+use actix_cluster_runtime::proto::membership::frames::MembershipFrame;
+use actix_cluster_runtime::proto::wire::channel::Channel;
+use actix_cluster_runtime::proto::wire::frame::{self, Frame, Hello, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -96,23 +99,15 @@ async fn send(stream: &mut TcpStream, f: &Frame<'_>) {
     stream.write_all(&frame::encode(f).expect("encode")).await.expect("write");
 }
 
+/// The hello of the raw client, a node named `raw-client`.
+fn raw_hello(cluster: &str) -> Hello {
+    Hello::new(cluster, NodeId(0x5eed), "raw-client", "127.0.0.1:1")
+}
+
 /// Connects and completes a valid handshake as a node named `raw-client`.
 async fn handshaken(node: &ClusterSystem) -> TcpStream {
     let mut s = TcpStream::connect(node.local_addr()).await.expect("connect");
-    send(
-        &mut s,
-        &Frame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster: node.cluster_name().to_owned(),
-            node_id: 0x5eed,
-            node_name: "raw-client".into(),
-            listen_addr: "127.0.0.1:1".into(),
-            auth: None,
-            generation: 0,
-            profile: Default::default(),
-        }),
-    )
-    .await;
+    send(&mut s, &Frame::Hello(raw_hello(node.cluster_name()))).await;
     let body = read_frame(&mut s).await;
     assert!(matches!(frame::decode(&body), Ok(Frame::Welcome(_))), "expected a welcome");
     s
@@ -122,18 +117,23 @@ async fn expect_reply(stream: &mut TcpStream, request: u64) -> (Option<RemoteErr
     loop {
         let body = read_frame(stream).await;
         match frame::decode(&body).expect("node sends valid frames") {
-            Frame::Reply { request: r, outcome } if r == request => {
+            Frame::Reply { request: r, outcome } if r == RequestId(request) => {
                 return match outcome {
-                    Outcome::Error { kind, .. } => (Some(kind), Vec::new()),
+                    Outcome::Error(e) => (Some(e.kind), Vec::new()),
                     Outcome::Value(v) => (None, v.to_vec()),
                     Outcome::Spawned { .. } => panic!("unexpected spawn reply"),
                 };
             }
             // Membership traffic: the node treats the raw client as a member.
-            Frame::Heartbeat | Frame::Swim(_) | Frame::Resources(_) | Frame::Leaving | Frame::View { .. } => continue,
+            Frame::Heartbeat | Frame::Service { .. } => continue,
             other => panic!("unexpected frame {other:?}"),
         }
     }
+}
+
+/// An ask from the raw client.
+fn ask(request: u64, target: LocalActorId, message: u64, payload: &[u8]) -> Frame<'_> {
+    Frame::Ask { request: RequestId(request), target, message: WireId(message), format: Format::Postcard, payload }
 }
 
 #[actix_rt::test]
@@ -180,7 +180,7 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
 
     // (c) a well-formed frame before the handshake.
     let mut s = TcpStream::connect(a.local_addr()).await.expect("connect");
-    send(&mut s, &Frame::Tell { target, message: 1, format: Format::Postcard, payload: &[1] }).await;
+    send(&mut s, &Frame::Tell { target, message: WireId(1), format: Format::Postcard, payload: &[1] }).await;
     let answer = read_until_closed(&mut s).await;
     assert!(answer.is_empty(), "nothing is sent to a peer that skipped the handshake");
     logs.wait_for("expected Hello, got Tell").await;
@@ -189,28 +189,37 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
     // (d) an unknown message type id and (e) an undecodable payload: that message gets an
     // error reply, the connection stays open and serves the next valid message.
     let mut s = handshaken(&a).await;
-    send(&mut s, &Frame::Ask { request: 1, target, message: 0xdead_beef, format: Format::Postcard, payload: &[] })
-        .await;
+    send(&mut s, &ask(1, target, 0xdead_beef, &[])).await;
     assert_eq!(expect_reply(&mut s, 1).await.0, Some(RemoteErrorKind::UnknownMessage));
     let add_id = <Add as ClusterMessage>::WIRE_ID;
     let bad = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-    send(&mut s, &Frame::Ask { request: 2, target, message: add_id, format: Format::Postcard, payload: &bad }).await;
+    send(&mut s, &ask(2, target, add_id, &bad)).await;
     assert_eq!(expect_reply(&mut s, 2).await.0, Some(RemoteErrorKind::Decode));
     let trailing = [5, 0];
-    send(&mut s, &Frame::Ask { request: 3, target, message: add_id, format: Format::Postcard, payload: &trailing })
-        .await;
+    send(&mut s, &ask(3, target, add_id, &trailing)).await;
     assert_eq!(expect_reply(&mut s, 3).await.0, Some(RemoteErrorKind::Decode), "trailing bytes are rejected");
-    send(&mut s, &Frame::Ask { request: 4, target: 999, message: add_id, format: Format::Postcard, payload: &[5] })
-        .await;
+    send(&mut s, &ask(4, LocalActorId(999), add_id, &[5])).await;
     assert_eq!(expect_reply(&mut s, 4).await.0, Some(RemoteErrorKind::UnknownActor));
-    send(&mut s, &Frame::Ask { request: 5, target, message: add_id, format: Format::Postcard, payload: &[5] }).await;
+    send(&mut s, &ask(5, target, add_id, &[5])).await;
     let (err, value) = expect_reply(&mut s, 5).await;
     assert_eq!((err, value), (None, vec![5]), "a valid ask on the same connection still works");
     logs.wait_for("ask rejected").await;
     // Garbage where the failure detector expects a SWIM packet: rejected, link kept.
-    send(&mut s, &Frame::Swim(&[0xff; 40])).await;
-    send(&mut s, &Frame::Ask { request: 6, target, message: add_id, format: Format::Postcard, payload: &[1] }).await;
+    let swim_garbage = MembershipFrame::Swim(&[0xff; 40]).encode();
+    send(&mut s, &Frame::Service { channel: Channel::MEMBERSHIP, body: &swim_garbage }).await;
+    send(&mut s, &ask(6, target, add_id, &[1])).await;
     assert_eq!(expect_reply(&mut s, 6).await, (None, vec![6]), "served after a bad SWIM packet");
+    // A frame for a channel no service listens on: logged, dropped, link kept.
+    send(&mut s, &Frame::Service { channel: Channel(999), body: &[1, 2, 3] }).await;
+    logs.wait_for("frame for a channel no service listens on").await;
+    send(&mut s, &ask(7, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 7).await, (None, vec![7]), "served after a frame for an unknown channel");
+    // An undecodable body on the membership channel: logged, dropped, link kept.
+    send(&mut s, &Frame::Service { channel: Channel::MEMBERSHIP, body: &[0xee, 0xff, 0x01] }).await;
+    logs.wait_for("service frame dropped").await;
+    logs.wait_for("malformed membership frame").await;
+    send(&mut s, &ask(8, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 8).await, (None, vec![8]), "served after an undecodable service body");
     legit_still_works().await;
     drop(s);
 
@@ -224,17 +233,7 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
 
     // A replayed handshake (a second Hello on an established link) is a protocol error.
     let mut s = handshaken(&a).await;
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: "hostile".into(),
-        node_id: 0x5eed,
-        node_name: "raw-client".into(),
-        listen_addr: "127.0.0.1:1".into(),
-        auth: None,
-        generation: 0,
-        profile: Default::default(),
-    };
-    send(&mut s, &Frame::Hello(hello)).await;
+    send(&mut s, &Frame::Hello(raw_hello("hostile"))).await;
     read_until_closed(&mut s).await;
     logs.wait_for("unexpected Hello after the handshake").await;
     legit_still_works().await;

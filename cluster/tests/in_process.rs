@@ -297,8 +297,8 @@ async fn start_fails_clearly_on_a_taken_port_and_bad_names() {
     let a = ClusterSystem::new("test", config("node-1", &[])).start().await.expect("start");
     let taken = ClusterConfig::new().node_name("node-2").bind(a.local_addr().to_string()).build().expect("cfg");
     let err = ClusterSystem::new("test", taken).start().await.expect_err("port in use");
-    assert!(matches!(err, ClusterError::Bind { .. }), "{err}");
+    assert!(matches!(err, StartError::Bind { .. }), "{err}");
     let err = ClusterSystem::new("bad name", config("node-3", &[])).start().await.expect_err("bad cluster name");
-    assert!(matches!(err, ClusterError::Config(ConfigError::InvalidClusterName(_))), "{err}");
+    assert!(matches!(err, StartError::Config(ConfigError::InvalidClusterName(_))), "{err}");
     a.shutdown().await;
 }

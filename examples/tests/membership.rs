@@ -34,14 +34,14 @@ impl Actor for Recorder {
 impl Handler<MembershipEvent> for Recorder {
     type Result = ();
     fn handle(&mut self, e: MembershipEvent, _: &mut Context<Self>) {
-        self.seen.lock().expect("events").push((e.member().name.clone(), e.kind(), e.member().id));
+        self.seen.lock().expect("events").push((e.member().name.clone(), e.kind(), e.member().id.0));
     }
 }
 
 fn subscribe(system: &ClusterSystem) -> Seen {
     let recorder = Recorder::default();
     let seen = recorder.seen.clone();
-    system.subscribe_membership(recorder.start().recipient());
+    system.membership().subscribe(recorder.start().recipient());
     seen
 }
 
@@ -50,7 +50,7 @@ fn has(seen: &Seen, name: &str, kind: &str) -> bool {
 }
 
 fn status_of(system: &ClusterSystem, name: &str) -> Option<MemberStatus> {
-    system.member(name).map(|m| m.status)
+    system.membership().member(name).map(|m| m.status)
 }
 
 fn gone(system: &ClusterSystem, name: &str) -> bool {
@@ -64,7 +64,7 @@ async fn ten_nodes_converge_on_one_view() {
     let took = started.elapsed();
     let all: BTreeSet<String> = h.names().into_iter().collect();
     for i in 0..10 {
-        assert_eq!(h.node(i).up_members(), all, "{} sees everyone up", h.name(i));
+        assert_eq!(h.node(i).membership().up_members(), all, "{} sees everyone up", h.name(i));
     }
     println!("10 in-process nodes: every node sees 10 up after {took:?}");
     h.shutdown().await;
@@ -134,7 +134,9 @@ async fn centralized_workers_learn_each_other_from_the_master() {
     let all: BTreeSet<String> =
         ["master", "worker-1", "worker-2", "worker-3"].iter().map(|s| (*s).to_owned()).collect();
     let started = Instant::now();
-    while !(workers.iter().all(|w| w.up_members() == all && w.peers().len() == 3) && master.up_members() == all) {
+    while !(workers.iter().all(|w| w.membership().up_members() == all && w.peers().len() == 3)
+        && master.membership().up_members() == all)
+    {
         assert!(started.elapsed() < DEADLINE, "workers did not learn each other from the master");
         actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
     }
@@ -164,7 +166,7 @@ async fn a_restarted_node_rejoins_and_its_old_incarnation_is_removed() {
     let old = h.node(2).node_id().0;
     let new = h.restart(2).await.expect("restart").node_id().0;
     h.wait_for_stability(DEADLINE).await.expect("rejoined");
-    assert_eq!(h.node(0).member("node-3").map(|m| m.id), Some(new));
+    assert_eq!(h.node(0).membership().member("node-3").map(|m| m.id.0), Some(new));
     let events = seen.lock().expect("events").clone();
     assert!(events.contains(&("node-3".into(), "removed", old)), "{events:?}");
     assert!(events.contains(&("node-3".into(), "up", new)), "{events:?}");
@@ -178,7 +180,8 @@ async fn a_partition_splits_the_views_and_healing_merges_them() {
     let minority: BTreeSet<String> = ["node-1", "node-2"].iter().map(|s| (*s).to_owned()).collect();
     let majority: BTreeSet<String> = ["node-3", "node-4", "node-5"].iter().map(|s| (*s).to_owned()).collect();
     h.run_until(DEADLINE, "each side sees only itself up", |h| {
-        (0..2).all(|i| h.node(i).up_members() == minority) && (2..5).all(|i| h.node(i).up_members() == majority)
+        (0..2).all(|i| h.node(i).membership().up_members() == minority)
+            && (2..5).all(|i| h.node(i).membership().up_members() == majority)
     })
     .await
     .expect("views split");
@@ -197,7 +200,7 @@ async fn profiles_and_resource_reports_are_visible_to_every_member() {
         .start()
         .await
         .expect("harness");
-    let m = h.node(0).member("node-3").expect("node-3 known");
+    let m = h.node(0).membership().member("node-3").expect("node-3 known");
     assert_eq!(m.profile.roles, ["storage"]);
     assert_eq!(m.profile.capabilities, ["ssd"]);
     assert_eq!(m.profile.metadata.get("zone").map(String::as_str), Some("eu-1"));
@@ -205,7 +208,11 @@ async fn profiles_and_resource_reports_are_visible_to_every_member() {
         let _ = h.node(2).spawn_local(Counter::default());
     }
     h.run_until(DEADLINE, "node-1 sees node-3's actor count", |h| {
-        h.node(0).member("node-3").and_then(|m| m.resources).is_some_and(|r| r.actor_count >= 3 && r.memory_bytes > 0)
+        h.node(0)
+            .membership()
+            .member("node-3")
+            .and_then(|m| m.resources)
+            .is_some_and(|r| r.actor_count >= 3 && r.memory_bytes > 0)
     })
     .await
     .expect("resource report");
@@ -223,8 +230,8 @@ async fn centralized_workers_register_and_keep_working_while_the_master_is_down(
     let mut h =
         ClusterTestHarness::builder().nodes(4).configure(centralized(&["node-1"])).start().await.expect("harness");
     let all: BTreeSet<String> = h.names().into_iter().collect();
-    assert_eq!(h.node(0).up_members(), all, "the master sees every worker");
-    assert_eq!(h.node(3).up_members(), all, "a worker sees the master's view");
+    assert_eq!(h.node(0).membership().up_members(), all, "the master sees every worker");
+    assert_eq!(h.node(3).membership().up_members(), all, "a worker sees the master's view");
 
     // A worker fails: the master's phi detector notices and the workers learn it.
     h.kill(3);
@@ -242,7 +249,7 @@ async fn centralized_workers_register_and_keep_working_while_the_master_is_down(
     h.restart(0).await.expect("master restarts");
     h.restart(3).await.expect("worker restarts");
     h.wait_for_stability(DEADLINE).await.expect("one view again");
-    assert_eq!(h.node(0).up_members(), all);
+    assert_eq!(h.node(0).membership().up_members(), all);
     h.shutdown().await;
 }
 
@@ -265,11 +272,11 @@ async fn dns_discovery_finds_every_node_behind_one_name() {
     resolver.set(nodes.iter().map(|n| n.local_addr()).collect());
     let all: BTreeSet<String> = (1..=3).map(|i| format!("node-{i}")).collect();
     let started = Instant::now();
-    while !nodes.iter().all(|n| n.up_members() == all) {
+    while !nodes.iter().all(|n| n.membership().up_members() == all) {
         assert!(
             started.elapsed() < DEADLINE,
             "not converged: {:?}",
-            nodes.iter().map(|n| n.up_members()).collect::<Vec<_>>()
+            nodes.iter().map(|n| n.membership().up_members()).collect::<Vec<_>>()
         );
         actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
     }

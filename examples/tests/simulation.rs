@@ -170,7 +170,7 @@ fn chaos_run(seed: u64) {
     if !reached {
         for n in &nodes {
             if let Some(s) = n.system() {
-                eprintln!("{}", s.membership_debug());
+                eprintln!("{}", s.membership().describe());
             }
         }
     }
@@ -217,14 +217,16 @@ fn crash_detection_run(seed: u64, n: usize) -> Duration {
     let crashed_at = sim.elapsed();
     let others: Vec<&SimNode> = nodes.iter().filter(|nd| nd.name != victim).collect();
     let detected = |v: &str| {
-        others.iter().all(|nd| nd.system().and_then(|s| s.member(v)).is_none_or(|m| m.status == MemberStatus::Down))
+        others
+            .iter()
+            .all(|nd| nd.system().and_then(|s| s.membership().member(v)).is_none_or(|m| m.status == MemberStatus::Down))
     };
     while !detected(&victim) {
         if sim.elapsed() - crashed_at > Duration::from_secs(60) {
             for nd in &others {
                 if let Some(s) = nd.system() {
-                    if s.member(&victim).is_some_and(|m| m.status != MemberStatus::Down) {
-                        eprintln!("{}", s.membership_debug());
+                    if s.membership().member(&victim).is_some_and(|m| m.status != MemberStatus::Down) {
+                        eprintln!("{}", s.membership().describe());
                     }
                 }
             }

@@ -20,7 +20,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     validate::struct_or_enum(&mut cx, &target, "cluster_message");
     validate::not_generic(&mut cx, &target, "cluster_message");
     validate::stable_name(&mut cx, args.name.as_ref());
-    if args.result.is_none() {
+    if !args.result_given {
         if let Some(ident) = target.ident() {
             cx.error_spanned_by(
                 ident,

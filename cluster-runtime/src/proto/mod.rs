@@ -1,13 +1,14 @@
 //! Pure protocol logic: no sockets, no clocks, no tasks.
 //!
-//! Everything here is deterministic and unit-tested without I/O; the [`transport`](crate::transport)
-//! and [`node`](crate::node) layers drive it.
+//! Everything here is deterministic and unit-tested without I/O: inputs are `handle_*(now,
+//! ..)` calls, outputs are taken with `poll_*`, time is a `Duration` since an arbitrary
+//! origin and randomness comes from seeded generators. The [`transport`](crate::transport),
+//! [`node`](crate::node) and [`services`](crate::services) layers drive it.
 
 pub mod backoff;
-pub mod frame;
-pub mod handshake;
 pub mod membership;
-pub mod phi_accrual;
+pub mod timer;
+pub mod wire;
 pub mod wire_id;
 
 pub use wire_id::wire_id;

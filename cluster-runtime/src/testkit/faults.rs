@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
+pub use crate::transport::shaper::Fate;
+use crate::transport::shaper::Shaper;
+
 /// Conditions on one direction of traffic between two nodes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LinkConditions {
@@ -66,20 +69,6 @@ impl LinkConditions {
         self.bandwidth = Some(bytes_per_second.max(1));
         self
     }
-}
-
-/// What happens to one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
-    /// The frame is dropped.
-    Drop,
-    /// The frame is written `copies` times after `delay`.
-    Deliver {
-        /// How many times it is written (2 = duplicated).
-        copies: u32,
-        /// How long it is held before it is written.
-        delay: Duration,
-    },
 }
 
 /// Counters of what the plan did to one direction.
@@ -249,6 +238,24 @@ impl NetworkFaults {
             Some(bps) => Duration::from_secs_f64(bytes as f64 / bps as f64),
             None => Duration::ZERO,
         }
+    }
+}
+
+impl Shaper for NetworkFaults {
+    fn name_of(&self, addr: &str) -> Option<String> {
+        NetworkFaults::name_of(self, addr)
+    }
+
+    fn is_blocked(&self, from: &str, to: &str) -> bool {
+        NetworkFaults::is_blocked(self, from, to)
+    }
+
+    fn fate(&self, from: &str, to: &str) -> Fate {
+        NetworkFaults::fate(self, from, to)
+    }
+
+    fn transmit_time(&self, from: &str, to: &str, bytes: usize) -> Duration {
+        NetworkFaults::transmit_time(self, from, to, bytes)
     }
 }
 

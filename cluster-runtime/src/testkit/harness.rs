@@ -23,8 +23,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::config::{ClusterConfig, ClusterConfigBuilder};
 use crate::error::ClusterError;
-use crate::node::{ClusterConfig, ClusterConfigBuilder, ClusterSystem};
+use crate::node::ClusterSystem;
 use crate::testkit::faults::{LinkConditions, NetworkFaults};
 
 /// Why a harness operation failed.
@@ -179,11 +180,11 @@ impl ClusterTestHarness {
         let builder = (self.configure)(index, self.defaults(name, bind, seeds, node_seed).generation(incarnation + 1));
         let config = builder
             .build()
-            .map_err(|e| HarnessError::Start { node: name.to_owned(), source: ClusterError::Config(e) })?;
+            .map_err(|e| HarnessError::Start { node: name.to_owned(), source: ClusterError::from(e) })?;
         ClusterSystem::new(self.cluster.clone(), config)
             .start()
             .await
-            .map_err(|source| HarnessError::Start { node: name.to_owned(), source })
+            .map_err(|source| HarnessError::Start { node: name.to_owned(), source: source.into() })
     }
 
     /// Number of nodes, live or not.
@@ -318,7 +319,7 @@ impl ClusterTestHarness {
                 let extra: Vec<_> = seen.difference(&expected).collect();
                 problems.push(format!("{name} has no link to {missing:?}, extra links to {extra:?}"));
             }
-            let up = self.node(i).up_members();
+            let up = self.node(i).membership().up_members();
             if up != live {
                 let missing: Vec<_> = live.difference(&up).collect();
                 let extra: Vec<_> = up.difference(&live).collect();

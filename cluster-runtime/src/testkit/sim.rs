@@ -17,7 +17,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::node::{ClusterConfig, ClusterSystem};
+use crate::config::ClusterConfig;
+use crate::node::ClusterSystem;
 use crate::transport::network::{BoxStream, LocalFuture, NetListener, Network};
 
 /// Environment variable that pins the seed of simulation runs.
@@ -126,7 +127,7 @@ impl SimNode {
 
     /// Names of the members the node sees `Up`, itself included (empty if it is down).
     pub fn up_members(&self) -> BTreeSet<String> {
-        self.system().map(|s| s.up_members()).unwrap_or_default()
+        self.system().map(|s| s.membership().up_members()).unwrap_or_default()
     }
 
     /// Names of the peers the node is linked to (empty if it is down).
@@ -175,7 +176,7 @@ impl SimNode {
                 log.record(format!("{} up (incarnation {incarnation})", node.name));
                 *node.system.borrow_mut() = Some(system.clone());
                 let mut links = system.watch_peers();
-                let mut members = system.watch_membership();
+                let mut members = system.membership().watch();
                 let (mut last_links, mut last_up) = (BTreeSet::new(), BTreeSet::new());
                 loop {
                     let now: BTreeSet<String> = system.peers().into_iter().map(|p| p.name).collect();
@@ -183,7 +184,7 @@ impl SimNode {
                         log.record(format!("{} links {:?}", node.name, now));
                         last_links = now;
                     }
-                    let up = system.up_members();
+                    let up = system.membership().up_members();
                     if up != last_up {
                         log.record(format!("{} sees up {:?}", node.name, up));
                         last_up = up;

@@ -2,7 +2,7 @@
 
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::proto::frame::LENGTH_PREFIX;
+use crate::proto::wire::frame::LENGTH_PREFIX;
 
 /// Maximum frame size accepted before the handshake completes. Small, so an unauthenticated
 /// peer cannot make the node reserve a large buffer.
@@ -23,7 +23,7 @@ mod tests {
     use tokio_util::codec::Decoder;
 
     use super::*;
-    use crate::proto::frame::{decode, encode, Frame};
+    use crate::proto::wire::frame::{decode, encode, Frame};
 
     #[test]
     fn decodes_what_encode_writes_even_split_across_reads() {

@@ -14,66 +14,31 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, RejectReason};
-use crate::proto::handshake::Initiator;
 use tokio_util::codec::LengthDelimitedCodec;
 
+use crate::error::ProtocolError;
+use crate::ids::{LinkId, NodeId};
+use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, RejectReason};
+use crate::proto::wire::handshake::Initiator;
 use crate::transport::codec::{frame_codec, HANDSHAKE_MAX_FRAME};
+use crate::transport::shaper::{ShapedDirection, Shaper};
 
-/// Timing and size limits of a link.
-#[derive(Debug, Clone)]
-pub struct LinkSettings {
+/// Timing and size limits of a link, and the shaping hook. Built by the node from its
+/// configuration (where the defaults live).
+#[derive(Clone)]
+pub(crate) struct LinkSettings {
     /// Maximum frame body size once the handshake has completed.
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// How long the peer has to complete the handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// A heartbeat is written when nothing else was written for this long.
-    pub heartbeat_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
     /// The link is declared dead when nothing was read for this long.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Capacity of the outbound frame queue; senders wait or fail when it is full.
-    pub queue_capacity: usize,
-    /// Network conditions imposed on this node's outgoing traffic (tests only).
-    #[cfg(feature = "testkit")]
-    pub faults: Option<crate::testkit::faults::NetworkFaults>,
-}
-
-impl Default for LinkSettings {
-    fn default() -> Self {
-        Self {
-            max_frame: 8 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(5),
-            heartbeat_interval: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(5),
-            queue_capacity: 65_536,
-            #[cfg(feature = "testkit")]
-            faults: None,
-        }
-    }
-}
-
-/// True if the test's network conditions block traffic from `from` to `to`.
-#[cfg(feature = "testkit")]
-fn blocked(settings: &LinkSettings, from: &str, to: Option<&str>) -> bool {
-    match (&settings.faults, to) {
-        (Some(f), Some(to)) => f.is_blocked(from, to),
-        _ => false,
-    }
-}
-
-#[cfg(not(feature = "testkit"))]
-fn blocked(_: &LinkSettings, _: &str, _: Option<&str>) -> bool {
-    false
-}
-
-#[cfg(feature = "testkit")]
-fn name_of_addr(settings: &LinkSettings, addr: &str) -> Option<String> {
-    settings.faults.as_ref().and_then(|f| f.name_of(addr))
-}
-
-#[cfg(not(feature = "testkit"))]
-fn name_of_addr(_: &LinkSettings, _: &str) -> Option<String> {
-    None
+    pub(crate) queue_capacity: usize,
+    /// Decides the fate of every frame written, when set (tests impose network conditions).
+    pub(crate) shaper: Option<Arc<dyn Shaper>>,
 }
 
 /// Writes at most this many bytes per batch before issuing a write.
@@ -88,20 +53,20 @@ const DRAIN_LIMIT: u32 = 256;
 const IDLE_QUARTERS: u32 = 4;
 
 /// What a [`LinkHandler`] is told when a handshake completes.
-pub struct LinkUp {
+pub(crate) struct LinkUp {
     /// The peer's identity from its hello.
-    pub peer: Hello,
+    pub(crate) peer: Hello,
     /// Which side opened the connection.
-    pub initiator: Initiator,
+    pub(crate) initiator: Initiator,
     /// Queue of encoded frames (length prefix included) for this link's writer.
-    pub sender: mpsc::Sender<EncodedFrame>,
+    pub(crate) sender: mpsc::Sender<EncodedFrame>,
     /// Cancelling this closes the link at once, without draining the queue.
-    pub close: CancellationToken,
+    pub(crate) close: CancellationToken,
 }
 
 /// Why an established link ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEnd {
+pub(crate) enum LinkEnd {
     /// The peer said goodbye.
     Goodbye(GoodbyeReason),
     /// The stream ended cleanly at a frame boundary (the peer closed or its process died).
@@ -116,7 +81,7 @@ pub enum LinkEnd {
 
 /// How a whole link run ended, as reported to whoever opened it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkOutcome {
+pub(crate) enum LinkOutcome {
     /// The handshake failed (timeout, bad frame, stream error); nothing was registered.
     HandshakeFailed(String),
     /// One side refused the handshake.
@@ -126,36 +91,36 @@ pub enum LinkOutcome {
         /// True if the peer refused, false if this node did.
         by_peer: bool,
         /// The peer's node id, when it is known.
-        peer: Option<u128>,
+        peer: Option<NodeId>,
     },
     /// The link was established with `peer` and later ended.
     Ended {
         /// The peer's node id.
-        peer: u128,
+        peer: NodeId,
         /// Why it ended.
         end: LinkEnd,
     },
 }
 
 /// The node side of a link: validates peers, registers links, interprets frames.
-pub trait LinkHandler: 'static {
+pub(crate) trait LinkHandler: 'static {
     /// This node's hello.
-    fn local_hello(&self) -> Hello;
+    fn local_hello(&self) -> &Hello;
     /// Validates a peer's hello.
     fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason>;
     /// Registers a link that completed its handshake, returning its id, or refuses it
     /// (for example because another link to that peer wins the tie-break).
-    fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason>;
+    fn link_up(&self, up: LinkUp) -> Result<LinkId, RejectReason>;
     /// Handles one frame received on an established link. An error closes the link.
-    fn on_frame(&self, link: u64, peer: u128, frame: Frame<'_>, body: &Bytes) -> Result<(), String>;
+    fn on_frame(&self, link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError>;
     /// The link stopped receiving. After [`LinkEnd::Goodbye`]`(Replaced)` its writer still
     /// runs until the node drops the link's sender or cancels its token; otherwise it is
     /// closed.
-    fn link_down(&self, link: u64, peer: u128, end: &LinkEnd);
+    fn link_down(&self, link: LinkId, peer: NodeId, end: &LinkEnd);
 }
 
 /// Runs a link over `stream` until it ends. `peer_addr` is only used in logs.
-pub async fn run<S, H>(
+pub(crate) async fn run<S, H>(
     stream: S,
     initiator: Initiator,
     peer_addr: String,
@@ -172,7 +137,7 @@ where
     let close = cancel.child_token();
     let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
 
-    let target = name_of_addr(&settings, &peer_addr);
+    let target = settings.shaper.as_ref().and_then(|s| s.name_of(&peer_addr));
     let ctx = HandshakeCtx { initiator, settings: &settings, target, sender, close: close.clone() };
     let handshake = handshake(&mut reader, &mut write_half, &*handler, ctx);
     let established = tokio::select! {
@@ -198,39 +163,20 @@ where
             return outcome;
         }
     };
-    tracing::debug!(%peer_addr, peer = %peer.node_name, link, "link established");
+    tracing::debug!(%peer_addr, peer = %peer.node_name, %link, "link established");
     reader.decoder_mut().set_max_frame_length(settings.max_frame);
 
     let heartbeat = frame::encode(&Frame::Heartbeat).unwrap_or_default();
-    #[cfg(feature = "testkit")]
-    let writer = match settings.faults.clone() {
-        Some(faults) => tokio::task::spawn_local(crate::transport::faulty_writer::write_loop(
-            write_half,
-            receiver,
-            heartbeat,
-            settings.heartbeat_interval,
-            close.clone(),
-            crate::transport::faulty_writer::Direction {
-                faults,
-                from: handler.local_hello().node_name,
-                to: peer.node_name.clone(),
-            },
-        )),
-        None => tokio::task::spawn_local(write_loop(
-            write_half,
-            receiver,
-            heartbeat,
-            settings.heartbeat_interval,
-            close.clone(),
-        )),
-    };
-    #[cfg(not(feature = "testkit"))]
+    let shaped = settings
+        .shaper
+        .clone()
+        .map(|shaper| ShapedDirection::new(shaper, handler.local_hello().node_name.clone(), peer.node_name.clone()));
     let writer = tokio::task::spawn_local(write_loop(
         write_half,
         receiver,
-        heartbeat,
-        settings.heartbeat_interval,
+        Heartbeat { frame: heartbeat, interval: settings.heartbeat_interval },
         close.clone(),
+        shaped,
     ));
 
     let end = read_loop(&mut reader, link, peer.node_id, &*handler, settings.idle_timeout, &close).await;
@@ -271,7 +217,7 @@ async fn handshake<R, W, H>(
     writer: &mut W,
     handler: &H,
     ctx: HandshakeCtx<'_>,
-) -> Result<(u64, Hello), LinkOutcome>
+) -> Result<(LinkId, Hello), LinkOutcome>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -281,13 +227,17 @@ where
     let failed = |e: String| LinkOutcome::HandshakeFailed(e);
     let ours = handler.local_hello();
     // A blocked direction swallows the handshake too; the other side times out.
-    let swallowed = || std::future::pending::<Result<(u64, Hello), LinkOutcome>>();
+    let blocked = |to: Option<&str>| match (&settings.shaper, to) {
+        (Some(s), Some(to)) => s.is_blocked(&ours.node_name, to),
+        _ => false,
+    };
+    let swallowed = || std::future::pending::<Result<(LinkId, Hello), LinkOutcome>>();
     match initiator {
         Initiator::Local => {
-            if blocked(settings, &ours.node_name, target.as_deref()) {
+            if blocked(target.as_deref()) {
                 return swallowed().await;
             }
-            write_frame(writer, &Frame::Hello(ours)).await.map_err(failed)?;
+            write_frame(writer, &Frame::Hello(ours.clone())).await.map_err(failed)?;
             let body = next_body(reader).await.map_err(failed)?;
             let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
                 Frame::Welcome(h) => h,
@@ -319,7 +269,7 @@ where
                 Frame::Hello(h) => h,
                 other => return Err(failed(format!("expected Hello, got {}", other.kind()))),
             };
-            if blocked(settings, &ours.node_name, Some(&theirs.node_name)) {
+            if blocked(Some(&theirs.node_name)) {
                 return swallowed().await;
             }
             if let Err(reason) = handler.check_hello(&theirs) {
@@ -331,7 +281,7 @@ where
                 Ok(id) => {
                     // Frames queued by the node after link_up are written by the writer task,
                     // which starts after this: the Welcome is always first.
-                    write_frame(writer, &Frame::Welcome(ours)).await.map_err(failed)?;
+                    write_frame(writer, &Frame::Welcome(ours.clone())).await.map_err(failed)?;
                     Ok((id, theirs))
                 }
                 Err(reason) => {
@@ -359,8 +309,8 @@ async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, f: &Frame<'_>) -> Re
 
 async fn read_loop<R, H>(
     reader: &mut FramedRead<R, LengthDelimitedCodec>,
-    link: u64,
-    peer: u128,
+    link: LinkId,
+    peer: NodeId,
     handler: &H,
     idle_timeout: Duration,
     close: &CancellationToken,
@@ -423,59 +373,87 @@ where
     }
 }
 
-fn handle_body<H: LinkHandler>(body: BytesMut, link: u64, peer: u128, handler: &H) -> Result<(), LinkEnd> {
+fn handle_body<H: LinkHandler>(body: BytesMut, link: LinkId, peer: NodeId, handler: &H) -> Result<(), LinkEnd> {
     let body = body.freeze();
-    let frame = frame::decode(&body).map_err(|e| LinkEnd::Failed(e.to_string()))?;
+    let failed = |e: ProtocolError| LinkEnd::Failed(e.to_string());
+    let frame = frame::decode(&body).map_err(|e| failed(e.into()))?;
     match frame {
         Frame::Heartbeat => Ok(()),
         Frame::Goodbye(reason) => Err(LinkEnd::Goodbye(reason)),
         Frame::Hello(_) | Frame::Welcome(_) | Frame::Reject(_) => {
             Err(LinkEnd::Failed(format!("unexpected {} after the handshake", frame.kind())))
         }
-        other => handler.on_frame(link, peer, other, &body).map_err(LinkEnd::Failed),
+        other => handler.on_frame(link, peer, other, &body).map_err(failed),
     }
 }
 
+/// The heartbeat frame and how long the writer waits before sending it on an idle link.
+struct Heartbeat {
+    frame: EncodedFrame,
+    interval: Duration,
+}
+
+/// The link's one writer: batches queued frames into one write, sends heartbeats on an
+/// idle link, and, when the direction is shaped, holds each frame until it is due.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<EncodedFrame>,
-    heartbeat: EncodedFrame,
-    heartbeat_interval: Duration,
+    heartbeat: Heartbeat,
     close: CancellationToken,
+    mut shaped: Option<ShapedDirection>,
 ) {
     let mut batch: Vec<EncodedFrame> = Vec::with_capacity(BATCH_FRAMES);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(64 * 1024);
     // A heartbeat goes out on a tick that follows a whole interval without writes.
-    let mut ticks = tokio::time::interval(heartbeat_interval);
+    let mut ticks = tokio::time::interval(heartbeat.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.reset();
     let mut wrote = false;
+    let mut open = true;
     loop {
+        let next_due = shaped.as_ref().and_then(ShapedDirection::next_due);
+        if !open && next_due.is_none() {
+            break; // every sender is gone (the link was replaced or closed) and all is written
+        }
         tokio::select! {
             biased;
             () = close.cancelled() => return,
-            n = queue.recv_many(&mut batch, BATCH_FRAMES) => {
+            n = queue.recv_many(&mut batch, BATCH_FRAMES), if open => {
                 if n == 0 {
-                    break; // every sender is gone: the link was replaced or closed; drained.
+                    open = false;
                 }
-                for f in batch.drain(..) {
-                    buf.extend_from_slice(&f);
+                match shaped.as_mut() {
+                    None => {
+                        for f in batch.drain(..) {
+                            buf.extend_from_slice(&f);
+                        }
+                        // Take whatever else is already queued, up to the batch size, for one write.
+                        while buf.len() < BATCH_BYTES {
+                            match queue.try_recv() {
+                                Ok(f) => buf.extend_from_slice(&f),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Some(s) => batch.drain(..).for_each(|f| s.schedule(f)),
                 }
-                // Take whatever else is already queued, up to the batch size, for one write.
-                while buf.len() < BATCH_BYTES {
-                    match queue.try_recv() {
-                        Ok(f) => buf.extend_from_slice(&f),
-                        Err(_) => break,
+                wrote = n > 0;
+            }
+            () = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {}
+            _ = ticks.tick(), if open => {
+                if !std::mem::take(&mut wrote) {
+                    match shaped.as_mut() {
+                        None => buf.extend_from_slice(&heartbeat.frame),
+                        Some(s) => s.schedule(heartbeat.frame.clone()),
                     }
                 }
-                wrote = true;
             }
-            _ = ticks.tick() => {
-                if std::mem::take(&mut wrote) {
-                    continue;
-                }
-                buf.extend_from_slice(&heartbeat);
-            }
+        }
+        if let Some(s) = shaped.as_mut() {
+            s.take_due(&mut buf);
+        }
+        if buf.is_empty() {
+            continue;
         }
         let written = tokio::select! {
             biased;
@@ -506,8 +484,8 @@ mod tests {
 
     use super::*;
     use crate::format::Format;
-    use crate::proto::frame::PROTOCOL_VERSION;
-    use crate::proto::handshake;
+    use crate::ids::{LocalActorId, WireId};
+    use crate::proto::wire::handshake;
 
     #[derive(Default)]
     struct Seen {
@@ -518,35 +496,24 @@ mod tests {
     }
 
     struct TestHandler {
-        cluster: &'static str,
-        id: u128,
-        name: &'static str,
+        hello: Hello,
         seen: Arc<Mutex<Seen>>,
     }
 
     impl LinkHandler for TestHandler {
-        fn local_hello(&self) -> Hello {
-            Hello {
-                protocol_version: PROTOCOL_VERSION,
-                cluster: self.cluster.into(),
-                node_id: self.id,
-                node_name: self.name.into(),
-                listen_addr: "mem".into(),
-                auth: None,
-                generation: 0,
-                profile: Default::default(),
-            }
+        fn local_hello(&self) -> &Hello {
+            &self.hello
         }
         fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason> {
-            handshake::check_hello(self.cluster, self.id, hello)
+            handshake::check_hello(&self.hello.cluster, self.hello.node_id, hello)
         }
-        fn link_up(&self, up: LinkUp) -> Result<u64, RejectReason> {
+        fn link_up(&self, up: LinkUp) -> Result<LinkId, RejectReason> {
             let mut seen = self.seen.lock().expect("seen");
             seen.up.push((up.peer.node_name.clone(), up.initiator));
             seen.senders.push(up.sender);
-            Ok(1)
+            Ok(LinkId(1))
         }
-        fn on_frame(&self, _: u64, _: u128, frame: Frame<'_>, _: &Bytes) -> Result<(), String> {
+        fn on_frame(&self, _: LinkId, _: NodeId, frame: Frame<'_>, _: &Bytes) -> Result<(), ProtocolError> {
             let text = match frame {
                 Frame::Tell { payload, .. } => format!("tell {}", String::from_utf8_lossy(payload)),
                 other => other.kind().to_owned(),
@@ -554,7 +521,7 @@ mod tests {
             self.seen.lock().expect("seen").frames.push(text);
             Ok(())
         }
-        fn link_down(&self, _: u64, _: u128, end: &LinkEnd) {
+        fn link_down(&self, _: LinkId, _: NodeId, end: &LinkEnd) {
             self.seen.lock().expect("seen").down.push(end.clone());
         }
     }
@@ -566,13 +533,13 @@ mod tests {
             heartbeat_interval: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(400),
             queue_capacity: 16,
-            ..LinkSettings::default()
+            shaper: None,
         }
     }
 
     fn handler(cluster: &'static str, id: u128, name: &'static str) -> (Arc<TestHandler>, Arc<Mutex<Seen>>) {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        (Arc::new(TestHandler { cluster, id, name, seen: seen.clone() }), seen)
+        (Arc::new(TestHandler { hello: Hello::new(cluster, NodeId(id), name, "mem"), seen: seen.clone() }), seen)
     }
 
     async fn wait_until(mut f: impl FnMut() -> bool) {
@@ -607,8 +574,8 @@ mod tests {
             let sender = a_seen.lock().expect("seen").senders[0].clone();
             for word in ["one", "two", "three"] {
                 let f = frame::encode(&Frame::Tell {
-                    target: 1,
-                    message: 2,
+                    target: LocalActorId(1),
+                    message: WireId(2),
                     format: Format::Postcard,
                     payload: word.as_bytes(),
                 })
@@ -624,8 +591,8 @@ mod tests {
 
             sender.send(frame::encode(&Frame::Goodbye(GoodbyeReason::Shutdown)).expect("encode")).await.expect("q");
             let (ra, rb) = (ta.await.expect("a"), tb.await.expect("b"));
-            assert_eq!(rb, LinkOutcome::Ended { peer: 1, end: LinkEnd::Goodbye(GoodbyeReason::Shutdown) });
-            assert!(matches!(ra, LinkOutcome::Ended { peer: 2, .. }), "{ra:?}");
+            assert_eq!(rb, LinkOutcome::Ended { peer: NodeId(1), end: LinkEnd::Goodbye(GoodbyeReason::Shutdown) });
+            assert!(matches!(ra, LinkOutcome::Ended { peer: NodeId(2), .. }), "{ra:?}");
         });
     }
 
@@ -641,7 +608,7 @@ mod tests {
             let ra = ta.await.expect("a");
             assert_eq!(
                 rb,
-                LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: false, peer: Some(1) }
+                LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: false, peer: Some(NodeId(1)) }
             );
             assert!(
                 matches!(ra, LinkOutcome::Rejected { reason: RejectReason::ClusterMismatch, by_peer: true, .. }),
@@ -667,23 +634,14 @@ mod tests {
             ));
             // A peer that completes the handshake and then never writes again (while its
             // connection stays open, as across a network partition).
-            let hello = Hello {
-                protocol_version: PROTOCOL_VERSION,
-                cluster: "c".into(),
-                node_id: 9,
-                node_name: "raw".into(),
-                listen_addr: "mem".into(),
-                auth: None,
-                generation: 0,
-                profile: Default::default(),
-            };
+            let hello = Hello::new("c", NodeId(9), "raw", "mem");
             raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("write");
             let reader = tokio::task::spawn_local(async move {
                 let mut sink = Vec::new();
                 let _ = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut sink).await;
             });
             let outcome = ta.await.expect("link");
-            assert_eq!(outcome, LinkOutcome::Ended { peer: 9, end: LinkEnd::Silent });
+            assert_eq!(outcome, LinkOutcome::Ended { peer: NodeId(9), end: LinkEnd::Silent });
             let elapsed = started.elapsed();
             assert!(elapsed >= settings().idle_timeout, "not before the idle timeout: {elapsed:?}");
             assert!(elapsed <= settings().idle_timeout * 2, "soon after it: {elapsed:?}");

@@ -31,7 +31,7 @@ impl Handler<MembershipEvent> for Printer {
             MembershipEvent::MemberSuspect(_) => "is SUSPECT (a probe failed)".to_string(),
             MembershipEvent::MemberDown(_) => "is DOWN (declared failed)".to_string(),
             MembershipEvent::MemberLeft(_) => "LEFT the cluster".to_string(),
-            MembershipEvent::MemberRemoved(_) => format!("REMOVED (incarnation {:x} gone)", m.id >> 96),
+            MembershipEvent::MemberRemoved(_) => format!("REMOVED (incarnation {:x} gone)", m.id.0 >> 96),
             MembershipEvent::ResourcesChanged(_) => return, // too chatty for the demo
         };
         println!("  [{t:6.2}s] node-1 sees {} {what}", m.name);
@@ -79,7 +79,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         .probe_interval(Duration::from_millis(PROBE_MS))
         .build()?;
     let system = ClusterSystem::new("members", config).start().await?;
-    system.subscribe_membership(Printer { started }.start().recipient());
+    system.membership().subscribe(Printer { started }.start().recipient());
     println!("node-1 listens on {}; failure detection: SWIM, probe every {PROBE_MS} ms", system.local_addr());
 
     let exe = std::env::current_exe()?;
@@ -94,10 +94,10 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["node-2", "node-3", "node-4"] {
         children.push(node::spawn_node(&exe, &["node"], &spawn(name), WAIT, true).await?);
     }
-    wait_until("all four up", || system.up_members().len() == 4).await?;
+    wait_until("all four up", || system.membership().up_members().len() == 4).await?;
     println!("\n== members as node-1 sees them");
     actix_cluster::rt::time::sleep(Duration::from_millis(2_500)).await; // let a resource report arrive
-    for m in system.members() {
+    for m in system.membership().members() {
         let res = m.resources.map_or("no report yet".to_string(), |r| {
             format!("{} actors, {} MiB, {} millicores", r.actor_count, r.memory_bytes >> 20, r.cpu_millicores)
         });
@@ -108,17 +108,19 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let mut node3 = children.remove(1);
     let killed = Instant::now();
     node3.kill().await;
-    wait_until("node-3 down", || system.member("node-3").is_none_or(|m| m.status == MemberStatus::Down)).await?;
+    wait_until("node-3 down", || system.membership().member("node-3").is_none_or(|m| m.status == MemberStatus::Down))
+        .await?;
     println!("  node-3 declared down {:?} after the kill", killed.elapsed());
 
     println!("\n== node-4 leaves gracefully");
     let node4 = children.remove(1);
     node4.stop(WAIT).await?;
-    wait_until("node-4 gone", || system.member("node-4").is_none_or(|m| m.status != MemberStatus::Up)).await?;
+    wait_until("node-4 gone", || system.membership().member("node-4").is_none_or(|m| m.status != MemberStatus::Up))
+        .await?;
 
     println!("\n== node-3 restarts (same name, new incarnation)");
     let node3 = node::spawn_node(&exe, &["node"], &spawn("node-3"), WAIT, true).await?;
-    wait_until("node-3 up again", || system.up_members().contains("node-3")).await?;
+    wait_until("node-3 up again", || system.membership().up_members().contains("node-3")).await?;
     actix_cluster::rt::time::sleep(Duration::from_millis(200)).await;
 
     println!("\n== shutting down");

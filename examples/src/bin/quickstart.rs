@@ -64,9 +64,9 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 
     step("2. Remote spawn: a Counter on node-2, a Greeter (JSON format, initial state) on node-3");
     let counter = system.remote_actor_with("node-2", Counter { total: 0, verbose: true }).await?;
-    println!("Counter #{} lives on {}", counter.actor_id().unwrap_or(0), counter.node_name().unwrap_or("?"));
+    println!("Counter #{} lives on {}", counter.actor_id().map_or(0, |id| id.0), counter.node_name().unwrap_or("?"));
     let greeter = system.remote_actor_with("node-3", Greeter { greeting: "Hello".into() }).await?;
-    println!("Greeter #{} lives on {}", greeter.actor_id().unwrap_or(0), greeter.node_name().unwrap_or("?"));
+    println!("Greeter #{} lives on {}", greeter.actor_id().map_or(0, |id| id.0), greeter.node_name().unwrap_or("?"));
 
     step("3. Tell: 5 one-way Add messages to the Counter on node-2");
     for n in 1..=5 {

@@ -1,7 +1,8 @@
 //! Handshake rules: when a peer's [`Hello`] is acceptable, and which link survives when two
 //! nodes connect to each other at the same time.
 
-use crate::proto::frame::{Hello, RejectReason, PROTOCOL_VERSION};
+use crate::ids::NodeId;
+use crate::proto::wire::frame::{Hello, RejectReason, PROTOCOL_VERSION};
 
 /// Which side opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,8 +13,15 @@ pub enum Initiator {
     Remote,
 }
 
+/// A node or cluster name: 1-64 letters, digits, `-`, `_` or `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Checks a peer's hello against this node's identity.
-pub fn check_hello(local_cluster: &str, local_node_id: u128, hello: &Hello) -> Result<(), RejectReason> {
+pub fn check_hello(local_cluster: &str, local_node_id: NodeId, hello: &Hello) -> Result<(), RejectReason> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(RejectReason::Version { ours: PROTOCOL_VERSION });
     }
@@ -36,7 +44,7 @@ pub fn check_hello(local_cluster: &str, local_node_id: u128, hello: &Hello) -> R
 /// connection: the one opened by the node with the smaller id. Between two links opened
 /// by the same side, the newer wins: the older is a leftover of a connection the opener
 /// already gave up on.
-pub fn new_link_wins(local_id: u128, peer_id: u128, existing: Initiator, new: Initiator) -> bool {
+pub fn new_link_wins(local_id: NodeId, peer_id: NodeId, existing: Initiator, new: Initiator) -> bool {
     if existing == new {
         return true;
     }
@@ -49,35 +57,26 @@ mod tests {
     use super::*;
 
     fn hello(cluster: &str, id: u128) -> Hello {
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster: cluster.into(),
-            node_id: id,
-            node_name: "n".into(),
-            listen_addr: "127.0.0.1:1".into(),
-            auth: None,
-            generation: 0,
-            profile: Default::default(),
-        }
+        Hello::new(cluster, NodeId(id), "n", "127.0.0.1:1")
     }
 
     #[test]
     fn accepts_a_matching_peer_and_rejects_each_mismatch() {
-        assert_eq!(check_hello("c", 1, &hello("c", 2)), Ok(()));
-        assert_eq!(check_hello("c", 1, &hello("d", 2)), Err(RejectReason::ClusterMismatch));
-        assert_eq!(check_hello("c", 1, &hello("c", 1)), Err(RejectReason::SelfConnection));
+        assert_eq!(check_hello("c", NodeId(1), &hello("c", 2)), Ok(()));
+        assert_eq!(check_hello("c", NodeId(1), &hello("d", 2)), Err(RejectReason::ClusterMismatch));
+        assert_eq!(check_hello("c", NodeId(1), &hello("c", 1)), Err(RejectReason::SelfConnection));
         let mut old = hello("c", 2);
         old.protocol_version = PROTOCOL_VERSION + 1;
-        assert_eq!(check_hello("c", 1, &old), Err(RejectReason::Version { ours: PROTOCOL_VERSION }));
+        assert_eq!(check_hello("c", NodeId(1), &old), Err(RejectReason::Version { ours: PROTOCOL_VERSION }));
         let mut authed = hello("c", 2);
         authed.auth = Some(vec![1]);
-        assert_eq!(check_hello("c", 1, &authed), Err(RejectReason::Authentication));
+        assert_eq!(check_hello("c", NodeId(1), &authed), Err(RejectReason::Authentication));
     }
 
     #[test]
     fn both_sides_keep_the_same_link_in_every_arrival_order() {
         use Initiator::*;
-        let (a, b) = (10u128, 20u128);
+        let (a, b) = (NodeId(10), NodeId(20));
         // Each pair (existing, new) as seen on A; B sees the mirror image.
         for (existing_on_a, new_on_a) in [(Local, Remote), (Remote, Local)] {
             let mirror = |i| if i == Local { Remote } else { Local };
@@ -99,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_newer_link_from_the_same_side_replaces_the_older() {
-        assert!(new_link_wins(1, 2, Initiator::Local, Initiator::Local));
-        assert!(new_link_wins(1, 2, Initiator::Remote, Initiator::Remote));
+        assert!(new_link_wins(NodeId(1), NodeId(2), Initiator::Local, Initiator::Local));
+        assert!(new_link_wins(NodeId(1), NodeId(2), Initiator::Remote, Initiator::Remote));
     }
 }

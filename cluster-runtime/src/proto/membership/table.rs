@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::NodeId;
+
 /// What a node says about itself: roles, capabilities and free-form metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
@@ -54,7 +56,7 @@ pub enum MemberStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Node id of this incarnation.
-    pub id: u128,
+    pub id: NodeId,
     /// Node name.
     pub name: String,
     /// Address it accepts links on.
@@ -134,13 +136,20 @@ pub struct MembershipTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberId {
     /// Node id.
-    pub id: u128,
+    pub id: NodeId,
     /// Node name.
     pub name: String,
     /// Listen address.
     pub addr: String,
     /// Generation.
     pub generation: u64,
+}
+
+impl MemberId {
+    /// The identity facts of `member`.
+    pub fn of(member: &Member) -> Self {
+        Self { id: member.id, name: member.name.clone(), addr: member.addr.clone(), generation: member.generation }
+    }
 }
 
 impl MembershipTable {
@@ -292,7 +301,7 @@ impl MembershipTable {
     }
 
     /// A new resource report from `name` (ignored for unknown or gone members).
-    pub fn handle_resources(&mut self, _now: Duration, id: u128, name: &str, report: ResourceReport) {
+    pub fn handle_resources(&mut self, _now: Duration, id: NodeId, name: &str, report: ResourceReport) {
         let Some(r) = self.members.get_mut(name) else { return };
         if r.member.id != id || r.member.resources == Some(report) {
             return;
@@ -327,7 +336,7 @@ impl MembershipTable {
             if m.name == self.local {
                 continue;
             }
-            let who = MemberId { id: m.id, name: m.name.clone(), addr: m.addr.clone(), generation: m.generation };
+            let who = MemberId::of(m);
             if let Some(r) = self.record_for(&who, MemberStatus::Joining) {
                 r.member.profile = m.profile.clone();
             }
@@ -359,7 +368,7 @@ mod tests {
     use super::*;
 
     fn id(name: &str, id: u128, generation: u64) -> MemberId {
-        MemberId { id, name: name.into(), addr: format!("{name}:1"), generation }
+        MemberId { id: NodeId(id), name: name.into(), addr: format!("{name}:1"), generation }
     }
 
     fn table() -> MembershipTable {
@@ -369,7 +378,7 @@ mod tests {
     fn drain(t: &mut MembershipTable) -> Vec<(String, &'static str, u128)> {
         let mut out = Vec::new();
         while let Some(e) = t.poll_event() {
-            out.push((e.member().name.clone(), e.kind(), e.member().id));
+            out.push((e.member().name.clone(), e.kind(), e.member().id.0));
         }
         out
     }
@@ -424,7 +433,7 @@ mod tests {
         // A late message about the old incarnation changes nothing.
         t.handle_suspect(T0, &id("b", 2, 1));
         t.handle_alive(T0, &id("b", 2, 1));
-        assert_eq!(t.get("b").map(|m| (m.id, m.status)), Some((3, MemberStatus::Up)));
+        assert_eq!(t.get("b").map(|m| (m.id, m.status)), Some((NodeId(3), MemberStatus::Up)));
         assert_eq!(drain(&mut t), vec![("b".into(), "up", 2), ("b".into(), "removed", 2), ("b".into(), "up", 3)]);
     }
 
@@ -447,9 +456,9 @@ mod tests {
         let b = id("b", 2, 1);
         t.handle_alive(T0, &b);
         let r = ResourceReport { actor_count: 3, ..ResourceReport::default() };
-        t.handle_resources(T0, 2, "b", r);
-        t.handle_resources(T0, 2, "b", r);
-        t.handle_resources(T0, 9, "b", ResourceReport::default());
+        t.handle_resources(T0, NodeId(2), "b", r);
+        t.handle_resources(T0, NodeId(2), "b", r);
+        t.handle_resources(T0, NodeId(9), "b", ResourceReport::default());
         t.handle_down(T0, &id("a", 1, 1));
         assert_eq!(t.get("a").map(|m| m.status), Some(MemberStatus::Up));
         let kinds: Vec<_> = drain(&mut t).into_iter().map(|e| e.1).collect();
@@ -462,7 +471,7 @@ mod tests {
         t.handle_alive(T0, &id("old", 7, 1));
         let view = vec![
             Member {
-                id: 2,
+                id: NodeId(2),
                 name: "b".into(),
                 addr: "b:1".into(),
                 generation: 1,
@@ -471,7 +480,7 @@ mod tests {
                 resources: None,
             },
             Member {
-                id: 3,
+                id: NodeId(3),
                 name: "c".into(),
                 addr: "c:1".into(),
                 generation: 1,

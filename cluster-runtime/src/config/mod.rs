@@ -1,65 +1,35 @@
-//! Node configuration: a builder that validates everything in [`ClusterConfigBuilder::build`].
+//! Node configuration, by section: [`NodeConfig`] (identity and contacts),
+//! [`TransportConfig`] (links), [`MembershipConfig`] (owned by the membership service) and
+//! [`Hooks`] (what tests plug in). Each section validates itself and holds the only copy
+//! of its defaults; [`ClusterConfigBuilder`] composes them and keeps the flat shortcuts.
+
+pub mod hooks;
+pub mod node;
+pub mod transport;
+pub(crate) mod validate;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use hooks::Hooks;
+pub use node::{DiscoveryMethod, NodeConfig};
+pub use transport::TransportConfig;
+
 use crate::error::ConfigError;
-use crate::node::discovery::{Resolver, ResolverHandle};
 use crate::proto::membership::Profile;
-use crate::transport::link::LinkSettings;
-use crate::transport::network::{Network, NetworkHandle};
-
-/// How the cluster organizes membership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Architecture {
-    /// Every node is equal; membership spreads by gossip from seed nodes.
-    #[default]
-    Decentralized,
-    /// Master node(s) own membership; workers register with them.
-    Centralized,
-}
-
-/// How a node finds the nodes it first contacts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum DiscoveryMethod {
-    /// The seed nodes are the complete, fixed list of members.
-    #[default]
-    Static,
-    /// Join through the seed nodes and learn the others by gossip.
-    Gossip,
-    /// Resolve `name` periodically (as a Kubernetes headless service resolves to every
-    /// pod) and contact every address found, on `port`.
-    Dns {
-        /// The name to resolve.
-        name: String,
-        /// The port the nodes listen on.
-        port: u16,
-    },
-}
+use crate::services::membership::config::{Architecture, MembershipConfig};
+use crate::transport::network::Network;
+use crate::transport::resolver::Resolver;
+use crate::transport::shaper::Shaper;
 
 /// A validated node configuration. Build one with [`ClusterConfig::new`].
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    pub(crate) node_name: String,
-    pub(crate) bind: SocketAddr,
-    pub(crate) seed_nodes: Vec<String>,
-    pub(crate) architecture: Architecture,
-    pub(crate) discovery: DiscoveryMethod,
-    pub(crate) link: LinkSettings,
-    pub(crate) request_timeout: Duration,
-    pub(crate) reconnect_base: Duration,
-    pub(crate) reconnect_max: Duration,
-    pub(crate) network: NetworkHandle,
-    pub(crate) seed: Option<u64>,
-    pub(crate) profile: Profile,
-    pub(crate) generation: Option<u64>,
-    pub(crate) masters: Vec<String>,
-    pub(crate) probe_interval: Duration,
-    pub(crate) resource_interval: Option<Duration>,
-    pub(crate) down_retention: Duration,
-    pub(crate) resolver: ResolverHandle,
+    node: NodeConfig,
+    transport: TransportConfig,
+    membership: MembershipConfig,
+    hooks: Hooks,
 }
 
 impl ClusterConfig {
@@ -70,44 +40,64 @@ impl ClusterConfig {
         ClusterConfigBuilder::default()
     }
 
+    /// The node section.
+    pub fn node(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    /// The transport section.
+    pub fn transport(&self) -> &TransportConfig {
+        &self.transport
+    }
+
+    /// The membership section.
+    pub fn membership(&self) -> &MembershipConfig {
+        &self.membership
+    }
+
+    /// The hooks.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
     /// This node's name.
     pub fn node_name(&self) -> &str {
-        &self.node_name
+        &self.node.name
     }
 
     /// The address the node binds (port 0 means "pick a free port").
     pub fn bind_addr(&self) -> SocketAddr {
-        self.bind
+        self.node.bind
     }
 
     /// The seed nodes this node links to.
     pub fn seed_nodes(&self) -> &[String] {
-        &self.seed_nodes
+        &self.node.seed_nodes
     }
 
     /// The configured architecture.
     pub fn architecture(&self) -> Architecture {
-        self.architecture
+        self.membership.architecture
     }
 
     /// The configured discovery method.
     pub fn discovery(&self) -> &DiscoveryMethod {
-        &self.discovery
+        &self.node.discovery
     }
 
     /// The default deadline of an ask.
     pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+        self.node.request_timeout
     }
 
     /// This node's roles, capabilities and metadata.
     pub fn profile(&self) -> &Profile {
-        &self.profile
+        &self.node.profile
     }
 
     /// The master nodes' names (centralized architecture).
     pub fn master_nodes(&self) -> &[String] {
-        &self.masters
+        &self.membership.masters
     }
 }
 
@@ -117,27 +107,15 @@ pub struct ClusterConfigBuilder {
     node_name: Option<String>,
     bind: Option<String>,
     seed_nodes: Vec<String>,
-    architecture: Architecture,
     discovery: DiscoveryMethod,
-    max_frame_size: usize,
-    handshake_timeout: Duration,
-    heartbeat_interval: Duration,
-    idle_timeout: Duration,
-    queue_capacity: usize,
+    profile: Profile,
+    generation: Option<u64>,
     request_timeout: Duration,
     reconnect_base: Duration,
     reconnect_max: Duration,
-    network: NetworkHandle,
-    seed: Option<u64>,
-    #[cfg(feature = "testkit")]
-    faults: Option<crate::testkit::faults::NetworkFaults>,
-    profile: Profile,
-    generation: Option<u64>,
-    masters: Vec<String>,
-    probe_interval: Duration,
-    resource_interval: Option<Duration>,
-    down_retention: Duration,
-    resolver: ResolverHandle,
+    transport: TransportConfig,
+    membership: MembershipConfig,
+    hooks: Hooks,
 }
 
 impl Default for ClusterConfigBuilder {
@@ -146,27 +124,15 @@ impl Default for ClusterConfigBuilder {
             node_name: None,
             bind: None,
             seed_nodes: Vec::new(),
-            architecture: Architecture::default(),
             discovery: DiscoveryMethod::default(),
-            max_frame_size: 8 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(5),
-            heartbeat_interval: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(5),
-            queue_capacity: 65_536,
-            request_timeout: Duration::from_secs(5),
-            reconnect_base: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
-            network: NetworkHandle::default(),
-            seed: None,
-            #[cfg(feature = "testkit")]
-            faults: None,
             profile: Profile::default(),
             generation: None,
-            masters: Vec::new(),
-            probe_interval: Duration::from_secs(1),
-            resource_interval: Some(Duration::from_secs(2)),
-            down_retention: Duration::from_secs(30),
-            resolver: ResolverHandle::default(),
+            request_timeout: NodeConfig::DEFAULT_REQUEST_TIMEOUT,
+            reconnect_base: NodeConfig::DEFAULT_RECONNECT_BASE,
+            reconnect_max: NodeConfig::DEFAULT_RECONNECT_MAX,
+            transport: TransportConfig::default(),
+            membership: MembershipConfig::default(),
+            hooks: Hooks::default(),
         }
     }
 }
@@ -197,7 +163,7 @@ impl ClusterConfigBuilder {
 
     /// The membership architecture.
     pub fn architecture(mut self, architecture: Architecture) -> Self {
-        self.architecture = architecture;
+        self.membership.architecture = architecture;
         self
     }
 
@@ -209,26 +175,32 @@ impl ClusterConfigBuilder {
 
     /// Largest frame accepted from an authenticated peer (1 KiB ..= 1 GiB).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
+        self.transport.max_frame_size = bytes;
         self
     }
 
     /// How long a peer has to complete the handshake.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.transport.handshake_timeout = timeout;
         self
     }
 
     /// Heartbeat interval on idle links; links silent for the idle timeout are closed.
     pub fn heartbeat(mut self, interval: Duration, idle_timeout: Duration) -> Self {
-        self.heartbeat_interval = interval;
-        self.idle_timeout = idle_timeout;
+        self.transport.heartbeat_interval = interval;
+        self.transport.idle_timeout = idle_timeout;
         self
     }
 
     /// Capacity of each link's outbound queue, in frames.
     pub fn outbound_queue(mut self, frames: usize) -> Self {
-        self.queue_capacity = frames;
+        self.transport.outbound_queue = frames;
+        self
+    }
+
+    /// The whole transport section.
+    pub fn transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -246,22 +218,34 @@ impl ClusterConfigBuilder {
     }
 
     /// The network links run over; TCP by default. Tests plug in a simulated network.
-    pub fn network(mut self, network: std::sync::Arc<dyn Network>) -> Self {
-        self.network = NetworkHandle(network);
+    pub fn network(mut self, network: Arc<dyn Network>) -> Self {
+        self.hooks = self.hooks.with_network(network);
         self
     }
 
-    /// Seeds every random choice of the node (node id, reconnect jitter), so a run can be
-    /// reproduced. Unseeded nodes draw from the operating system.
+    /// Seeds every random choice of the node (node id, reconnect jitter, SWIM), so a run
+    /// can be reproduced. Unseeded nodes draw from the operating system.
     pub fn rng_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.hooks.rng_seed = Some(seed);
+        self
+    }
+
+    /// Decides the fate of every frame this node writes (the test kit's `NetworkFaults`
+    /// imposes latency, loss, partitions...).
+    pub fn frame_shaper(mut self, shaper: Arc<dyn Shaper>) -> Self {
+        self.hooks = self.hooks.with_shaper(shaper);
         self
     }
 
     /// Imposes the test's network conditions on this node's outgoing traffic.
     #[cfg(feature = "testkit")]
-    pub fn network_faults(mut self, faults: crate::testkit::faults::NetworkFaults) -> Self {
-        self.faults = Some(faults);
+    pub fn network_faults(self, faults: crate::testkit::faults::NetworkFaults) -> Self {
+        self.frame_shaper(Arc::new(faults))
+    }
+
+    /// All hooks at once.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
         self
     }
 
@@ -297,7 +281,7 @@ impl ClusterConfigBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.masters = names.into_iter().map(Into::into).collect();
+        self.membership.masters = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -305,142 +289,58 @@ impl ClusterConfigBuilder {
     /// heartbeat interval workers report at (centralized). Default 1 s; detection of a
     /// crashed member takes about 6 to 8 periods.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
-        self.probe_interval = interval;
+        self.membership.probe_interval = interval;
         self
     }
 
     /// How often the node reports its resources to its peers (`None` disables reports).
     pub fn resource_interval(mut self, interval: Option<Duration>) -> Self {
-        self.resource_interval = interval;
+        self.membership.resource_interval = interval;
         self
     }
 
     /// How long a member that is down or left stays listed before it is removed.
     pub fn down_retention(mut self, retention: Duration) -> Self {
-        self.down_retention = retention;
+        self.membership.down_retention = retention;
+        self
+    }
+
+    /// The whole membership section.
+    pub fn membership(mut self, membership: MembershipConfig) -> Self {
+        self.membership = membership;
         self
     }
 
     /// The resolver used by [`DiscoveryMethod::Dns`]; the system resolver by default.
-    pub fn resolver(mut self, resolver: std::sync::Arc<dyn Resolver>) -> Self {
-        self.resolver = ResolverHandle(resolver);
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.hooks = self.hooks.with_resolver(resolver);
         self
     }
 
     /// Validates the settings and returns the configuration.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
-        let node_name = match self.node_name {
+        let name = match self.node_name {
             Some(n) => n,
-            None => format!("node-{:08x}", self.seed.map_or_else(rand::random::<u32>, |s| s as u32)),
+            None => format!("node-{:08x}", self.hooks.rng_seed.map_or_else(rand::random::<u32>, |s| s as u32)),
         };
-        if !valid_name(&node_name) {
-            return Err(ConfigError::InvalidNodeName(node_name));
-        }
         let bind_text = self.bind.ok_or(ConfigError::MissingBind)?;
         let bind: SocketAddr = bind_text.parse().map_err(|_| ConfigError::InvalidBindAddress(bind_text.clone()))?;
-        for seed in &self.seed_nodes {
-            if !valid_host_port(seed) {
-                return Err(ConfigError::InvalidSeed(seed.clone()));
-            }
-        }
-        range("max_frame_size", self.max_frame_size, 1024, 1 << 30, "1 KiB ..= 1 GiB")?;
-        range("outbound_queue", self.queue_capacity, 1, 1 << 24, "1 ..= 16 777 216 frames")?;
-        dur("handshake_timeout", self.handshake_timeout, "greater than zero")?;
-        dur("request_timeout", self.request_timeout, "greater than zero")?;
-        dur("heartbeat interval", self.heartbeat_interval, "greater than zero")?;
-        dur("reconnect_backoff base", self.reconnect_base, "greater than zero")?;
-        // Heartbeats go out at most two intervals apart on an idle link.
-        if self.idle_timeout < self.heartbeat_interval * 3 {
-            return Err(ConfigError::OutOfRange {
-                setting: "idle_timeout",
-                value: format!("{:?}", self.idle_timeout),
-                expected: "at least three heartbeat intervals",
-            });
-        }
-        dur("probe_interval", self.probe_interval, "greater than zero")?;
-        if let Some(r) = self.resource_interval {
-            dur("resource_interval", r, "greater than zero")?;
-        }
-        for m in &self.masters {
-            if !valid_name(m) {
-                return Err(ConfigError::InvalidNodeName(m.clone()));
-            }
-        }
-        if self.architecture == Architecture::Centralized && self.masters.is_empty() {
-            return Err(ConfigError::OutOfRange {
-                setting: "master_nodes",
-                value: "[]".into(),
-                expected: "at least one master node name in the centralized architecture",
-            });
-        }
-        if let DiscoveryMethod::Dns { name, port } = &self.discovery {
-            if name.is_empty() || *port == 0 {
-                return Err(ConfigError::InvalidSeed(format!("{name}:{port}")));
-            }
-        }
-        Ok(ClusterConfig {
-            node_name,
+        let node = NodeConfig {
+            name,
             bind,
             seed_nodes: self.seed_nodes,
-            architecture: self.architecture,
             discovery: self.discovery,
-            link: LinkSettings {
-                max_frame: self.max_frame_size,
-                handshake_timeout: self.handshake_timeout,
-                heartbeat_interval: self.heartbeat_interval,
-                idle_timeout: self.idle_timeout,
-                queue_capacity: self.queue_capacity,
-                #[cfg(feature = "testkit")]
-                faults: self.faults,
-            },
+            profile: self.profile,
+            generation: self.generation,
             request_timeout: self.request_timeout,
             reconnect_base: self.reconnect_base,
             reconnect_max: self.reconnect_max,
-            network: self.network,
-            seed: self.seed,
-            profile: self.profile,
-            generation: self.generation,
-            masters: self.masters,
-            probe_interval: self.probe_interval,
-            resource_interval: self.resource_interval,
-            down_retention: self.down_retention,
-            resolver: self.resolver,
-        })
+        };
+        node.validate()?;
+        self.transport.validate()?;
+        self.membership.validate()?;
+        Ok(ClusterConfig { node, transport: self.transport, membership: self.membership, hooks: self.hooks })
     }
-}
-
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn valid_host_port(s: &str) -> bool {
-    if s.parse::<SocketAddr>().is_ok() {
-        return true;
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-        }
-        None => false,
-    }
-}
-
-fn range(setting: &'static str, v: usize, lo: usize, hi: usize, expected: &'static str) -> Result<(), ConfigError> {
-    if v < lo || v > hi {
-        return Err(ConfigError::OutOfRange { setting, value: v.to_string(), expected });
-    }
-    Ok(())
-}
-
-fn dur(setting: &'static str, d: Duration, expected: &'static str) -> Result<(), ConfigError> {
-    if d.is_zero() {
-        return Err(ConfigError::OutOfRange { setting, value: format!("{d:?}"), expected });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,19 +1,20 @@
-//! The static type registry: what `#[cluster_message]` and `#[distributed_actor]` submit
-//! through `inventory`, checked for duplicate ids when a node starts.
+//! The static type table: what `#[cluster_message]` and `#[distributed_actor]` submit
+//! through `inventory`, checked for duplicate ids when a node starts. (The word "registry"
+//! is kept for the cluster-wide registry of named actors.)
 
 use std::any::Any;
 
-use crate::error::{ClusterError, RemoteErrorKind};
+use crate::dispatch::{ErasedAddr, ReplyFuture, StopNotice};
+use crate::error::{RemoteError, StartError};
 use crate::format::Format;
-use crate::node::id_hasher::IdMap;
-use crate::node::{ClusterSystem, Replier};
+use crate::ids::{ActorTypeId, IdMap, WireId};
 
-/// Builds and starts an actor from serialized state; returns its local id.
-pub type SpawnFn = fn(&ClusterSystem, Format, &[u8]) -> Result<u64, ClusterError>;
+/// Builds and starts an actor from serialized state; the notice runs when it stops.
+pub type SpawnFn = fn(Format, &[u8], StopNotice) -> Result<ErasedAddr, RemoteError>;
 
-/// Decodes a message and delivers it to a type-erased `Addr`.
-pub type DispatchFn =
-    fn(&(dyn Any + Send + Sync), Format, &[u8], Option<Replier>) -> Result<(), (RemoteErrorKind, String)>;
+/// Decodes a message and delivers it to a type-erased `Addr`; for an ask (`true`), returns
+/// the future of the encoded reply.
+pub type DispatchFn = fn(&(dyn Any + Send + Sync), Format, &[u8], bool) -> Result<Option<ReplyFuture>, RemoteError>;
 
 /// A message type, submitted by `#[cluster_message]`.
 #[derive(Debug)]
@@ -58,15 +59,15 @@ inventory::collect!(HandlerRegistration);
 
 /// The checked tables a node dispatches through.
 #[derive(Debug, Default)]
-pub struct TypeRegistry {
+pub struct TypeTable {
     messages: IdMap<u64, &'static MessageRegistration>,
     actors: IdMap<u64, &'static ActorRegistration>,
     handlers: IdMap<(u64, u64), &'static HandlerRegistration>,
 }
 
-impl TypeRegistry {
+impl TypeTable {
     /// Collects every registration linked into this binary.
-    pub fn from_inventory() -> Result<Self, ClusterError> {
+    pub fn from_inventory() -> Result<Self, StartError> {
         Self::build(
             inventory::iter::<MessageRegistration>,
             inventory::iter::<ActorRegistration>,
@@ -79,15 +80,15 @@ impl TypeRegistry {
         messages: impl IntoIterator<Item = &'static MessageRegistration>,
         actors: impl IntoIterator<Item = &'static ActorRegistration>,
         handlers: impl IntoIterator<Item = &'static HandlerRegistration>,
-    ) -> Result<Self, ClusterError> {
-        let mut reg = TypeRegistry::default();
+    ) -> Result<Self, StartError> {
+        let mut reg = TypeTable::default();
         // Sort so the error names the pair in a stable order whatever the link order.
         let mut messages: Vec<_> = messages.into_iter().collect();
         messages.sort_by_key(|m| (m.rust_path, m.name));
         for m in messages {
             if let Some(prev) = reg.messages.insert(m.wire_id, m) {
                 if prev.rust_path != m.rust_path || prev.name != m.name {
-                    return Err(ClusterError::DuplicateMessageId {
+                    return Err(StartError::DuplicateMessageId {
                         id: m.wire_id,
                         first: format!("{} (name \"{}\")", prev.rust_path, prev.name),
                         second: format!("{} (name \"{}\")", m.rust_path, m.name),
@@ -100,7 +101,7 @@ impl TypeRegistry {
         for a in actors {
             if let Some(prev) = reg.actors.insert(a.type_id, a) {
                 if prev.rust_path != a.rust_path || prev.name != a.name {
-                    return Err(ClusterError::DuplicateActorId {
+                    return Err(StartError::DuplicateActorId {
                         id: a.type_id,
                         first: format!("{} (name \"{}\")", prev.rust_path, prev.name),
                         second: format!("{} (name \"{}\")", a.rust_path, a.name),
@@ -115,18 +116,18 @@ impl TypeRegistry {
     }
 
     /// The factory of an actor type.
-    pub fn actor(&self, type_id: u64) -> Option<&'static ActorRegistration> {
-        self.actors.get(&type_id).copied()
+    pub fn actor(&self, type_id: ActorTypeId) -> Option<&'static ActorRegistration> {
+        self.actors.get(&type_id.0).copied()
     }
 
     /// How an actor type handles a message type, if it accepts it.
-    pub fn handler(&self, actor_type_id: u64, message_wire_id: u64) -> Option<&'static HandlerRegistration> {
-        self.handlers.get(&(actor_type_id, message_wire_id)).copied()
+    pub fn handler(&self, actor_type: ActorTypeId, message: WireId) -> Option<&'static HandlerRegistration> {
+        self.handlers.get(&(actor_type.0, message.0)).copied()
     }
 
     /// The registration of a message type.
-    pub fn message(&self, wire_id: u64) -> Option<&'static MessageRegistration> {
-        self.messages.get(&wire_id).copied()
+    pub fn message(&self, wire_id: WireId) -> Option<&'static MessageRegistration> {
+        self.messages.get(&wire_id.0).copied()
     }
 
     /// Number of registered message types.
@@ -148,24 +149,24 @@ mod tests {
     static B: MessageRegistration = MessageRegistration { name: "same", wire_id: 1, rust_path: "crate_b::Ping" };
     static C: MessageRegistration = MessageRegistration { name: "other", wire_id: 2, rust_path: "crate_c::Pong" };
 
-    fn spawn_nothing(_: &ClusterSystem, _: Format, _: &[u8]) -> Result<u64, ClusterError> {
-        Ok(0)
+    fn spawn_nothing(_: Format, _: &[u8], _: StopNotice) -> Result<ErasedAddr, RemoteError> {
+        Ok(std::sync::Arc::new(()))
     }
     static X: ActorRegistration = ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing };
     static Y: ActorRegistration = ActorRegistration { name: "y", type_id: 9, rust_path: "m::Y", spawn: spawn_nothing };
 
     #[test]
     fn distinct_ids_build() {
-        let reg = TypeRegistry::build([&A, &C], [&X], []).expect("no duplicates");
+        let reg = TypeTable::build([&A, &C], [&X], []).expect("no duplicates");
         assert_eq!(reg.message_count(), 2);
         assert_eq!(reg.actor_count(), 1);
-        assert!(reg.actor(9).is_some());
+        assert!(reg.actor(ActorTypeId(9)).is_some());
     }
 
     #[test]
     fn duplicate_message_ids_name_both_types_in_any_order() {
         for order in [[&A, &B], [&B, &A]] {
-            let err = TypeRegistry::build(order, [], []).expect_err("duplicate");
+            let err = TypeTable::build(order, [], []).expect_err("duplicate");
             let text = err.to_string();
             assert!(text.contains("crate_a::Ping") && text.contains("crate_b::Ping"), "{text}");
             assert!(text.find("crate_a").lt(&text.find("crate_b")), "stable order: {text}");
@@ -174,8 +175,8 @@ mod tests {
 
     #[test]
     fn duplicate_actor_ids_name_both_types() {
-        let err = TypeRegistry::build([], [&X, &Y], []).expect_err("duplicate");
-        assert!(matches!(err, ClusterError::DuplicateActorId { id: 9, .. }), "{err}");
+        let err = TypeTable::build([], [&X, &Y], []).expect_err("duplicate");
+        assert!(matches!(err, StartError::DuplicateActorId { id: 9, .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("m::X") && text.contains("m::Y"), "{text}");
     }

@@ -1,134 +1,23 @@
-//! Typed handles: [`RemoteAddr`] for an actor on another node, and [`ActorRef`], which is
-//! either local or remote with the same `send` / `do_send` / `tell` / `send_timeout` API.
+//! [`ActorRef`]: a location-transparent handle, either local or remote with the same
+//! `send` / `do_send` / `tell` / `send_timeout` API.
 //!
 //! Sending a message the actor does not accept from the network does not compile: every
 //! method requires `M: RemoteMessage<A>`, which holds only for the messages listed in
 //! `#[distributed_actor(messages(...))]`.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use actix::{Addr, MailboxError};
 
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::ClusterError;
-use crate::node::{ClusterSystem, NodeId, PeerInfo};
-use crate::proto::frame::{self, EncodedFrame, MessageHead};
-
-/// A typed handle to an actor of type `A` on another node.
-pub struct RemoteAddr<A> {
-    system: ClusterSystem,
-    node: PeerInfo,
-    actor: u64,
-    _actor: PhantomData<fn() -> A>,
-}
-
-impl<A> Clone for RemoteAddr<A> {
-    fn clone(&self) -> Self {
-        Self { system: self.system.clone(), node: self.node.clone(), actor: self.actor, _actor: PhantomData }
-    }
-}
-
-impl<A> fmt::Debug for RemoteAddr<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteAddr").field("node", &self.node.name).field("actor", &self.actor).finish()
-    }
-}
-
-impl<A: DistributedActor> RemoteAddr<A> {
-    pub(crate) fn new(system: ClusterSystem, node: PeerInfo, actor: u64) -> Self {
-        Self { system, node, actor, _actor: PhantomData }
-    }
-
-    /// The name of the node the actor lives on.
-    pub fn node_name(&self) -> &str {
-        &self.node.name
-    }
-
-    /// The id of the node (incarnation) the actor lives on.
-    pub fn node_id(&self) -> NodeId {
-        self.node.id
-    }
-
-    /// The actor's id on its node.
-    pub fn actor_id(&self) -> u64 {
-        self.actor
-    }
-
-    /// Asks: sends `msg` and waits for the handler's result, up to the node's request timeout.
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
-    where
-        M: RemoteMessage<A>,
-    {
-        self.send_timeout(msg, self.system.config().request_timeout()).await
-    }
-
-    /// Asks with an explicit deadline.
-    pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
-    where
-        M: RemoteMessage<A>,
-    {
-        let format = A::format();
-        let target = self.actor;
-        let reply = self
-            .system
-            .inner
-            .request(self.node.id.0, timeout, |request| {
-                frame::encode_message(MessageHead::Ask { request, target }, M::WIRE_ID, format, |buf| {
-                    format.encode_into(&msg, buf, M::NAME)
-                })
-            })
-            .await
-            .map_err(|e| self.name_errors(e))?;
-        match reply {
-            crate::node::Reply::Value(bytes) => format.decode(&bytes, "reply"),
-            crate::node::Reply::Spawned(_) => {
-                Err(ClusterError::Decode { what: "reply".into(), detail: "node answered an ask with a spawn".into() })
-            }
-        }
-    }
-
-    /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] if the
-    /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
-    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
-    where
-        M: RemoteMessage<A>,
-    {
-        let bytes = self.tell_frame(&msg)?;
-        self.system.inner.try_tell(self.node.id.0, &self.node.name, bytes)
-    }
-
-    /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
-    pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
-    where
-        M: RemoteMessage<A>,
-    {
-        let bytes = self.tell_frame(&msg)?;
-        self.system.inner.tell(self.node.id.0, &self.node.name, bytes).await
-    }
-
-    fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>
-    where
-        M: RemoteMessage<A>,
-    {
-        let format = A::format();
-        frame::encode_message(MessageHead::Tell { target: self.actor }, M::WIRE_ID, format, |buf| {
-            format.encode_into(msg, buf, M::NAME)
-        })
-    }
-
-    fn name_errors(&self, e: ClusterError) -> ClusterError {
-        match e {
-            ClusterError::LinkDown { .. } => ClusterError::LinkDown { node: self.node.name.clone() },
-            ClusterError::ActorNotFound { node, .. } => ClusterError::ActorNotFound { actor: self.actor, node },
-            other => other,
-        }
-    }
-}
+use crate::handle::remote_addr::RemoteAddr;
+use crate::ids::LocalActorId;
+use crate::node::ClusterSystem;
 
 enum Repr<A: DistributedActor> {
-    Local { addr: Addr<A>, registered: Option<(ClusterSystem, u64)> },
+    Local { addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)> },
     Remote(RemoteAddr<A>),
 }
 
@@ -160,7 +49,7 @@ impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
 }
 
 impl<A: DistributedActor> ActorRef<A> {
-    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, u64)>) -> Self {
+    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>) -> Self {
         Self { repr: Repr::Local { addr, registered } }
     }
 
@@ -169,7 +58,7 @@ impl<A: DistributedActor> ActorRef<A> {
     }
 
     /// The actor's id on its node (`None` for a local actor started without a cluster system).
-    pub fn actor_id(&self) -> Option<u64> {
+    pub fn actor_id(&self) -> Option<LocalActorId> {
         match &self.repr {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.1),
             Repr::Remote(r) => Some(r.actor_id()),

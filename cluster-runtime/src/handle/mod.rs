@@ -1,0 +1,10 @@
+//! Typed handles: [`RemoteAddr`] for an actor on another node, [`ActorRef`] for an actor
+//! anywhere, and the ways to start actors the cluster can address.
+
+pub mod actor_ref;
+pub mod ext;
+pub mod remote_addr;
+
+pub use actor_ref::ActorRef;
+pub use ext::DistributedActorExt;
+pub use remote_addr::RemoteAddr;

@@ -1,0 +1,130 @@
+//! [`RemoteAddr`]: a typed handle to an actor on another node.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::actor::{DistributedActor, RemoteMessage};
+use crate::error::{ClusterError, RemoteErrorKind};
+use crate::ids::{LocalActorId, NodeId, WireId};
+use crate::node::requests::Reply;
+use crate::node::{ClusterSystem, PeerInfo};
+use crate::proto::wire::fast_path::{encode_message, MessageHead};
+use crate::proto::wire::frame::EncodedFrame;
+
+/// A typed handle to an actor of type `A` on another node.
+pub struct RemoteAddr<A> {
+    system: ClusterSystem,
+    node: PeerInfo,
+    actor: LocalActorId,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for RemoteAddr<A> {
+    fn clone(&self) -> Self {
+        Self { system: self.system.clone(), node: self.node.clone(), actor: self.actor, _actor: PhantomData }
+    }
+}
+
+impl<A> fmt::Debug for RemoteAddr<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteAddr").field("node", &self.node.name).field("actor", &self.actor).finish()
+    }
+}
+
+impl<A: DistributedActor> RemoteAddr<A> {
+    pub(crate) fn new(system: ClusterSystem, node: PeerInfo, actor: LocalActorId) -> Self {
+        Self { system, node, actor, _actor: PhantomData }
+    }
+
+    /// The name of the node the actor lives on.
+    pub fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The id of the node (incarnation) the actor lives on.
+    pub fn node_id(&self) -> NodeId {
+        self.node.id
+    }
+
+    /// The actor's id on its node.
+    pub fn actor_id(&self) -> LocalActorId {
+        self.actor
+    }
+
+    /// Asks: sends `msg` and waits for the handler's result, up to the node's request timeout.
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        self.send_timeout(msg, self.system.config().request_timeout()).await
+    }
+
+    /// Asks with an explicit deadline.
+    pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let format = A::format();
+        let target = self.actor;
+        let reply = self
+            .system
+            .node
+            .request(self.node.id, &self.node.name, timeout, |request| {
+                encode_message(MessageHead::Ask { request, target }, WireId(M::WIRE_ID), format, |buf| {
+                    format.encode_into(&msg, buf, M::NAME)
+                })
+            })
+            .await
+            .map_err(|e| self.name_errors(e))?;
+        match reply {
+            Reply::Value(bytes) => format.decode(&bytes, "reply"),
+            Reply::Spawned(_) => {
+                Err(ClusterError::Decode { what: "reply".into(), detail: "node answered an ask with a spawn".into() })
+            }
+        }
+    }
+
+    /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] if the
+    /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
+    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let bytes = self.tell_frame(&msg)?;
+        self.system.node.try_tell(self.node.id, &self.node.name, bytes)
+    }
+
+    /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let bytes = self.tell_frame(&msg)?;
+        self.system.node.tell(self.node.id, &self.node.name, bytes).await
+    }
+
+    fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let format = A::format();
+        encode_message(MessageHead::Tell { target: self.actor }, WireId(M::WIRE_ID), format, |buf| {
+            format.encode_into(msg, buf, M::NAME)
+        })
+    }
+
+    /// Turns what the peer answered into the error that names this actor.
+    fn name_errors(&self, e: ClusterError) -> ClusterError {
+        let ClusterError::Remote { node, error } = e else { return e };
+        match error.kind {
+            RemoteErrorKind::UnknownActor => ClusterError::ActorNotFound { actor: self.actor, node },
+            RemoteErrorKind::UnknownMessage => ClusterError::MessageNotAccepted { message: error.detail, node },
+            RemoteErrorKind::Decode => {
+                ClusterError::Decode { what: format!("message on node `{node}`"), detail: error.detail }
+            }
+            RemoteErrorKind::ActorStopped => ClusterError::ActorStopped,
+            RemoteErrorKind::Encode | RemoteErrorKind::UnknownActorType => ClusterError::Remote { node, error },
+        }
+    }
+}

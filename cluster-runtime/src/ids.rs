@@ -1,0 +1,103 @@
+//! Typed ids, and the fast map keyed by them.
+//!
+//! Every number that names something on the wire or in a node's tables has its own type,
+//! so a request id cannot be passed where an actor id is expected. On the wire each is its
+//! inner integer (postcard encodes a newtype struct as its content).
+//!
+//! The maps keyed by these ids use a multiplicative hash (as in rustc's FxHash): keys are
+//! random node ids or sequential numbers this node hands out itself, so SipHash's flooding
+//! resistance buys nothing here and costs on every message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $fmt:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, $fmt, self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A node's id: random, new for every start of the node (its incarnation).
+    NodeId(u128), "{:032x}"
+);
+id_type!(
+    /// An actor's id on the node that runs it, handed out by that node. (A cluster-wide
+    /// identity independent of location is a different thing.)
+    LocalActorId(u64), "{}"
+);
+id_type!(
+    /// A request's id, unique among the requests one node sends.
+    RequestId(u64), "{}"
+);
+id_type!(
+    /// One link (connection) of a node, unique per node.
+    LinkId(u64), "{}"
+);
+id_type!(
+    /// A message type's stable wire id, computed at compile time from its stable name.
+    WireId(u64), "{:#018x}"
+);
+id_type!(
+    /// An actor type's stable id, computed at compile time from its stable name.
+    ActorTypeId(u64), "{:#018x}"
+);
+
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// FxHash-style hasher.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(K);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed by ids.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_ids_spread_over_the_high_bits() {
+        // hashbrown takes its 7 control bits from the top of the hash.
+        let tops: std::collections::HashSet<u64> = (1..=1000u64)
+            .map(|i| {
+                let mut h = IdHasher::default();
+                h.write_u64(i);
+                h.finish() >> 57
+            })
+            .collect();
+        assert!(tops.len() > 100, "only {} distinct top-7-bit values", tops.len());
+    }
+}

@@ -1,0 +1,126 @@
+//! Starting a node: validate, bind, build the services and the hello, spawn the accept
+//! loop, the seed connections and the control task.
+
+use std::sync::Arc;
+
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use tokio::sync::mpsc;
+
+use crate::config::ClusterConfig;
+use crate::error::{ConfigError, StartError};
+use crate::ids::NodeId;
+use crate::node::actors::Actors;
+use crate::node::clock::Clock;
+use crate::node::connect;
+use crate::node::driver;
+use crate::node::kernel::{Lifecycle, Node};
+use crate::node::peers::Peers;
+use crate::node::requests::Requests;
+use crate::node::service::Install;
+use crate::node::services;
+use crate::node::system::{set_current, ClusterSystem};
+use crate::proto::wire::frame::Hello;
+use crate::proto::wire::handshake::valid_name;
+use crate::transport::link::LinkSettings;
+use crate::types::TypeTable;
+
+/// Prepared, not yet started node. Created by [`ClusterSystem::new`].
+#[derive(Debug)]
+pub struct ClusterSystemBuilder {
+    cluster: String,
+    config: ClusterConfig,
+}
+
+impl ClusterSystem {
+    /// Prepares a node of cluster `cluster` (letters, digits, `-`, `_`, `.`); call
+    /// [`start`](ClusterSystemBuilder::start) on the result.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(cluster: impl Into<String>, config: ClusterConfig) -> ClusterSystemBuilder {
+        ClusterSystemBuilder { cluster: cluster.into(), config }
+    }
+}
+
+impl ClusterSystemBuilder {
+    /// Binds the listener, starts linking to the seed nodes and returns the running node.
+    ///
+    /// Must be called inside an actix system (or a tokio `LocalSet`). Fails if the cluster
+    /// name is invalid, two registered types share a wire id, or the address cannot be bound.
+    pub async fn start(self) -> Result<ClusterSystem, StartError> {
+        let Self { cluster, config } = self;
+        if !valid_name(&cluster) {
+            return Err(ConfigError::InvalidClusterName(cluster).into());
+        }
+        let types = TypeTable::from_inventory()?;
+        let bind = config.bind_addr();
+        let bind_error = |source| StartError::Bind { addr: bind.to_string(), source };
+        let listener = config.hooks().network.0.bind(bind).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let mut rng = match config.hooks().rng_seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_os_rng(),
+        };
+        let id = NodeId(rng.random::<u128>());
+        let advertised = if local_addr.ip().is_unspecified() {
+            format!("{}:{}", config.node_name(), local_addr.port())
+        } else {
+            local_addr.to_string()
+        };
+        let generation = config.node().generation.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        });
+        let set = services::build(&Install {
+            config: &config,
+            node_id: id,
+            addr: &advertised,
+            generation,
+            seed: rng.random(),
+        });
+        let mut hello = Hello::new(cluster.clone(), id, config.node_name(), advertised);
+        hello.generation = generation;
+        hello.profile = config.profile().clone();
+        hello.services = set.versions();
+        let channels = set.services.iter().map(|s| s.channel()).collect();
+        let t = config.transport();
+        let link_settings = LinkSettings {
+            max_frame: t.max_frame_size,
+            handshake_timeout: t.handshake_timeout,
+            heartbeat_interval: t.heartbeat_interval,
+            idle_timeout: t.idle_timeout,
+            queue_capacity: t.outbound_queue,
+            shaper: config.hooks().shaper.as_ref().map(|s| s.0.clone()),
+        };
+        let (control, inputs) = mpsc::unbounded_channel();
+        let node = Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            cluster,
+            config,
+            id,
+            local_addr,
+            hello,
+            types,
+            clock: Clock::start(),
+            link_settings,
+            peers: Peers::new(),
+            requests: Requests::new(),
+            actors: Actors::new(),
+            life: Lifecycle::new(),
+            dialing: Default::default(),
+            next_link: Default::default(),
+            channels,
+            control,
+            shared: set.shared,
+        });
+        tracing::info!(
+            cluster = %node.cluster, node = %node.name(), id = %id, addr = %local_addr,
+            "cluster node started"
+        );
+        let tasks = &node.life.tasks;
+        tasks.spawn_local(driver::run(node.clone(), set.services, inputs));
+        tasks.spawn_local(connect::accept_loop(node.clone(), listener));
+        for seed in node.config.seed_nodes() {
+            tasks.spawn_local(connect::seed_loop(node.clone(), seed.clone()));
+        }
+        set_current(&node);
+        Ok(ClusterSystem { node })
+    }
+}

@@ -1,0 +1,122 @@
+//! Sending: tells (failing fast or waiting for queue room), requests with a deadline, and
+//! replies.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::error::ClusterError;
+use crate::ids::{NodeId, RequestId};
+use crate::node::kernel::Node;
+use crate::node::requests::Reply;
+use crate::proto::wire::frame::{self, EncodedFrame, Frame, Outcome};
+
+impl Node {
+    fn tell_sender(&self, peer: NodeId, peer_name: &str) -> Result<mpsc::Sender<EncodedFrame>, ClusterError> {
+        if self.life.is_shut_down() {
+            return Err(ClusterError::Shutdown);
+        }
+        self.peers.sender(peer).ok_or_else(|| ClusterError::LinkDown { node: peer_name.to_owned() })
+    }
+
+    /// Queues a one-way frame for `peer` without waiting; fails with
+    /// [`ClusterError::Backpressure`] when the queue is full.
+    pub(crate) fn try_tell(&self, peer: NodeId, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
+        self.tell_sender(peer, peer_name)?.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Closed(_) => ClusterError::LinkDown { node: peer_name.to_owned() },
+            mpsc::error::TrySendError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+        })
+    }
+
+    /// Queues a one-way frame for `peer`, waiting for queue space.
+    pub(crate) async fn tell(&self, peer: NodeId, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
+        let sender = self.tell_sender(peer, peer_name)?;
+        match sender.try_send(bytes) {
+            Ok(()) => {
+                // A loop of awaited tells that never wait for room would starve the link's
+                // writer on this thread; yield when the task's budget is spent.
+                tokio::task::consume_budget().await;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                sender.send(bytes).await.map_err(|_| ClusterError::LinkDown { node: peer_name.to_owned() })
+            }
+        }
+    }
+
+    /// Sends a request built by `build(request_id)` to `peer` and waits for its reply, up
+    /// to `timeout`.
+    pub(crate) async fn request(
+        &self,
+        peer: NodeId,
+        peer_name: &str,
+        timeout: Duration,
+        build: impl FnOnce(RequestId) -> Result<EncodedFrame, ClusterError>,
+    ) -> Result<Reply, ClusterError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (request, rx) = self.requests.open(peer);
+        // Registered before the link is looked up, so a link that goes down from here on
+        // fails this request; checked after, so a shutdown that began meanwhile does too.
+        let fail = |e: ClusterError| {
+            self.requests.forget(request);
+            Err(e)
+        };
+        if self.life.is_shut_down() {
+            return fail(ClusterError::Shutdown);
+        }
+        let bytes = match build(request) {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let Some(sender) = self.peers.sender(peer) else {
+            return fail(ClusterError::LinkDown { node: peer_name.to_owned() });
+        };
+        let queued = match sender.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                match tokio::time::timeout_at(deadline, sender.send(bytes)).await {
+                    Ok(r) => r.map_err(|_| ()),
+                    Err(_) => return fail(ClusterError::Timeout(timeout)),
+                }
+            }
+        };
+        drop(sender);
+        if queued.is_err() {
+            return fail(ClusterError::LinkDown { node: peer_name.to_owned() });
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClusterError::Shutdown),
+            Err(_) => fail(ClusterError::Timeout(timeout)),
+        }
+    }
+
+    /// Queues a reply for `peer` without waiting. Dropped with a log line if the peer is
+    /// gone; waits in a task of the node if the queue is full.
+    pub(crate) fn send_reply(&self, peer: NodeId, request: RequestId, outcome: Outcome<'_>) {
+        let bytes = match frame::encode(&Frame::Reply { request, outcome }) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a reply");
+                return;
+            }
+        };
+        match self.peers.sender(peer) {
+            None => tracing::debug!(peer = %peer, "reply dropped: no link to the asking node"),
+            Some(sender) => {
+                if let Err(mpsc::error::TrySendError::Full(bytes)) = sender.try_send(bytes) {
+                    let stopping = self.life.stopping.clone();
+                    self.life.tasks.spawn_local(async move {
+                        tokio::select! {
+                            biased;
+                            () = stopping.cancelled() => {}
+                            _ = sender.send(bytes) => {}
+                        }
+                    });
+                }
+            }
+        }
+    }
+}

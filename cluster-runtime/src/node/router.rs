@@ -1,0 +1,172 @@
+//! The node side of every link: accepts or refuses handshakes, registers links, and routes
+//! each received frame: data-plane frames to the local actors and pending requests, service
+//! frames to the control task. A frame for a channel no service listens on is logged and
+//! dropped; only a frame that breaks the protocol closes the link.
+
+use bytes::Bytes;
+
+use crate::error::{ClusterError, ProtocolError, RemoteError, RemoteErrorKind};
+use crate::format::Format;
+use crate::ids::{ActorTypeId, LinkId, LocalActorId, NodeId, RequestId, WireId};
+use crate::node::kernel::Node;
+use crate::node::requests::Reply;
+use crate::node::service::Input;
+use crate::proto::wire::frame::{Frame, GoodbyeReason, Hello, Outcome, RejectReason};
+use crate::proto::wire::handshake;
+use crate::transport::link::{LinkEnd, LinkHandler, LinkUp};
+
+impl LinkHandler for Node {
+    fn local_hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    fn check_hello(&self, hello: &Hello) -> Result<(), RejectReason> {
+        if self.life.is_shut_down() {
+            return Err(RejectReason::ShuttingDown);
+        }
+        handshake::check_hello(&self.cluster, self.id, hello)
+    }
+
+    fn link_up(&self, up: LinkUp) -> Result<LinkId, RejectReason> {
+        if self.life.is_shut_down() {
+            return Err(RejectReason::ShuttingDown);
+        }
+        let link = self.next_link();
+        let registered = self.peers.register(self.id, link, up)?;
+        if self.life.is_shut_down() {
+            // Shutdown began while registering: do not keep a link it will not close.
+            self.peers.remove(link, registered.info.id);
+            return Err(RejectReason::ShuttingDown);
+        }
+        if let Some(stale) = registered.stale {
+            self.requests.fail_peer(stale.id, &stale.name);
+            self.to_control(Input::LinkDown(stale, LinkEnd::Cancelled));
+        }
+        let info = registered.info;
+        tracing::info!(node = %self.name(), peer = %info.name, addr = %info.addr, "linked to peer");
+        self.to_control(Input::LinkUp(info));
+        Ok(link)
+    }
+
+    fn on_frame(&self, _link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Tell { target, message, format, payload } => {
+                if let Err(e) = self.actors.deliver(&self.types, target, message, format, payload, false) {
+                    self.rejected(peer, target, message, &e, "tell rejected");
+                }
+            }
+            Frame::Ask { request, target, message, format, payload } => {
+                match self.actors.deliver(&self.types, target, message, format, payload, true) {
+                    Ok(Some(reply)) => self.spawn_reply(peer, request, reply),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.rejected(peer, target, message, &e, "ask rejected");
+                        self.send_reply(peer, request, Outcome::Error(e));
+                    }
+                }
+            }
+            Frame::Spawn { request, actor_type, format, state } => {
+                self.spawn_for(peer, request, actor_type, format, state)
+            }
+            Frame::Reply { request, outcome } => {
+                let result = match outcome {
+                    Outcome::Value(bytes) => Ok(Reply::Value(body.slice_ref(bytes))),
+                    Outcome::Spawned { actor } => Ok(Reply::Spawned(actor)),
+                    Outcome::Error(error) => Err(ClusterError::Remote { node: self.peers.name_of(peer), error }),
+                };
+                self.requests.complete(request, peer, result)?;
+            }
+            Frame::Service { channel, body: service_body } => {
+                if self.channels.contains(&channel) {
+                    self.to_control(Input::Frame { from: peer, channel, body: body.slice_ref(service_body) });
+                } else {
+                    tracing::warn!(
+                        node = %self.name(), peer = %self.peers.name_of(peer), %channel,
+                        "frame for a channel no service listens on; dropped"
+                    );
+                }
+            }
+            other => return Err(ProtocolError::Unexpected(other.kind())),
+        }
+        Ok(())
+    }
+
+    fn link_down(&self, link: LinkId, peer: NodeId, end: &LinkEnd) {
+        if *end == LinkEnd::Goodbye(GoodbyeReason::Replaced) {
+            // The peer moved to another connection, which may still be completing its
+            // handshake on this side. Keep sending here (the peer still reads) until that
+            // link replaces this one; give up after a handshake timeout.
+            let me = self.me.clone();
+            let grace = self.link_settings.handshake_timeout;
+            let stopping = self.life.stopping.clone();
+            self.life.tasks.spawn_local(async move {
+                tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => {}
+                    () = tokio::time::sleep(grace) => {}
+                }
+                if let Some(node) = me.upgrade() {
+                    node.remove_link(link, peer, &LinkEnd::Goodbye(GoodbyeReason::Replaced));
+                }
+            });
+            return;
+        }
+        self.remove_link(link, peer, end);
+    }
+}
+
+impl Node {
+    /// Forgets `link` if it is still the current link to `peer`, closes it and fails the
+    /// requests pending on that peer.
+    fn remove_link(&self, link: LinkId, peer: NodeId, end: &LinkEnd) {
+        let Some(removed) = self.peers.remove(link, peer) else { return };
+        tracing::info!(node = %self.name(), peer = %removed.info.name, end = ?end, "link to peer down");
+        self.requests.fail_peer(peer, &removed.info.name);
+        self.to_control(Input::LinkDown(removed.info, end.clone()));
+    }
+
+    fn rejected(&self, peer: NodeId, target: LocalActorId, message: WireId, e: &RemoteError, what: &'static str) {
+        tracing::warn!(
+            node = %self.name(), peer = %self.peers.name_of(peer), %target, %message,
+            kind = ?e.kind, detail = %e.detail, "{what}"
+        );
+    }
+
+    /// Runs an ask's reply future in a task of the node and sends its outcome back.
+    fn spawn_reply(&self, peer: NodeId, request: RequestId, reply: crate::dispatch::ReplyFuture) {
+        let me = self.me.clone();
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            let outcome = tokio::select! {
+                biased;
+                () = stopping.cancelled() => return,
+                outcome = reply => outcome,
+            };
+            let Some(node) = me.upgrade() else { return };
+            match &outcome {
+                Ok(bytes) => node.send_reply(peer, request, Outcome::Value(bytes)),
+                Err(e) => node.send_reply(peer, request, Outcome::Error(e.clone())),
+            }
+        });
+    }
+
+    /// A peer asks this node to build an actor from its state.
+    fn spawn_for(&self, peer: NodeId, request: RequestId, actor_type: ActorTypeId, format: Format, state: &[u8]) {
+        let outcome = match self.types.actor(actor_type) {
+            None => Err(RemoteError::new(
+                RemoteErrorKind::UnknownActorType,
+                format!("no actor type with id {actor_type} is registered"),
+            )),
+            Some(reg) => self.actors.spawn(reg, format, state).inspect(|actor| {
+                tracing::debug!(node = %self.name(), actor = reg.name, id = %actor, "spawned for a peer");
+            }),
+        };
+        match outcome {
+            Ok(actor) => self.send_reply(peer, request, Outcome::Spawned { actor }),
+            Err(e) => {
+                tracing::warn!(node = %self.name(), peer = %self.peers.name_of(peer), kind = ?e.kind, detail = %e.detail, "spawn rejected");
+                self.send_reply(peer, request, Outcome::Error(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The service interface: how a subsystem (membership today; registry, broker, … later)
+//! plugs into the node without growing the kernel.
+//!
+//! Services live on the node's control task ([`driver`](super::driver)), which owns them
+//! and calls them one input at a time, so they hold plain state without locks. They talk to
+//! the rest of the node only through [`Cx`]: the clock, sending frames on
+//! their channel, asking for links, and emitting membership events that every service then
+//! receives through [`Service::handle_membership`].
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ids::NodeId;
+use crate::node::peers::PeerInfo;
+use crate::proto::membership::MembershipEvent;
+use crate::proto::wire::channel::{Channel, ServiceVersion};
+use crate::proto::wire::frame::{self, Frame};
+use crate::transport::link::LinkEnd;
+
+/// How the node stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A graceful shutdown: services say goodbye.
+    Leave,
+    /// A crash: services stop without a word.
+    Crash,
+}
+
+/// Why a service frame was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ServiceFrameError(pub(crate) String);
+
+/// Figures a service reports for the node's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    gauges: Vec<(String, String, f64)>,
+}
+
+impl Metrics {
+    /// Records a gauge.
+    pub(crate) fn gauge(&mut self, name: impl Into<String>, help: impl Into<String>, value: f64) {
+        self.gauges.push((name.into(), help.into(), value));
+    }
+
+    /// The recorded gauges: (name, help, value).
+    pub(crate) fn gauges(&self) -> &[(String, String, f64)] {
+        &self.gauges
+    }
+}
+
+/// A subsystem of the node, driven by the control task.
+pub(crate) trait Service: Any {
+    /// The channel of its frames.
+    fn channel(&self) -> Channel;
+    /// The version of its frames, announced in the hello.
+    fn version(&self) -> u16;
+    /// Called once when the node starts.
+    fn start(&mut self, _cx: &mut Cx<'_>) {}
+    /// A link to `peer` completed its handshake.
+    fn handle_link_up(&mut self, _cx: &mut Cx<'_>, _peer: &PeerInfo) {}
+    /// The link to `peer` ended.
+    fn handle_link_down(&mut self, _cx: &mut Cx<'_>, _peer: &PeerInfo, _end: &LinkEnd) {}
+    /// A frame on the service's channel from `from`. An error is logged and the frame
+    /// dropped; the link stays up.
+    fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError>;
+    /// A membership event (from the membership service).
+    fn handle_membership(&mut self, _cx: &mut Cx<'_>, _event: &MembershipEvent) {}
+    /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
+    fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
+    /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Reports figures for the node's metrics.
+    fn metrics(&self, _out: &mut Metrics) {}
+    /// The node stops.
+    fn stop(&mut self, _cx: &mut Cx<'_>, _how: Stop) {}
+    /// The service as `Any`, so its API can reach its concrete type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// What the node reports about itself to services.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NodeStats {
+    /// Actors reachable from the network.
+    pub(crate) actor_count: u64,
+    /// Requests waiting for a reply plus frames queued on links.
+    pub(crate) in_flight: u64,
+}
+
+/// The node as services see it. Implemented by the kernel.
+pub(crate) trait Kernel {
+    /// This node's name.
+    fn node_name(&self) -> &str;
+    /// Queues an encoded frame on the link to `peer`; false if there is none or it is full.
+    fn send(&self, peer: NodeId, frame: Vec<u8>) -> bool;
+    /// Links to node `name` at `addr` unless linked already or a connection is under way.
+    fn connect(&self, name: Option<&str>, addr: &str);
+    /// Resolves `name` and links to every address found (DNS discovery).
+    fn discover(&self, name: &str, port: u16);
+    /// Actor count and in-flight figures.
+    fn stats(&self) -> NodeStats;
+}
+
+/// A service's view of the node during one call.
+pub(crate) struct Cx<'a> {
+    pub(crate) now: Duration,
+    pub(crate) channel: Channel,
+    pub(crate) kernel: &'a dyn Kernel,
+    pub(crate) events: &'a mut Vec<MembershipEvent>,
+}
+
+impl Cx<'_> {
+    /// Time since the node started.
+    pub(crate) fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The node.
+    pub(crate) fn node(&self) -> &dyn Kernel {
+        self.kernel
+    }
+
+    /// Sends `body` on the service's channel to `peer`; false if it could not be queued.
+    pub(crate) fn send(&mut self, peer: NodeId, body: &[u8]) -> bool {
+        match frame::encode(&Frame::Service { channel: self.channel, body }) {
+            Ok(bytes) => self.kernel.send(peer, bytes),
+            Err(e) => {
+                tracing::error!(channel = %self.channel, error = %e, "cannot encode a service frame");
+                false
+            }
+        }
+    }
+
+    /// Sends `body` to every node in `peers`, encoded once.
+    pub(crate) fn broadcast(&mut self, peers: &[NodeId], body: &[u8]) {
+        let Ok(bytes) = frame::encode(&Frame::Service { channel: self.channel, body }) else { return };
+        for peer in peers {
+            self.kernel.send(*peer, bytes.clone());
+        }
+    }
+
+    /// Emits a membership event to every service (after the current call).
+    pub(crate) fn emit(&mut self, event: MembershipEvent) {
+        self.events.push(event);
+    }
+}
+
+/// State a service shares with its API handle, found by type.
+#[derive(Default)]
+pub(crate) struct Shared(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl Shared {
+    /// The shared state of type `T`.
+    pub(crate) fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.get(&TypeId::of::<T>()).cloned().and_then(|a| a.downcast::<T>().ok())
+    }
+}
+
+/// What a service is built from.
+pub(crate) struct Install<'a> {
+    /// The node's configuration.
+    pub(crate) config: &'a crate::config::ClusterConfig,
+    /// The node's id.
+    pub(crate) node_id: NodeId,
+    /// The address the node advertises.
+    pub(crate) addr: &'a str,
+    /// The node's incarnation generation.
+    pub(crate) generation: u64,
+    /// A seed for the service's own randomness, drawn from the node's RNG.
+    pub(crate) seed: u64,
+}
+
+/// The services of a node, in the order they were added.
+#[derive(Default)]
+pub(crate) struct ServiceSet {
+    pub(crate) services: Vec<Box<dyn Service>>,
+    pub(crate) shared: Shared,
+}
+
+impl ServiceSet {
+    /// Adds a service and the state its API reads.
+    pub(crate) fn add<S: Service, T: Any + Send + Sync>(&mut self, (service, shared): (S, Arc<T>)) {
+        self.services.push(Box::new(service));
+        self.shared.0.insert(TypeId::of::<T>(), shared);
+    }
+
+    /// The services and versions to announce in the hello.
+    pub(crate) fn versions(&self) -> Vec<ServiceVersion> {
+        self.services.iter().map(|s| ServiceVersion { channel: s.channel(), version: s.version() }).collect()
+    }
+}
+
+/// A call into a service from its API, run on the control task.
+pub(crate) type Call = Box<dyn FnOnce(&mut dyn Service, &mut Cx<'_>)>;
+
+/// What the control task receives.
+pub(crate) enum Input {
+    /// A link came up.
+    LinkUp(PeerInfo),
+    /// A link ended.
+    LinkDown(PeerInfo, LinkEnd),
+    /// A service frame arrived.
+    Frame {
+        /// The sending peer.
+        from: NodeId,
+        /// The channel.
+        channel: Channel,
+        /// The service's body (a slice of the received buffer).
+        body: bytes::Bytes,
+    },
+    /// An API call for the service on `channel`.
+    Call(Channel, Call),
+    /// The services' metrics are wanted.
+    Metrics(tokio::sync::oneshot::Sender<Metrics>),
+    /// The node stops; answered once every service has stopped.
+    Stop(Stop, Option<tokio::sync::oneshot::Sender<()>>),
+}

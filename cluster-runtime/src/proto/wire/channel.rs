@@ -1,0 +1,35 @@
+//! Service channels: the number that routes a [`Frame::Service`](super::frame::Frame::Service)
+//! to the service that decodes it.
+//!
+//! Numbers are fixed forever once assigned; a node that receives a frame on a channel it
+//! does not serve logs it and drops it, so services can be added without breaking peers.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A service's channel number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Channel(pub u16);
+
+impl Channel {
+    /// Membership and failure detection.
+    pub const MEMBERSHIP: Channel = Channel(1);
+    // Assigned as the services land: 2 registry, 3 placement, 4 migration, 5 delivery,
+    // 6 broker, 7 raft, 8 security.
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A service a node speaks, announced in its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceVersion {
+    /// The service's channel.
+    pub channel: Channel,
+    /// The version of the service's frames the node speaks.
+    pub version: u16,
+}
