@@ -4,7 +4,8 @@
 //! - [`StartError`]: a node could not start (configuration, listener, type table);
 //! - [`ClusterError`]: one call failed (a send, an ask, a remote spawn);
 //! - [`RemoteError`]: what a peer answered when it refused one request, carried on the wire;
-//! - `ProtocolError` (crate-private): a peer broke the protocol and its link is closed.
+//! - `ProtocolError` (crate-private, in the transport layer): a peer broke the protocol
+//!   and its link is closed.
 //!
 //! Each service adds its own error enum with a `From` into [`ClusterError`].
 
@@ -238,18 +239,4 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::ActorStopped => "actor stopped",
         })
     }
-}
-
-/// A peer broke the protocol: the link to it can no longer be trusted and is closed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ProtocolError {
-    /// The bytes are not a valid frame.
-    #[error(transparent)]
-    Frame(#[from] crate::proto::wire::frame::FrameError),
-    /// A frame that is valid on the wire but not at this point of the link's life.
-    #[error("unexpected {0} frame")]
-    Unexpected(&'static str),
-    /// A reply names a request this node sent to another peer.
-    #[error("reply to request {0} that was sent to another node")]
-    ForeignReply(crate::ids::RequestId),
 }

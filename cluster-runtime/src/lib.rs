@@ -18,6 +18,7 @@
 //! - [`config`]: the configuration, by section.
 
 pub mod actor;
+pub mod builder;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -33,12 +34,13 @@ pub mod transport;
 pub mod types;
 
 pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMessage};
+pub use builder::ClusterSystemBuilder;
+pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
 pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, StartError};
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr};
 pub use ids::{LocalActorId, NodeId};
-pub use node::{ClusterSystem, ClusterSystemBuilder, PeerInfo, WeakClusterSystem};
+pub use node::{ClusterSystem, PeerInfo, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
-pub use services::membership::config::Architecture;
 pub use services::membership::{MembersSnapshot, Membership};

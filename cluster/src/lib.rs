@@ -72,8 +72,8 @@
 //! types; [`rt`] is actix's runtime.
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
+pub use actix_cluster_runtime::config::MembershipConfig;
 pub use actix_cluster_runtime::config::{Hooks, NodeConfig, TransportConfig};
-pub use actix_cluster_runtime::services::membership::config::MembershipConfig;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,

@@ -1,9 +1,10 @@
 //! Node configuration, by section: [`NodeConfig`] (identity and contacts),
-//! [`TransportConfig`] (links), [`MembershipConfig`] (owned by the membership service) and
+//! [`TransportConfig`] (links), [`MembershipConfig`] (the membership service's section) and
 //! [`Hooks`] (what tests plug in). Each section validates itself and holds the only copy
 //! of its defaults; [`ClusterConfigBuilder`] composes them and keeps the flat shortcuts.
 
 pub mod hooks;
+pub mod membership;
 pub mod node;
 pub mod transport;
 pub(crate) mod validate;
@@ -13,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use hooks::Hooks;
+pub use membership::{Architecture, MembershipConfig};
 pub use node::{DiscoveryMethod, NodeConfig};
 pub use transport::TransportConfig;
 
 use crate::error::ConfigError;
 use crate::proto::membership::Profile;
-use crate::services::membership::config::{Architecture, MembershipConfig};
 use crate::transport::network::Network;
 use crate::transport::resolver::Resolver;
 use crate::transport::shaper::Shaper;
@@ -235,12 +236,6 @@ impl ClusterConfigBuilder {
     pub fn frame_shaper(mut self, shaper: Arc<dyn Shaper>) -> Self {
         self.hooks = self.hooks.with_shaper(shaper);
         self
-    }
-
-    /// Imposes the test's network conditions on this node's outgoing traffic.
-    #[cfg(feature = "testkit")]
-    pub fn network_faults(self, faults: crate::testkit::faults::NetworkFaults) -> Self {
-        self.frame_shaper(Arc::new(faults))
     }
 
     /// All hooks at once.

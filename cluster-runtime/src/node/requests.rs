@@ -6,8 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::error::{ClusterError, ProtocolError};
+use crate::error::ClusterError;
 use crate::ids::{IdMap, LocalActorId, NodeId, RequestId};
+use crate::transport::protocol_error::ProtocolError;
 
 /// A successful reply to a request.
 #[derive(Debug)]

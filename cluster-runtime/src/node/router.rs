@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::error::{ClusterError, ProtocolError, RemoteError, RemoteErrorKind};
+use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, LinkId, LocalActorId, NodeId, RequestId, WireId};
 use crate::node::kernel::Node;
@@ -14,6 +14,7 @@ use crate::node::service::Input;
 use crate::proto::wire::frame::{Frame, GoodbyeReason, Hello, Outcome, RejectReason};
 use crate::proto::wire::handshake;
 use crate::transport::link::{LinkEnd, LinkHandler, LinkUp};
+use crate::transport::protocol_error::ProtocolError;
 
 impl LinkHandler for Node {
     fn local_hello(&self) -> &Hello {

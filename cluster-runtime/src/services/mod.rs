@@ -3,3 +3,12 @@
 //! own configuration section and API.
 
 pub mod membership;
+
+use crate::node::service::{Install, ServiceSet};
+
+/// Builds every service of a node. Adding a service is one line here.
+pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
+    let mut set = ServiceSet::default();
+    set.add(membership::install(install));
+    set
+}

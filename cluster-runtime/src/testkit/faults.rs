@@ -241,6 +241,13 @@ impl NetworkFaults {
     }
 }
 
+impl crate::config::ClusterConfigBuilder {
+    /// Imposes the test's network conditions on this node's outgoing traffic.
+    pub fn network_faults(self, faults: NetworkFaults) -> Self {
+        self.frame_shaper(Arc::new(faults))
+    }
+}
+
 impl Shaper for NetworkFaults {
     fn name_of(&self, addr: &str) -> Option<String> {
         NetworkFaults::name_of(self, addr)

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::error::ProtocolError;
 use crate::ids::{LinkId, NodeId};
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello, RejectReason};
 use crate::proto::wire::handshake::Initiator;
 use crate::transport::codec::{frame_codec, HANDSHAKE_MAX_FRAME};
+use crate::transport::protocol_error::ProtocolError;
 use crate::transport::shaper::{ShapedDirection, Shaper};
 
 /// Timing and size limits of a link, and the shaping hook. Built by the node from its

@@ -8,5 +8,6 @@
 pub mod codec;
 pub(crate) mod link;
 pub mod network;
+pub(crate) mod protocol_error;
 pub mod resolver;
 pub mod shaper;

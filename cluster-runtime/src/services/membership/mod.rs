@@ -4,7 +4,6 @@
 //! services and to the snapshot the API reads.
 
 pub mod api;
-pub mod config;
 pub(crate) mod resources;
 
 use std::sync::Arc;
@@ -13,10 +12,12 @@ use std::time::Duration;
 use actix::Recipient;
 use tokio::sync::watch;
 
+use crate::config::membership::{Architecture, MembershipConfig};
 use crate::config::DiscoveryMethod;
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Install, Metrics, Service, ServiceFrameError, Stop};
 use crate::proto::membership::core::{CoreFrameError, MembershipCore};
+use crate::proto::membership::core::{CoreSettings, Role};
 use crate::proto::membership::frames::{self, VERSION};
 use crate::proto::membership::{Member, MemberId, MemberStatus, MembershipEvent, ResourceReport};
 use crate::proto::wire::channel::Channel;
@@ -63,13 +64,31 @@ pub(crate) fn install(i: &Install<'_>) -> (MembershipService, Arc<MembershipShar
         DiscoveryMethod::Dns { name, port } => Some((name.clone(), *port)),
         _ => None,
     };
-    let settings = i.config.membership().core_settings(&me.name, i.seed, dns.is_some());
+    let settings = core_settings(i.config.membership(), &me.name, i.seed, dns.is_some());
     let core = MembershipCore::new(Duration::ZERO, me, i.config.profile().clone(), settings);
     let shared = Arc::new(MembershipShared::default());
     let service =
         MembershipService { core, shared: shared.clone(), subscribers: Vec::new(), cpu: CpuSampler::default(), dns };
     service.publish();
     (service, shared)
+}
+
+/// The pure core's settings for the node named `node`.
+fn core_settings(c: &MembershipConfig, node: &str, seed: u64, dns_discovery: bool) -> CoreSettings {
+    let role = match c.architecture {
+        Architecture::Decentralized => Role::Swim,
+        Architecture::Centralized if c.masters.iter().any(|m| m == node) => Role::Master,
+        Architecture::Centralized => Role::Worker,
+    };
+    CoreSettings {
+        role,
+        masters: c.masters.clone(),
+        probe_interval: c.probe_interval,
+        resource_interval: c.resource_interval,
+        down_retention: c.down_retention,
+        seed,
+        dns_discovery,
+    }
 }
 
 impl MembershipService {

@@ -1,5 +1,6 @@
 //! Starting a node: validate, bind, build the services and the hello, spawn the accept
-//! loop, the seed connections and the control task.
+//! loop, the seed connections and the control task. This is where the kernel ([`node`])
+//! and the [`services`] are put together, so neither depends on the other's list.
 
 use std::sync::Arc;
 
@@ -17,10 +18,10 @@ use crate::node::kernel::{Lifecycle, Node};
 use crate::node::peers::Peers;
 use crate::node::requests::Requests;
 use crate::node::service::Install;
-use crate::node::services;
 use crate::node::system::{set_current, ClusterSystem};
 use crate::proto::wire::frame::Hello;
 use crate::proto::wire::handshake::valid_name;
+use crate::services;
 use crate::transport::link::LinkSettings;
 use crate::types::TypeTable;
 

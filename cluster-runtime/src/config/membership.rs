@@ -1,10 +1,10 @@
-//! The membership section of the configuration: architecture, masters and the failure
-//! detector's cadence. The only copy of their defaults.
+//! The membership section of the configuration (the membership service's own section):
+//! architecture, masters and the failure detector's cadence. The only copy of their
+//! defaults.
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::proto::membership::core::{CoreSettings, Role};
 
 /// How the cluster organizes membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,23 +76,5 @@ impl MembershipConfig {
             });
         }
         Ok(())
-    }
-
-    /// The pure core's settings for the node named `node`.
-    pub(crate) fn core_settings(&self, node: &str, seed: u64, dns_discovery: bool) -> CoreSettings {
-        let role = match self.architecture {
-            Architecture::Decentralized => Role::Swim,
-            Architecture::Centralized if self.masters.iter().any(|m| m == node) => Role::Master,
-            Architecture::Centralized => Role::Worker,
-        };
-        CoreSettings {
-            role,
-            masters: self.masters.clone(),
-            probe_interval: self.probe_interval,
-            resource_interval: self.resource_interval,
-            down_retention: self.down_retention,
-            seed,
-            dns_discovery,
-        }
     }
 }
