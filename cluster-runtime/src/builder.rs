@@ -58,6 +58,10 @@ impl ClusterSystemBuilder {
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let mut rng = match config.hooks().rng_seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "an unseeded node draws its seed from the system, as documented"
+            )]
             None => SmallRng::from_os_rng(),
         };
         let id = NodeId(rng.random::<u128>());
@@ -66,6 +70,10 @@ impl ClusterSystemBuilder {
         } else {
             local_addr.to_string()
         };
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the default generation is the wall-clock start time, as documented"
+        )]
         let generation = config.node().generation.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
         });

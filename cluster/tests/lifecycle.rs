@@ -75,6 +75,10 @@ async fn after_shutdown_or_kill_every_task_has_ended_and_the_node_is_dropped() {
         let local = b.spawn_local(Worker::default());
         assert_eq!(local.send(Add(5)).await.expect("local ask"), 5);
         wait_until("membership converged", || b.membership().up_members().len() == 2).await;
+        // The services' metrics hook reaches the membership service on the control task.
+        let gauges = b.service_gauges().await;
+        let up = gauges.iter().find(|(name, _, _)| name.contains("status=\"Up\"")).map(|g| g.2);
+        assert_eq!(up, Some(2.0), "{gauges:?}");
         let weak = b.downgrade();
         if kill {
             b.kill();

@@ -79,14 +79,20 @@ impl NodeArgs {
     }
 }
 
-/// Starts the node, prints `READY`, and runs until standard input closes.
-pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
-    crate::set_node_name(&args.name);
-    let config = ClusterConfig::new()
+/// The configuration a node process runs with.
+pub fn config(args: &NodeArgs) -> Result<ClusterConfig, ClusterError> {
+    Ok(ClusterConfig::new()
         .node_name(args.name.clone())
         .bind(args.bind.clone())
         .seed_nodes(args.seeds.clone())
-        .build()?;
+        .probe_interval(std::time::Duration::from_millis(args.probe_ms))
+        .build()?)
+}
+
+/// Starts the node, prints `READY`, and runs until standard input closes.
+pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
+    crate::set_node_name(&args.name);
+    let config = config(&args)?;
     let system = ClusterSystem::new(args.cluster.clone(), config).start().await?;
     actix_cluster::testkit::process::announce_ready(&system);
     // A blocking read on a helper thread: EOF on stdin means the parent is gone.
@@ -119,4 +125,18 @@ pub async fn spawn_node(
 ) -> Result<NodeProcess, ProcessError> {
     let all: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).chain(args.to_args()).collect();
     NodeProcess::spawn(exe, all, timeout, echo).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_interval_flag_reaches_the_configuration() {
+        let args = NodeArgs::parse(["--name", "n1", "--bind", "127.0.0.1:0", "--probe-ms", "150"].map(String::from))
+            .expect("valid flags");
+        let config = config(&args).expect("valid config");
+        assert_eq!(config.membership().probe_interval, std::time::Duration::from_millis(150));
+        assert_eq!(config.node_name(), "n1");
+    }
 }

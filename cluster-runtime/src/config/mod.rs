@@ -314,6 +314,7 @@ impl ClusterConfigBuilder {
 
     /// Validates the settings and returns the configuration.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
+        #[allow(clippy::disallowed_methods, reason = "an unseeded node's generated name comes from the system RNG")]
         let name = match self.node_name {
             Some(n) => n,
             None => format!("node-{:08x}", self.hooks.rng_seed.map_or_else(rand::random::<u32>, |s| s as u32)),

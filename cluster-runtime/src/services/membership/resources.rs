@@ -52,6 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods, reason = "burns real CPU time to measure it")]
     fn reads_this_process() {
         if cfg!(target_os = "linux") {
             assert!(resident_memory() > 0);
