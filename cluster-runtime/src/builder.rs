@@ -117,6 +117,7 @@ impl ClusterSystemBuilder {
             next_link: Default::default(),
             channels,
             control,
+            service_backlog: Default::default(),
             shared: set.shared,
         });
         tracing::info!(

@@ -91,6 +91,7 @@ impl Driver {
                 self.each(|s, cx| s.handle_link_down(cx, &peer, &end));
             }
             Input::Frame { from, channel, body } => {
+                self.node.service_backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 let (Some(i), Some(peer)) = (self.index_of(channel), self.peers.get(&from).cloned()) else {
                     tracing::debug!(%channel, "service frame from a peer whose link is gone; dropped");
                     return true;

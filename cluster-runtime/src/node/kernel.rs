@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::mpsc;
@@ -81,6 +81,8 @@ pub(crate) struct Node {
     pub(crate) channels: Vec<Channel>,
     /// Inputs of the control task.
     pub(crate) control: mpsc::UnboundedSender<Input>,
+    /// Service frames handed to the control task and not yet handled.
+    pub(crate) service_backlog: AtomicUsize,
     /// What services share with their API handles.
     pub(crate) shared: Shared,
 }

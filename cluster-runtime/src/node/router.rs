@@ -3,6 +3,8 @@
 //! frames to the control task. A frame for a channel no service listens on is logged and
 //! dropped; only a frame that breaks the protocol closes the link.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
@@ -15,6 +17,10 @@ use crate::proto::wire::frame::{Frame, GoodbyeReason, Hello, Outcome, RejectReas
 use crate::proto::wire::handshake;
 use crate::transport::link::{LinkEnd, LinkHandler, LinkUp};
 use crate::transport::protocol_error::ProtocolError;
+
+/// At most this many service frames wait for the control task; more are dropped (service
+/// frames are datagrams to their services, which tolerate loss).
+const SERVICE_BACKLOG: usize = 16_384;
 
 impl LinkHandler for Node {
     fn local_hello(&self) -> &Hello {
@@ -78,13 +84,20 @@ impl LinkHandler for Node {
                 self.requests.complete(request, peer, result)?;
             }
             Frame::Service { channel, body: service_body } => {
-                if self.channels.contains(&channel) {
-                    self.to_control(Input::Frame { from: peer, channel, body: body.slice_ref(service_body) });
-                } else {
+                if !self.channels.contains(&channel) {
                     tracing::warn!(
                         node = %self.name(), peer = %self.peers.name_of(peer), %channel,
                         "frame for a channel no service listens on; dropped"
                     );
+                } else if self.service_backlog.fetch_add(1, Ordering::Relaxed) >= SERVICE_BACKLOG {
+                    // Peers cannot grow the control task's queue without bound.
+                    self.service_backlog.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        node = %self.name(), peer = %self.peers.name_of(peer), %channel,
+                        "services are {SERVICE_BACKLOG} frames behind; frame dropped"
+                    );
+                } else {
+                    self.to_control(Input::Frame { from: peer, channel, body: body.slice_ref(service_body) });
                 }
             }
             other => return Err(ProtocolError::Unexpected(other.kind())),
