@@ -24,7 +24,8 @@ use crate::transport::link::LinkEnd;
 pub(crate) enum Stop {
     /// A graceful shutdown: services say goodbye.
     Leave,
-    /// A crash: services stop without a word.
+    /// A crash: services stop without a word (`kill`, feature `testkit`).
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     Crash,
 }
 

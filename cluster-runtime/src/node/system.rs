@@ -181,10 +181,11 @@ impl ClusterSystem {
         tracing::info!(node = %self.node_name(), "cluster node stopped");
     }
 
-    /// Kills the node abruptly, as a crash would: every connection is dropped without a
+    /// Kills the node abruptly, as a crash would (feature `testkit`): every connection is dropped without a
     /// goodbye, nothing more is accepted or reconnected, pending requests fail with
     /// [`ClusterError::Shutdown`]. Peers see their links drop. Wait for the node's tasks
     /// to end with [`wait_stopped`](Self::wait_stopped).
+    #[cfg(feature = "testkit")]
     pub fn kill(&self) {
         let node = &self.node;
         if !node.life.begin_shutdown() {
