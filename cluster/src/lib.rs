@@ -64,6 +64,19 @@
 //! work the same for a local and a remote actor. [`RemoteAddr<A>`](RemoteAddr) is the
 //! remote-only handle.
 //!
+//! ## The node and its services
+//!
+//! A [`ClusterSystem`] is one node: its links, its actors, its pending requests, and its
+//! services, each reached through an accessor. [`ClusterSystem::membership`] returns the
+//! [`Membership`] API: `members()`, `up_members()`, `subscribe(recipient)` for
+//! [`MembershipEvent`]s, `watch()`. Configuration comes by section ([`NodeConfig`],
+//! [`TransportConfig`], [`MembershipConfig`], [`Hooks`]) through the flat
+//! [`ClusterConfigBuilder`].
+//!
+//! Errors come by layer: [`ConfigError`] from `build()`, [`StartError`] from `start()`,
+//! [`ClusterError`] from calls, with [`RemoteError`] for what a peer answered. `shutdown()`
+//! ends every task of the node.
+//!
 //! ## Your crate's dependencies
 //!
 //! Generated code names only `::actix_cluster::…` paths, and the attributes point serde's

@@ -34,9 +34,9 @@ pub enum Role {
 /// The settings of a [`MembershipCore`].
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
-    /// The failure detector.
-    pub role: Role,
-    /// The masters' names (centralized architecture).
+    /// The centralized architecture (masters and workers) rather than SWIM.
+    pub centralized: bool,
+    /// The masters' names (centralized architecture); a node listed here is a master.
     pub masters: Vec<String>,
     /// SWIM's probe interval; the interval workers report at.
     pub probe_interval: Duration,
@@ -52,6 +52,17 @@ pub struct CoreSettings {
 
 /// DNS discovery looks the name up again every this many probe intervals.
 pub const DNS_EVERY_PROBES: u32 = 5;
+
+impl CoreSettings {
+    /// The role of the node named `node`.
+    pub fn role(&self, node: &str) -> Role {
+        match (self.centralized, self.masters.iter().any(|m| m == node)) {
+            (false, _) => Role::Swim,
+            (true, true) => Role::Master,
+            (true, false) => Role::Worker,
+        }
+    }
+}
 
 /// Frames to send, encoded once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +96,10 @@ pub struct MembershipCore {
 
 impl std::fmt::Debug for MembershipCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MembershipCore").field("me", &self.me.name).field("role", &self.settings.role).finish()
+        f.debug_struct("MembershipCore")
+            .field("me", &self.me.name)
+            .field("role", &self.settings.role(&self.me.name))
+            .finish()
     }
 }
 
@@ -104,7 +118,7 @@ impl MembershipCore {
     /// The membership of node `me` with `profile`, starting at `now`.
     pub fn new(now: Duration, me: MemberId, profile: Profile, settings: CoreSettings) -> Self {
         let table = MembershipTable::new(me.clone(), profile, settings.down_retention);
-        let detector = match settings.role {
+        let detector = match settings.role(&me.name) {
             Role::Swim => Detector::Swim(Box::new(SwimCore::new(&me, settings.probe_interval, settings.seed))),
             Role::Master => Detector::Master(MasterCore::new(settings.probe_interval)),
             Role::Worker => Detector::Worker(WorkerCore::new()),
@@ -434,7 +448,7 @@ mod tests {
 
     fn core(name: &str, id: u128, role: Role) -> MembershipCore {
         let settings = CoreSettings {
-            role,
+            centralized: role != Role::Swim,
             masters: vec!["m".into()],
             probe_interval: PROBE,
             resource_interval: None,

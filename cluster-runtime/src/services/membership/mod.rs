@@ -16,8 +16,8 @@ use crate::config::membership::{Architecture, MembershipConfig};
 use crate::config::DiscoveryMethod;
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Install, Metrics, Service, ServiceFrameError, Stop};
+use crate::proto::membership::core::CoreSettings;
 use crate::proto::membership::core::{CoreFrameError, MembershipCore};
-use crate::proto::membership::core::{CoreSettings, Role};
 use crate::proto::membership::frames::{self, VERSION};
 use crate::proto::membership::{Member, MemberId, MemberStatus, MembershipEvent, ResourceReport};
 use crate::proto::wire::channel::Channel;
@@ -64,7 +64,7 @@ pub(crate) fn install(i: &Install<'_>) -> (MembershipService, Arc<MembershipShar
         DiscoveryMethod::Dns { name, port } => Some((name.clone(), *port)),
         _ => None,
     };
-    let settings = core_settings(i.config.membership(), &me.name, i.seed, dns.is_some());
+    let settings = core_settings(i.config.membership(), i.seed, dns.is_some());
     let core = MembershipCore::new(Duration::ZERO, me, i.config.profile().clone(), settings);
     let shared = Arc::new(MembershipShared::default());
     let service =
@@ -73,15 +73,10 @@ pub(crate) fn install(i: &Install<'_>) -> (MembershipService, Arc<MembershipShar
     (service, shared)
 }
 
-/// The pure core's settings for the node named `node`.
-fn core_settings(c: &MembershipConfig, node: &str, seed: u64, dns_discovery: bool) -> CoreSettings {
-    let role = match c.architecture {
-        Architecture::Decentralized => Role::Swim,
-        Architecture::Centralized if c.masters.iter().any(|m| m == node) => Role::Master,
-        Architecture::Centralized => Role::Worker,
-    };
+/// The pure core's settings.
+fn core_settings(c: &MembershipConfig, seed: u64, dns_discovery: bool) -> CoreSettings {
     CoreSettings {
-        role,
+        centralized: c.architecture == Architecture::Centralized,
         masters: c.masters.clone(),
         probe_interval: c.probe_interval,
         resource_interval: c.resource_interval,
