@@ -15,6 +15,7 @@ use crate::node::clock::Clock;
 use crate::node::connect;
 use crate::node::driver;
 use crate::node::kernel::{Lifecycle, Node};
+use crate::node::limits::Limits;
 use crate::node::peers::Peers;
 use crate::node::requests::Requests;
 use crate::node::service::Install;
@@ -88,6 +89,7 @@ impl ClusterSystemBuilder {
         hello.generation = generation;
         hello.profile = config.profile().clone();
         hello.services = set.versions();
+        hello.max_frame = u32::try_from(config.transport().max_frame_size).unwrap_or(u32::MAX);
         let channels = set.services.iter().map(|s| s.channel()).collect();
         let t = config.transport();
         let link_settings = LinkSettings {
@@ -97,7 +99,9 @@ impl ClusterSystemBuilder {
             idle_timeout: t.idle_timeout,
             queue_capacity: t.outbound_queue,
             shaper: config.hooks().shaper.as_ref().map(|s| s.0.clone()),
+            inbound_rate: config.limits().inbound_bytes_per_sec,
         };
+        let limits = Limits::new(config.limits().clone());
         let (control, inputs) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
@@ -112,6 +116,7 @@ impl ClusterSystemBuilder {
             peers: Peers::new(),
             requests: Requests::new(),
             actors: Actors::new(),
+            limits,
             life: Lifecycle::new(),
             dialing: Default::default(),
             next_link: Default::default(),

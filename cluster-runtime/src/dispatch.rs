@@ -9,7 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use actix::{Addr, AsyncContext};
+use actix::{ActorContext, ActorFutureExt, Addr, AsyncContext};
+use tokio_util::sync::CancellationToken;
 
 use crate::actor::{ClusterMessage, DistributedActor, Handles, WireType};
 use crate::error::{RemoteError, RemoteErrorKind};
@@ -50,30 +51,71 @@ impl std::fmt::Debug for StopNotice {
     }
 }
 
-/// Starts `actor`; `notice` runs when it stops.
+/// Stops an actor and tells when it has stopped.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    /// Cancel to stop the actor.
+    pub stop: CancellationToken,
+    /// Cancelled once the actor has stopped.
+    pub stopped: CancellationToken,
+}
+
+impl StopHandle {
+    /// Stops the actor and waits until it has stopped (after the message it is handling).
+    pub async fn stop_and_wait(&self) {
+        self.stop.cancel();
+        self.stopped.cancelled().await;
+    }
+
+    /// The watch to start the actor under: `notice` runs once it has stopped, after this
+    /// handle reports it stopped.
+    pub fn watch(&self, notice: StopNotice) -> Watch {
+        let stopped = self.stopped.clone();
+        let notice = StopNotice::new(move || {
+            drop(notice);
+            stopped.cancel();
+        });
+        Watch { notice, stop: self.stop.clone() }
+    }
+}
+
+/// How the node watches an actor it hosts: `notice` runs when the actor stops, and
+/// cancelling `stop` stops it.
+#[derive(Debug)]
+pub struct Watch {
+    /// Runs when the actor stops.
+    pub notice: StopNotice,
+    /// Cancelled to stop the actor.
+    pub stop: CancellationToken,
+}
+
+/// Starts `actor` under `watch`.
 ///
-/// The notice lives in a future spawned on the actor's context, which actix drops when
-/// the actor has stopped (an explicit stop is not held up by spawned futures).
-pub fn start_watched<A: DistributedActor>(actor: A, notice: StopNotice) -> Addr<A> {
+/// The watch lives in a future spawned on the actor's context: it stops the actor when
+/// `stop` is cancelled, and actix drops it when the actor has stopped for any reason (an
+/// explicit stop is not held up by spawned futures), which runs the notice.
+pub fn start_watched<A: DistributedActor>(actor: A, watch: Watch) -> Addr<A> {
     A::create(move |ctx: &mut A::Context| {
-        ctx.spawn(actix::fut::wrap_future::<_, A>(async move {
-            let _notice = notice;
-            std::future::pending::<()>().await;
-        }));
+        let Watch { notice, stop } = watch;
+        let stopped = actix::fut::wrap_future::<_, A>(async move {
+            stop.cancelled().await;
+            drop(notice);
+        });
+        ctx.spawn(stopped.map(|(), _actor, ctx| ctx.stop()));
         actor
     })
 }
 
-/// Builds an actor of type `A` from its serialized state and starts it; `notice` runs when
-/// it stops. Generated registrations point here.
+/// Builds an actor of type `A` from its serialized state and starts it under `watch`.
+/// Generated registrations point here.
 pub fn spawn_from_state<A: DistributedActor>(
     format: Format,
     state: &[u8],
-    notice: StopNotice,
+    watch: Watch,
 ) -> Result<ErasedAddr, RemoteError> {
     let actor: A =
         format.decode(state, A::NAME).map_err(|e| RemoteError::new(RemoteErrorKind::Decode, e.to_string()))?;
-    Ok(Arc::new(start_watched(actor, notice)))
+    Ok(Arc::new(start_watched(actor, watch)))
 }
 
 /// Decodes a message of type `M` and delivers it to the actor behind `target` (an

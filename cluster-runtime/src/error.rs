@@ -114,6 +114,25 @@ pub enum ClusterError {
         node: String,
     },
 
+    /// The node the handle names was restarted: its actors are gone with the old
+    /// incarnation (the node's name is linked again, as a new incarnation). Spawn or look
+    /// up the actor again.
+    #[error("node `{node}` restarted; the actor this handle names is gone")]
+    NodeRestarted {
+        /// The node's name.
+        node: String,
+    },
+
+    /// The node refused the request because this node reached one of its limits (asks in
+    /// flight, actors spawned there, …); the detail names the limit. Retry later.
+    #[error("node `{node}` refused the request: {detail}")]
+    Overloaded {
+        /// The refusing node.
+        node: String,
+        /// Which limit.
+        detail: String,
+    },
+
     /// The outbound queue to the node is full; retry later or use the awaiting `tell`.
     #[error("outbound queue to node `{node}` is full")]
     Backpressure {
@@ -152,6 +171,17 @@ pub enum ClusterError {
         error: RemoteError,
     },
 
+    /// The message (or spawn state) is larger than the receiving node accepts; it was not
+    /// sent, and nothing else on the link was affected. Send less, or raise the receiver's
+    /// `max_frame_size`.
+    #[error("a frame of {size} bytes exceeds the {max} bytes the receiving node accepts")]
+    TooLarge {
+        /// The frame body's size.
+        size: usize,
+        /// The receiver's maximum frame body.
+        max: usize,
+    },
+
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
@@ -182,6 +212,17 @@ pub enum ConfigError {
     /// No bind address was configured.
     #[error("no bind address: call .bind(\"127.0.0.1:7001\") (port 0 picks a free port)")]
     MissingBind,
+    /// The node's hello (its name, address and profile) would not fit in the frame a peer
+    /// accepts before the handshake; the field named is the largest part of it.
+    #[error("the node's hello would be {size} bytes, above the {max} bytes peers accept before the handshake; shorten `{field}`")]
+    HelloTooLarge {
+        /// The largest part of the hello.
+        field: &'static str,
+        /// The hello's encoded size at most.
+        size: usize,
+        /// What peers accept before the handshake.
+        max: usize,
+    },
     /// A size or duration is out of its allowed range.
     #[error("{setting} = {value} is out of range: {expected}")]
     OutOfRange {
@@ -226,6 +267,10 @@ pub enum RemoteErrorKind {
     UnknownActorType,
     /// The actor stopped before replying.
     ActorStopped,
+    /// The reply was larger than the asking node accepts.
+    TooLarge,
+    /// The request was refused because the sender reached one of this node's limits.
+    Overloaded,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -237,6 +282,8 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::Encode => "cannot encode the reply",
             RemoteErrorKind::UnknownActorType => "actor type not registered",
             RemoteErrorKind::ActorStopped => "actor stopped",
+            RemoteErrorKind::TooLarge => "reply too large",
+            RemoteErrorKind::Overloaded => "over a limit",
         })
     }
 }

@@ -41,6 +41,6 @@ pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, StartEr
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr};
 pub use ids::{LocalActorId, NodeId};
-pub use node::{ClusterSystem, PeerInfo, WeakClusterSystem};
+pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
 pub use services::membership::{MembersSnapshot, Membership};

@@ -4,13 +4,13 @@
 
 use std::any::Any;
 
-use crate::dispatch::{ErasedAddr, ReplyFuture, StopNotice};
+use crate::dispatch::{ErasedAddr, ReplyFuture, Watch};
 use crate::error::{RemoteError, StartError};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, IdMap, WireId};
 
-/// Builds and starts an actor from serialized state; the notice runs when it stops.
-pub type SpawnFn = fn(Format, &[u8], StopNotice) -> Result<ErasedAddr, RemoteError>;
+/// Builds and starts an actor from serialized state, under the node's watch.
+pub type SpawnFn = fn(Format, &[u8], Watch) -> Result<ErasedAddr, RemoteError>;
 
 /// Decodes a message and delivers it to a type-erased `Addr`; for an ask (`true`), returns
 /// the future of the encoded reply.
@@ -149,7 +149,7 @@ mod tests {
     static B: MessageRegistration = MessageRegistration { name: "same", wire_id: 1, rust_path: "crate_b::Ping" };
     static C: MessageRegistration = MessageRegistration { name: "other", wire_id: 2, rust_path: "crate_c::Pong" };
 
-    fn spawn_nothing(_: Format, _: &[u8], _: StopNotice) -> Result<ErasedAddr, RemoteError> {
+    fn spawn_nothing(_: Format, _: &[u8], _: Watch) -> Result<ErasedAddr, RemoteError> {
         Ok(std::sync::Arc::new(()))
     }
     static X: ActorRegistration = ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing };

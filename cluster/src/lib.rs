@@ -86,13 +86,14 @@
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::config::MembershipConfig;
-pub use actix_cluster_runtime::config::{Hooks, NodeConfig, TransportConfig};
+pub use actix_cluster_runtime::config::{Hooks, LimitsConfig, NodeConfig, TransportConfig};
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,
     ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
     LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NodeId, PeerInfo, Placement,
-    Profile, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, StartError, WeakClusterSystem,
+    Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, StartError,
+    WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.

@@ -4,6 +4,7 @@
 //! of its defaults; [`ClusterConfigBuilder`] composes them and keeps the flat shortcuts.
 
 pub mod hooks;
+pub mod limits;
 pub mod membership;
 pub mod node;
 pub mod transport;
@@ -14,12 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use hooks::Hooks;
+pub use limits::LimitsConfig;
 pub use membership::{Architecture, MembershipConfig};
 pub use node::{DiscoveryMethod, NodeConfig};
 pub use transport::TransportConfig;
 
 use crate::error::ConfigError;
+use crate::ids::NodeId;
 use crate::proto::membership::Profile;
+use crate::proto::wire::channel::{Channel, ServiceVersion};
+use crate::proto::wire::frame::{self, Frame, Hello};
+use crate::transport::codec::HANDSHAKE_MAX_FRAME;
 use crate::transport::network::Network;
 use crate::transport::resolver::Resolver;
 use crate::transport::shaper::Shaper;
@@ -29,6 +35,7 @@ use crate::transport::shaper::Shaper;
 pub struct ClusterConfig {
     node: NodeConfig,
     transport: TransportConfig,
+    limits: LimitsConfig,
     membership: MembershipConfig,
     hooks: Hooks,
 }
@@ -49,6 +56,11 @@ impl ClusterConfig {
     /// The transport section.
     pub fn transport(&self) -> &TransportConfig {
         &self.transport
+    }
+
+    /// The limits section.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
     }
 
     /// The membership section.
@@ -102,6 +114,37 @@ impl ClusterConfig {
     }
 }
 
+/// Fails if the largest hello this node could send (its longest possible cluster name,
+/// id, address, generation and a full list of services) exceeds what peers accept before
+/// the handshake, naming the largest part of it.
+fn check_hello_size(node: &NodeConfig) -> Result<(), ConfigError> {
+    let name_port = format!("{}:65535", node.name);
+    let bind = node.bind.to_string();
+    let addr = if name_port.len() > bind.len() { name_port } else { bind };
+    let mut hello = Hello::new("c".repeat(64), NodeId(u128::MAX), node.name.clone(), addr);
+    hello.generation = u64::MAX;
+    hello.max_frame = u32::MAX;
+    hello.profile = node.profile.clone();
+    hello.services = vec![ServiceVersion { channel: Channel(u16::MAX), version: u16::MAX }; 32];
+    let size = frame::encode(&Frame::Hello(hello)).map(|b| frame::body_len(&b)).unwrap_or(usize::MAX);
+    if size <= HANDSHAKE_MAX_FRAME {
+        return Ok(());
+    }
+    let parts: [(&'static str, usize); 4] = [
+        ("profile.metadata", encoded_size(&node.profile.metadata)),
+        ("profile.roles", encoded_size(&node.profile.roles)),
+        ("profile.capabilities", encoded_size(&node.profile.capabilities)),
+        ("node_name", node.name.len()),
+    ];
+    let field = parts.iter().max_by_key(|p| p.1).map_or("profile", |p| p.0);
+    Err(ConfigError::HelloTooLarge { field, size, max: HANDSHAKE_MAX_FRAME })
+}
+
+/// The postcard size of a value.
+fn encoded_size<T: serde::Serialize>(value: &T) -> usize {
+    postcard::to_stdvec(value).map_or(usize::MAX, |v| v.len())
+}
+
 /// Builder of a [`ClusterConfig`]; every setting is checked by [`build`](Self::build).
 #[derive(Debug, Clone)]
 pub struct ClusterConfigBuilder {
@@ -115,6 +158,7 @@ pub struct ClusterConfigBuilder {
     reconnect_base: Duration,
     reconnect_max: Duration,
     transport: TransportConfig,
+    limits: LimitsConfig,
     membership: MembershipConfig,
     hooks: Hooks,
 }
@@ -132,6 +176,7 @@ impl Default for ClusterConfigBuilder {
             reconnect_base: NodeConfig::DEFAULT_RECONNECT_BASE,
             reconnect_max: NodeConfig::DEFAULT_RECONNECT_MAX,
             transport: TransportConfig::default(),
+            limits: LimitsConfig::default(),
             membership: MembershipConfig::default(),
             hooks: Hooks::default(),
         }
@@ -202,6 +247,12 @@ impl ClusterConfigBuilder {
     /// The whole transport section.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// The limits a peer cannot exceed.
+    pub fn limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -333,9 +384,17 @@ impl ClusterConfigBuilder {
             reconnect_max: self.reconnect_max,
         };
         node.validate()?;
+        check_hello_size(&node)?;
         self.transport.validate()?;
+        self.limits.validate()?;
         self.membership.validate()?;
-        Ok(ClusterConfig { node, transport: self.transport, membership: self.membership, hooks: self.hooks })
+        Ok(ClusterConfig {
+            node,
+            transport: self.transport,
+            limits: self.limits,
+            membership: self.membership,
+            hooks: self.hooks,
+        })
     }
 }
 
@@ -374,5 +433,18 @@ mod tests {
         ));
         let msg = base().bind("nope").build().expect_err("invalid").to_string();
         assert!(msg.contains("nope") && msg.contains("ip:port"), "{msg}");
+    }
+
+    #[test]
+    fn a_profile_too_large_for_the_handshake_is_refused_naming_the_field() {
+        let base = || ClusterConfig::new().node_name("n").bind("127.0.0.1:0");
+        let big = "x".repeat(5000);
+        let err = base().metadata("notes", big.clone()).build().expect_err("too large");
+        assert!(matches!(err, ConfigError::HelloTooLarge { field: "profile.metadata", max: 4096, .. }), "{err}");
+        assert!(err.to_string().contains("profile.metadata"), "{err}");
+        let err = base().role(big).build().expect_err("too large");
+        assert!(matches!(err, ConfigError::HelloTooLarge { field: "profile.roles", .. }), "{err}");
+        // Just under the cap builds.
+        assert!(base().metadata("notes", "x".repeat(3000)).build().is_ok());
     }
 }

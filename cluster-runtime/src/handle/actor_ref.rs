@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::dispatch::StopHandle;
 use actix::{Addr, MailboxError};
 
 use crate::actor::{DistributedActor, RemoteMessage};
@@ -17,7 +18,7 @@ use crate::ids::LocalActorId;
 use crate::node::ClusterSystem;
 
 enum Repr<A: DistributedActor> {
-    Local { addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)> },
+    Local { addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>, stop: StopHandle },
     Remote(RemoteAddr<A>),
 }
 
@@ -30,7 +31,9 @@ pub struct ActorRef<A: DistributedActor> {
 impl<A: DistributedActor> Clone for ActorRef<A> {
     fn clone(&self) -> Self {
         let repr = match &self.repr {
-            Repr::Local { addr, registered } => Repr::Local { addr: addr.clone(), registered: registered.clone() },
+            Repr::Local { addr, registered, stop } => {
+                Repr::Local { addr: addr.clone(), registered: registered.clone(), stop: stop.clone() }
+            }
             Repr::Remote(r) => Repr::Remote(r.clone()),
         };
         Self { repr }
@@ -49,8 +52,8 @@ impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
 }
 
 impl<A: DistributedActor> ActorRef<A> {
-    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>) -> Self {
-        Self { repr: Repr::Local { addr, registered } }
+    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>, stop: StopHandle) -> Self {
+        Self { repr: Repr::Local { addr, registered, stop } }
     }
 
     pub(crate) fn remote(remote: RemoteAddr<A>) -> Self {
@@ -101,6 +104,7 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.check_running()?;
         match &self.repr {
             Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
             Repr::Remote(r) => r.send(msg).await,
@@ -112,6 +116,7 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.check_running()?;
         match &self.repr {
             Repr::Local { addr, .. } => {
                 M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
@@ -125,6 +130,7 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.check_running()?;
         match &self.repr {
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
@@ -139,12 +145,40 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.check_running()?;
         match &self.repr {
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
                 Ok(())
             }
             Repr::Remote(r) => r.tell(msg).await,
+        }
+    }
+}
+
+impl<A: DistributedActor> ActorRef<A> {
+    /// Stops the actor, wherever it runs, after the message it is handling (messages still
+    /// in its mailbox are dropped), and returns once it has stopped. Fails with
+    /// `ActorNotFound` if a remote actor no longer exists; stopping a local actor that
+    /// already stopped does nothing.
+    pub async fn stop(&self) -> Result<(), ClusterError> {
+        self.check_running()?;
+        match &self.repr {
+            Repr::Local { stop, .. } => {
+                stop.stop_and_wait().await;
+                Ok(())
+            }
+            Repr::Remote(r) => r.stop().await,
+        }
+    }
+
+    /// Every call through a handle of a node that was shut down fails with `Shutdown`.
+    fn check_running(&self) -> Result<(), ClusterError> {
+        match &self.repr {
+            Repr::Local { registered: Some((system, _)), .. } if system.node.life.is_shut_down() => {
+                Err(ClusterError::Shutdown)
+            }
+            _ => Ok(()),
         }
     }
 }

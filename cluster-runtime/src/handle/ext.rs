@@ -3,10 +3,12 @@
 //! another ([`ClusterSystem::remote_actor`]).
 
 use crate::actor::DistributedActor;
+use crate::dispatch::{start_watched, StopHandle, StopNotice};
 use crate::error::{ClusterError, RemoteErrorKind};
 use crate::handle::actor_ref::ActorRef;
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::ActorTypeId;
+use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::ClusterSystem;
 use crate::proto::wire::frame::{self, Frame};
@@ -19,7 +21,11 @@ pub trait DistributedActorExt: DistributedActor {
     fn start_distributed(self) -> ActorRef<Self> {
         match ClusterSystem::current() {
             Some(system) => system.spawn_local(self),
-            None => ActorRef::local(actix::Actor::start(self), None),
+            None => {
+                let stop = StopHandle::default();
+                let addr = start_watched(self, stop.watch(StopNotice::none()));
+                ActorRef::local(addr, None, stop)
+            }
         }
     }
 
@@ -35,8 +41,8 @@ impl ClusterSystem {
     /// Starts `actor` on this node, reachable from the network, and returns its handle.
     /// The actor leaves the node's table when it stops.
     pub fn spawn_local<A: DistributedActor>(&self, actor: A) -> ActorRef<A> {
-        let (id, addr) = self.node.actors.start(actor);
-        ActorRef::local(addr, Some((self.clone(), id)))
+        let (id, addr, stop) = self.node.actors.start(actor);
+        ActorRef::local(addr, Some((self.clone(), id)), stop)
     }
 
     /// Spawns a default-constructed `T` on node `node` and returns a handle to it.
@@ -64,13 +70,17 @@ impl ClusterSystem {
         let reply = self
             .node
             .request(peer.id, &peer.name, timeout, |request| {
-                frame::encode(&Frame::Spawn { request, actor_type, format, state: &bytes })
-                    .map_err(|e| ClusterError::Encode { what: "spawn request".into(), detail: e.to_string() })
+                let frame = frame::encode(&Frame::Spawn { request, actor_type, format, state: &bytes })
+                    .map_err(|e| ClusterError::Encode { what: "spawn request".into(), detail: e.to_string() })?;
+                check_size(frame, peer.max_frame)
             })
             .await
             .map_err(|e| match e {
                 ClusterError::Remote { node, error } if error.kind == RemoteErrorKind::UnknownActorType => {
                     ClusterError::ActorTypeNotRegistered { actor: T::NAME.to_owned(), node }
+                }
+                ClusterError::Remote { node, error } if error.kind == RemoteErrorKind::Overloaded => {
+                    ClusterError::Overloaded { node, detail: error.detail }
                 }
                 ClusterError::Remote { node, error } if error.kind == RemoteErrorKind::Decode => ClusterError::Decode {
                     what: format!("state of `{}` on node `{node}`", T::NAME),

@@ -7,10 +7,11 @@ use std::time::Duration;
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, RemoteErrorKind};
 use crate::ids::{LocalActorId, NodeId, WireId};
+use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::{ClusterSystem, PeerInfo};
 use crate::proto::wire::fast_path::{encode_message, MessageHead};
-use crate::proto::wire::frame::EncodedFrame;
+use crate::proto::wire::frame::{self, EncodedFrame, Frame};
 
 /// A typed handle to an actor of type `A` on another node.
 pub struct RemoteAddr<A> {
@@ -71,9 +72,10 @@ impl<A: DistributedActor> RemoteAddr<A> {
             .system
             .node
             .request(self.node.id, &self.node.name, timeout, |request| {
-                encode_message(MessageHead::Ask { request, target }, WireId(M::WIRE_ID), format, |buf| {
+                let bytes = encode_message(MessageHead::Ask { request, target }, WireId(M::WIRE_ID), format, |buf| {
                     format.encode_into(&msg, buf, M::NAME)
-                })
+                })?;
+                check_size(bytes, self.node.max_frame)
             })
             .await
             .map_err(|e| self.name_errors(e))?;
@@ -85,6 +87,23 @@ impl<A: DistributedActor> RemoteAddr<A> {
         }
     }
 
+    /// Stops the actor on its node (after the message it is handling) and returns once it
+    /// has stopped. Fails with `ActorNotFound` if it no longer exists.
+    pub async fn stop(&self) -> Result<(), ClusterError> {
+        let target = self.actor;
+        let timeout = self.system.config().request_timeout();
+        let stop = |request| {
+            frame::encode(&Frame::Stop { request, target })
+                .map_err(|e| ClusterError::Encode { what: "stop request".into(), detail: e.to_string() })
+        };
+        self.system
+            .node
+            .request(self.node.id, &self.node.name, timeout, stop)
+            .await
+            .map_err(|e| self.name_errors(e))?;
+        Ok(())
+    }
+
     /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] if the
     /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
     pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
@@ -92,7 +111,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
-        self.system.node.try_tell(self.node.id, &self.node.name, bytes)
+        self.system.node.try_tell(self.node.id, &self.node.name, bytes).map_err(|e| self.name_errors(e))
     }
 
     /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
@@ -101,7 +120,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
-        self.system.node.tell(self.node.id, &self.node.name, bytes).await
+        self.system.node.tell(self.node.id, &self.node.name, bytes).await.map_err(|e| self.name_errors(e))
     }
 
     fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>
@@ -109,13 +128,29 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let format = A::format();
-        encode_message(MessageHead::Tell { target: self.actor }, WireId(M::WIRE_ID), format, |buf| {
+        let bytes = encode_message(MessageHead::Tell { target: self.actor }, WireId(M::WIRE_ID), format, |buf| {
             format.encode_into(msg, buf, M::NAME)
-        })
+        })?;
+        check_size(bytes, self.node.max_frame)
     }
 
-    /// Turns what the peer answered into the error that names this actor.
+    /// True if another incarnation of the actor's node is known (linked, or in membership):
+    /// the one this handle names is gone for good.
+    fn node_restarted(&self) -> bool {
+        let newer = |id: NodeId| id != self.node.id;
+        self.system.peer(&self.node.name).is_some_and(|p| newer(p.id))
+            || self.system.membership().member(&self.node.name).is_some_and(|m| newer(m.id))
+    }
+
+    /// Turns what the peer answered, or a dropped link, into the error that names this actor.
     fn name_errors(&self, e: ClusterError) -> ClusterError {
+        if let ClusterError::LinkDown { node } = e {
+            return if self.node_restarted() {
+                ClusterError::NodeRestarted { node }
+            } else {
+                ClusterError::LinkDown { node }
+            };
+        }
         let ClusterError::Remote { node, error } = e else { return e };
         match error.kind {
             RemoteErrorKind::UnknownActor => ClusterError::ActorNotFound { actor: self.actor, node },
@@ -124,7 +159,10 @@ impl<A: DistributedActor> RemoteAddr<A> {
                 ClusterError::Decode { what: format!("message on node `{node}`"), detail: error.detail }
             }
             RemoteErrorKind::ActorStopped => ClusterError::ActorStopped,
-            RemoteErrorKind::Encode | RemoteErrorKind::UnknownActorType => ClusterError::Remote { node, error },
+            RemoteErrorKind::Overloaded => ClusterError::Overloaded { node, detail: error.detail },
+            RemoteErrorKind::Encode | RemoteErrorKind::UnknownActorType | RemoteErrorKind::TooLarge => {
+                ClusterError::Remote { node, error }
+            }
         }
     }
 }

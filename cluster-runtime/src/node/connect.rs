@@ -17,10 +17,16 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// A member (not a seed) is dialed this many times before giving up until asked again.
 const CONNECT_ATTEMPTS: u32 = 3;
 
-/// Runs a link over `stream` until it ends.
-async fn run_link(node: &Arc<Node>, stream: BoxStream, initiator: Initiator, addr: String) -> LinkOutcome {
+/// Runs a link over `stream` until it ends; `permit` is held until its handshake ends.
+async fn run_link(
+    node: &Arc<Node>,
+    stream: BoxStream,
+    initiator: Initiator,
+    addr: String,
+    permit: Box<dyn std::any::Any>,
+) -> LinkOutcome {
     let settings = node.link_settings.clone();
-    link::run(stream, initiator, addr, node.clone(), settings, node.life.links.child_token()).await
+    link::run(stream, initiator, addr, node.clone(), settings, node.life.links.child_token(), permit).await
 }
 
 /// Accepts connections until the node stops; each runs a link in a task of the node.
@@ -34,9 +40,18 @@ pub(crate) async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn NetListen
         };
         match accepted {
             Ok((stream, addr)) => {
+                let permit = match node.limits.admit(addr.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        // Closing at once costs the peer a connection, and this node nothing.
+                        tracing::warn!(node = %node.name(), %addr, ?refusal, "too many connections in their handshake; closed");
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let n = node.clone();
                 node.life.tasks.spawn_local(async move {
-                    run_link(&n, stream, Initiator::Remote, addr.to_string()).await;
+                    run_link(&n, stream, Initiator::Remote, addr.to_string(), Box::new(permit)).await;
                 });
             }
             Err(e) => {
@@ -72,7 +87,7 @@ async fn dial(node: &Arc<Node>, addr: &str) -> Dialed {
         c = connect => c,
     };
     match connected {
-        Ok(Ok(stream)) => Dialed::Linked(run_link(node, stream, Initiator::Local, addr.to_owned()).await),
+        Ok(Ok(stream)) => Dialed::Linked(run_link(node, stream, Initiator::Local, addr.to_owned(), Box::new(())).await),
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "cannot connect");
             Dialed::Unreachable

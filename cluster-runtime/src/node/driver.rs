@@ -70,7 +70,18 @@ impl Driver {
         while !self.events.is_empty() {
             let events = std::mem::take(&mut self.events);
             for event in &events {
+                self.stop_orphans(event);
                 self.each(|s, cx| s.handle_membership(cx, event));
+            }
+        }
+    }
+
+    /// Actors spawned here by a member that is now down (or left) are stopped with it.
+    fn stop_orphans(&self, event: &MembershipEvent) {
+        if let MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) = event {
+            let stopped = self.node.actors.stop_spawned_by(m.id);
+            if stopped > 0 {
+                tracing::info!(node = %self.node.name(), spawner = %m.name, count = stopped, "stopped the actors a departed node spawned");
             }
         }
     }

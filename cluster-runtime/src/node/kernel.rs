@@ -17,6 +17,7 @@ use crate::config::ClusterConfig;
 use crate::ids::{LinkId, NodeId};
 use crate::node::actors::Actors;
 use crate::node::clock::Clock;
+use crate::node::limits::Limits;
 use crate::node::peers::Peers;
 use crate::node::requests::Requests;
 use crate::node::service::{Input, Shared};
@@ -73,6 +74,7 @@ pub(crate) struct Node {
     pub(crate) peers: Peers,
     pub(crate) requests: Requests,
     pub(crate) actors: Actors,
+    pub(crate) limits: Limits,
     pub(crate) life: Lifecycle,
     /// Addresses a connection is under way to.
     pub(crate) dialing: Mutex<BTreeSet<String>>,

@@ -12,6 +12,7 @@ pub(crate) mod clock;
 pub(crate) mod connect;
 pub(crate) mod driver;
 pub(crate) mod kernel;
+pub mod limits;
 pub(crate) mod outbound;
 pub mod peers;
 pub(crate) mod requests;
@@ -19,5 +20,6 @@ pub(crate) mod router;
 pub(crate) mod service;
 pub mod system;
 
+pub use limits::Refusals;
 pub use peers::PeerInfo;
 pub use system::{ClusterSystem, WeakClusterSystem};

@@ -5,11 +5,20 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::error::ClusterError;
+use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::ids::{NodeId, RequestId};
 use crate::node::kernel::Node;
 use crate::node::requests::Reply;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, Outcome};
+
+/// Refuses a frame larger than the receiving peer accepts, before it is queued.
+pub(crate) fn check_size(bytes: EncodedFrame, max: usize) -> Result<EncodedFrame, ClusterError> {
+    let size = frame::body_len(&bytes);
+    if size > max {
+        return Err(ClusterError::TooLarge { size, max });
+    }
+    Ok(bytes)
+}
 
 impl Node {
     fn tell_sender(&self, peer: NodeId, peer_name: &str) -> Result<mpsc::Sender<EncodedFrame>, ClusterError> {
@@ -103,9 +112,23 @@ impl Node {
                 return;
             }
         };
-        match self.peers.sender(peer) {
+        match self.peers.route(peer) {
             None => tracing::debug!(peer = %peer, "reply dropped: no link to the asking node"),
-            Some(sender) => {
+            Some((sender, max)) => {
+                let bytes = if frame::body_len(&bytes) > max {
+                    let detail = format!(
+                        "a reply of {} bytes exceeds the {max} bytes the asking node accepts",
+                        frame::body_len(&bytes)
+                    );
+                    tracing::warn!(%peer, %request, %detail, "reply too large; an error is sent instead");
+                    let outcome = Outcome::Error(RemoteError::new(RemoteErrorKind::TooLarge, detail));
+                    match frame::encode(&Frame::Reply { request, outcome }) {
+                        Ok(b) => b,
+                        Err(_) => return,
+                    }
+                } else {
+                    bytes
+                };
                 if let Err(mpsc::error::TrySendError::Full(bytes)) = sender.try_send(bytes) {
                     let stopping = self.life.stopping.clone();
                     self.life.tasks.spawn_local(async move {

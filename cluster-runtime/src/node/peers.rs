@@ -26,6 +26,8 @@ pub struct PeerInfo {
     pub generation: u64,
     /// The peer's roles, capabilities and metadata.
     pub profile: Profile,
+    /// The largest frame body the peer accepts.
+    pub max_frame: usize,
 }
 
 struct Peer {
@@ -92,6 +94,7 @@ impl Peers {
             addr: up.peer.listen_addr.clone(),
             generation: up.peer.generation,
             profile: up.peer.profile.clone(),
+            max_frame: up.peer.max_frame as usize,
         };
         {
             let mut t = self.lock();
@@ -168,10 +171,20 @@ impl Peers {
         self.lock().by_id.get(&peer).map(|p| p.sender.clone())
     }
 
+    /// The outbound queue of the link to `peer` and the largest frame body it accepts.
+    pub(crate) fn route(&self, peer: NodeId) -> Option<(mpsc::Sender<EncodedFrame>, usize)> {
+        self.lock().by_id.get(&peer).map(|p| (p.sender.clone(), p.info.max_frame))
+    }
+
     /// Queues an encoded frame on the link to `peer` without waiting; false if there is no
-    /// link or its queue is full.
+    /// link, its queue is full, or the frame is larger than the peer accepts.
     pub(crate) fn try_send(&self, peer: NodeId, bytes: EncodedFrame) -> bool {
-        self.sender(peer).is_some_and(|s| s.try_send(bytes).is_ok())
+        let Some((sender, max)) = self.route(peer) else { return false };
+        if frame::body_len(&bytes) > max {
+            tracing::warn!(%peer, size = frame::body_len(&bytes), max, "frame larger than the peer accepts; not sent");
+            return false;
+        }
+        sender.try_send(bytes).is_ok()
     }
 
     /// The linked peers, sorted by name.

@@ -63,10 +63,23 @@ impl LinkHandler for Node {
                 }
             }
             Frame::Ask { request, target, message, format, payload } => {
+                if !self.limits.ask_begin(peer) {
+                    let max = self.limits.config().inbound_asks_per_peer;
+                    let e = RemoteError::new(
+                        RemoteErrorKind::Overloaded,
+                        format!(
+                            "{max} asks from this node are being handled, the most allowed (inbound_asks_per_peer)"
+                        ),
+                    );
+                    self.rejected(peer, target, message, &e, "ask refused: too many in flight from this peer");
+                    self.send_reply(peer, request, Outcome::Error(e));
+                    return Ok(());
+                }
                 match self.actors.deliver(&self.types, target, message, format, payload, true) {
                     Ok(Some(reply)) => self.spawn_reply(peer, request, reply),
-                    Ok(None) => {}
+                    Ok(None) => self.limits.ask_end(peer),
                     Err(e) => {
+                        self.limits.ask_end(peer);
                         self.rejected(peer, target, message, &e, "ask rejected");
                         self.send_reply(peer, request, Outcome::Error(e));
                     }
@@ -100,9 +113,38 @@ impl LinkHandler for Node {
                     self.to_control(Input::Frame { from: peer, channel, body: body.slice_ref(service_body) });
                 }
             }
+            Frame::Stop { request, target } => {
+                if let Some(handle) = self.actors.stop_handle(target) {
+                    tracing::debug!(node = %self.name(), peer = %self.peers.name_of(peer), %target, "stopping an actor for a peer");
+                    let me = self.me.clone();
+                    let stopping = self.life.stopping.clone();
+                    self.life.tasks.spawn_local(async move {
+                        tokio::select! {
+                            biased;
+                            () = stopping.cancelled() => {}
+                            () = handle.stop_and_wait() => {
+                                if let Some(node) = me.upgrade() {
+                                    node.send_reply(peer, request, Outcome::Value(&[]));
+                                }
+                            }
+                        }
+                    });
+                } else {
+                    let e = RemoteError::new(
+                        RemoteErrorKind::UnknownActor,
+                        format!("no actor with id {target} on this node"),
+                    );
+                    self.send_reply(peer, request, Outcome::Error(e));
+                }
+            }
             other => return Err(ProtocolError::Unexpected(other.kind())),
         }
         Ok(())
+    }
+
+    fn throttled(&self, peer: NodeId) {
+        self.limits.throttled();
+        tracing::debug!(node = %self.name(), peer = %self.peers.name_of(peer), "peer over its inbound rate; reading paused");
     }
 
     fn link_down(&self, link: LinkId, peer: NodeId, end: &LinkEnd) {
@@ -157,6 +199,7 @@ impl Node {
                 outcome = reply => outcome,
             };
             let Some(node) = me.upgrade() else { return };
+            node.limits.ask_end(peer);
             match &outcome {
                 Ok(bytes) => node.send_reply(peer, request, Outcome::Value(bytes)),
                 Err(e) => node.send_reply(peer, request, Outcome::Error(e.clone())),
@@ -171,13 +214,18 @@ impl Node {
                 RemoteErrorKind::UnknownActorType,
                 format!("no actor type with id {actor_type} is registered"),
             )),
-            Some(reg) => self.actors.spawn(reg, format, state).inspect(|actor| {
-                tracing::debug!(node = %self.name(), actor = reg.name, id = %actor, "spawned for a peer");
-            }),
+            Some(reg) => {
+                self.actors.spawn(reg, format, state, peer, self.limits.config().spawned_per_peer).inspect(|actor| {
+                    tracing::debug!(node = %self.name(), actor = reg.name, id = %actor, "spawned for a peer");
+                })
+            }
         };
         match outcome {
             Ok(actor) => self.send_reply(peer, request, Outcome::Spawned { actor }),
             Err(e) => {
+                if e.kind == RemoteErrorKind::Overloaded {
+                    self.limits.spawn_refused();
+                }
                 tracing::warn!(node = %self.name(), peer = %self.peers.name_of(peer), kind = ?e.kind, detail = %e.detail, "spawn rejected");
                 self.send_reply(peer, request, Outcome::Error(e));
             }

@@ -17,6 +17,7 @@ use crate::config::ClusterConfig;
 use crate::error::ClusterError;
 use crate::ids::NodeId;
 use crate::node::kernel::Node;
+use crate::node::limits::Refusals;
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Input, Metrics, Stop};
 use crate::proto::wire::frame::{self, Frame, GoodbyeReason};
@@ -139,6 +140,12 @@ impl ClusterSystem {
     /// new state with [`peers`](Self::peers).
     pub fn watch_peers(&self) -> watch::Receiver<u64> {
         self.node.peers.watch()
+    }
+
+    /// How often each limit refused something since the node started (see
+    /// [`LimitsConfig`](crate::config::LimitsConfig)).
+    pub fn refusals(&self) -> Refusals {
+        self.node.limits.refusals()
     }
 
     /// Number of actors on this node that are reachable from the network.

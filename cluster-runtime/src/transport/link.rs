@@ -39,6 +39,34 @@ pub(crate) struct LinkSettings {
     pub(crate) queue_capacity: usize,
     /// Decides the fate of every frame written, when set (tests impose network conditions).
     pub(crate) shaper: Option<Arc<dyn Shaper>>,
+    /// Bytes per second the peer may send; the link stops reading while it is over.
+    pub(crate) inbound_rate: Option<u64>,
+}
+
+/// A token bucket over received bytes, one second deep. The clock is read only when the
+/// bucket runs dry, not per frame.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64) -> Self {
+        Self { rate: rate as f64, tokens: rate as f64, last: tokio::time::Instant::now() }
+    }
+
+    /// Takes `bytes`; returns how long to pause reading if the bucket is in deficit.
+    fn take(&mut self, bytes: usize) -> Option<Duration> {
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
 }
 
 /// Writes at most this many bytes per batch before issuing a write.
@@ -113,6 +141,8 @@ pub(crate) trait LinkHandler: 'static {
     fn link_up(&self, up: LinkUp) -> Result<LinkId, RejectReason>;
     /// Handles one frame received on an established link. An error closes the link.
     fn on_frame(&self, link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError>;
+    /// The link paused reading because the peer sent faster than allowed.
+    fn throttled(&self, peer: NodeId);
     /// The link stopped receiving. After [`LinkEnd::Goodbye`]`(Replaced)` its writer still
     /// runs until the node drops the link's sender or cancels its token; otherwise it is
     /// closed.
@@ -127,6 +157,7 @@ pub(crate) async fn run<S, H>(
     handler: Arc<H>,
     settings: LinkSettings,
     cancel: CancellationToken,
+    permit: Box<dyn std::any::Any>,
 ) -> LinkOutcome
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -150,6 +181,8 @@ where
         },
         () = close.cancelled() => Err(LinkOutcome::HandshakeFailed("node is shutting down".into())),
     };
+    // The connection no longer counts as one in its handshake.
+    drop(permit);
     let (link, peer) = match established {
         Ok(ok) => ok,
         Err(outcome) => {
@@ -179,7 +212,8 @@ where
         shaped,
     ));
 
-    let end = read_loop(&mut reader, link, peer.node_id, &*handler, settings.idle_timeout, &close).await;
+    let limits = ReadLimits { idle_timeout: settings.idle_timeout, rate: settings.inbound_rate };
+    let end = read_loop(&mut reader, link, peer.node_id, &*handler, limits, &close).await;
     match &end {
         LinkEnd::Failed(why) => {
             tracing::warn!(%peer_addr, peer = %peer.node_name, %why, "link failed; connection closed")
@@ -307,18 +341,27 @@ async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, f: &Frame<'_>) -> Re
     writer.flush().await.map_err(|e| e.to_string())
 }
 
+/// What bounds a link's reading: silence and the peer's rate.
+struct ReadLimits {
+    idle_timeout: Duration,
+    rate: Option<u64>,
+}
+
 async fn read_loop<R, H>(
     reader: &mut FramedRead<R, LengthDelimitedCodec>,
     link: LinkId,
     peer: NodeId,
     handler: &H,
-    idle_timeout: Duration,
+    limits: ReadLimits,
     close: &CancellationToken,
 ) -> LinkEnd
 where
     R: AsyncRead + Unpin,
     H: LinkHandler,
 {
+    let idle_timeout = limits.idle_timeout;
+    let mut bucket = limits.rate.map(Bucket::new);
+    let mut pause = None;
     // Silence is checked in quarters of the idle timeout, so receiving a frame costs no
     // timer update: the link is silent after four quarters without a frame.
     let mut quiet = tokio::time::interval(idle_timeout / IDLE_QUARTERS);
@@ -346,6 +389,9 @@ where
             Some(Err(e)) => return LinkEnd::Failed(format!("bad frame: {e}")),
             Some(Ok(body)) => body,
         };
+        if let Some(b) = bucket.as_mut() {
+            pause = b.take(body.len());
+        }
         if let Err(end) = handle_body(body, link, peer, handler) {
             return end;
         }
@@ -353,9 +399,12 @@ where
         // select: a clone of the codec decodes them and is put back afterwards.
         let mut codec = reader.decoder().clone();
         let mut drained = 0;
-        while drained < DRAIN_LIMIT {
+        while drained < DRAIN_LIMIT && pause.is_none() {
             match codec.decode(reader.read_buffer_mut()) {
                 Ok(Some(body)) => {
+                    if let Some(b) = bucket.as_mut() {
+                        pause = b.take(body.len());
+                    }
                     if let Err(end) = handle_body(body, link, peer, handler) {
                         return end;
                     }
@@ -366,7 +415,16 @@ where
             }
         }
         *reader.decoder_mut() = codec;
-        if drained >= DRAIN_LIMIT {
+        if let Some(wait) = pause.take() {
+            // Over the peer's rate: stop reading, so its frames wait in the socket and then
+            // in its own queues, not in this node's memory.
+            handler.throttled(peer);
+            tokio::select! {
+                biased;
+                () = close.cancelled() => return LinkEnd::Cancelled,
+                () = tokio::time::sleep(wait) => {}
+            }
+        } else if drained >= DRAIN_LIMIT {
             // Let the actors this link feeds run before decoding more.
             tokio::task::yield_now().await;
         }
@@ -521,6 +579,7 @@ mod tests {
             self.seen.lock().expect("seen").frames.push(text);
             Ok(())
         }
+        fn throttled(&self, _: NodeId) {}
         fn link_down(&self, _: LinkId, _: NodeId, end: &LinkEnd) {
             self.seen.lock().expect("seen").down.push(end.clone());
         }
@@ -534,6 +593,7 @@ mod tests {
             idle_timeout: Duration::from_millis(400),
             queue_capacity: 16,
             shaper: None,
+            inbound_rate: None,
         }
     }
 
@@ -564,8 +624,24 @@ mod tests {
             let (a, a_seen) = handler("c", 1, "a");
             let (b, b_seen) = handler("c", 2, "b");
             let cancel = CancellationToken::new();
-            let ta = tokio::task::spawn_local(run(a_io, Initiator::Local, "b".into(), a, settings(), cancel.clone()));
-            let tb = tokio::task::spawn_local(run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel.clone()));
+            let ta = tokio::task::spawn_local(run(
+                a_io,
+                Initiator::Local,
+                "b".into(),
+                a,
+                settings(),
+                cancel.clone(),
+                Box::new(()),
+            ));
+            let tb = tokio::task::spawn_local(run(
+                b_io,
+                Initiator::Remote,
+                "a".into(),
+                b,
+                settings(),
+                cancel.clone(),
+                Box::new(()),
+            ));
             wait_until(|| a_seen.lock().expect("seen").up.len() == 1 && b_seen.lock().expect("seen").up.len() == 1)
                 .await;
             assert_eq!(a_seen.lock().expect("seen").up[0], ("b".to_string(), Initiator::Local));
@@ -597,14 +673,35 @@ mod tests {
     }
 
     #[test]
+    fn the_bucket_lets_a_second_of_bytes_through_then_paces_the_rest() {
+        local(async {
+            let mut b = Bucket::new(1000);
+            assert_eq!(b.take(600), None);
+            assert_eq!(b.take(400), None, "a full second of bytes at once");
+            let wait = b.take(500).expect("in deficit");
+            assert_eq!(wait, Duration::from_millis(500));
+            tokio::time::sleep(wait).await;
+            assert_eq!(b.take(0), None, "paid back after the pause");
+        });
+    }
+
+    #[test]
     fn a_peer_of_another_cluster_is_rejected_on_both_sides() {
         local(async {
             let (a_io, b_io) = tokio::io::duplex(4096);
             let (a, a_seen) = handler("blue", 1, "a");
             let (b, b_seen) = handler("green", 2, "b");
             let cancel = CancellationToken::new();
-            let ta = tokio::task::spawn_local(run(a_io, Initiator::Local, "b".into(), a, settings(), cancel.clone()));
-            let rb = run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel).await;
+            let ta = tokio::task::spawn_local(run(
+                a_io,
+                Initiator::Local,
+                "b".into(),
+                a,
+                settings(),
+                cancel.clone(),
+                Box::new(()),
+            ));
+            let rb = run(b_io, Initiator::Remote, "a".into(), b, settings(), cancel, Box::new(())).await;
             let ra = ta.await.expect("a");
             assert_eq!(
                 rb,
@@ -631,6 +728,7 @@ mod tests {
                 a,
                 settings(),
                 CancellationToken::new(),
+                Box::new(()),
             ));
             // A peer that completes the handshake and then never writes again (while its
             // connection stays open, as across a network partition).

@@ -24,6 +24,14 @@ pub const PROTOCOL_VERSION: u16 = 2;
 /// Length of the frame length prefix, in bytes.
 pub const LENGTH_PREFIX: usize = 4;
 
+/// The maximum frame body [`Hello::new`] announces (the configuration's default).
+pub const DEFAULT_MAX_FRAME: u32 = 8 * 1024 * 1024;
+
+/// The body size of an encoded frame (without its length prefix).
+pub fn body_len(frame: &EncodedFrame) -> usize {
+    frame.len().saturating_sub(LENGTH_PREFIX)
+}
+
 /// The identity a node presents in the handshake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -45,6 +53,9 @@ pub struct Hello {
     pub profile: Profile,
     /// The services the sender speaks, with their versions.
     pub services: Vec<ServiceVersion>,
+    /// The largest frame body the sender accepts once the handshake has completed; peers
+    /// refuse to send it anything larger.
+    pub max_frame: u32,
 }
 
 impl Hello {
@@ -66,6 +77,7 @@ impl Hello {
             generation: 0,
             profile: Profile::default(),
             services: Vec::new(),
+            max_frame: DEFAULT_MAX_FRAME,
         }
     }
 
@@ -92,6 +104,10 @@ pub enum RejectReason {
         /// The node id of the refusing node, so the opener knows whom it is linked to.
         node: NodeId,
     },
+    /// The peer's node name breaks the naming rules (1-64 letters, digits, `-`, `_`, `.`).
+    InvalidNodeName,
+    /// The peer's listen address is empty, too long or not printable.
+    InvalidAddress,
     /// Authentication data was sent but this node expects none (or it was wrong).
     Authentication,
     /// The node is shutting down.
@@ -228,6 +244,14 @@ frames! {
             #[serde(borrow, with = "serde_bytes")]
             body: &'a [u8],
         },
+        /// A request to stop an actor on the receiving node; answered by a [`Frame::Reply`]
+        /// with an empty value, or an `UnknownActor` error.
+        Stop {
+            /// The request id, unique per sending node.
+            request: RequestId,
+            /// The actor to stop.
+            target: LocalActorId,
+        },
     }
 }
 
@@ -317,6 +341,7 @@ mod tests {
             Frame::Heartbeat,
             Frame::Goodbye(GoodbyeReason::Replaced),
             Frame::Service { channel: Channel::MEMBERSHIP, body: &[9, 9] },
+            Frame::Stop { request: r, target: a },
         ];
         for frame in frames {
             let bytes = encode(&frame).expect("encode");

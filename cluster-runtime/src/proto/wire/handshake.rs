@@ -20,6 +20,11 @@ pub fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// A listen address as a peer may announce it: 1-255 printable characters, no spaces.
+pub fn valid_addr(addr: &str) -> bool {
+    !addr.is_empty() && addr.len() <= 255 && addr.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// Checks a peer's hello against this node's identity.
 pub fn check_hello(local_cluster: &str, local_node_id: NodeId, hello: &Hello) -> Result<(), RejectReason> {
     if hello.protocol_version != PROTOCOL_VERSION {
@@ -30,6 +35,12 @@ pub fn check_hello(local_cluster: &str, local_node_id: NodeId, hello: &Hello) ->
     }
     if hello.node_id == local_node_id {
         return Err(RejectReason::SelfConnection);
+    }
+    if !valid_name(&hello.node_name) {
+        return Err(RejectReason::InvalidNodeName);
+    }
+    if !valid_addr(&hello.listen_addr) {
+        return Err(RejectReason::InvalidAddress);
     }
     // No authentication is configured yet, so any credentials are unexpected.
     if hello.auth.is_some() {
@@ -71,6 +82,20 @@ mod tests {
         let mut authed = hello("c", 2);
         authed.auth = Some(vec![1]);
         assert_eq!(check_hello("c", NodeId(1), &authed), Err(RejectReason::Authentication));
+    }
+
+    #[test]
+    fn names_and_addresses_in_a_hello_follow_the_local_rules() {
+        for bad in ["", "a b", "../../etc", &"n".repeat(2000), "tab\there", "ünï"] {
+            let mut h = hello("c", 2);
+            h.node_name = bad.to_owned();
+            assert_eq!(check_hello("c", NodeId(1), &h), Err(RejectReason::InvalidNodeName), "{bad:?}");
+        }
+        for bad in ["", "a b:1", &"a".repeat(300)] {
+            let mut h = hello("c", 2);
+            h.listen_addr = bad.to_owned();
+            assert_eq!(check_hello("c", NodeId(1), &h), Err(RejectReason::InvalidAddress), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,59 @@
+//! The limits section: what one peer (or the network before a handshake) can make this
+//! node hold. Past each limit the node refuses with a clear error and a log line, counts
+//! the refusal, and keeps serving everyone else.
+
+use crate::error::ConfigError;
+
+/// Limits a peer cannot exceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Connections that have not completed their handshake, from everyone together; more
+    /// are closed at once.
+    pub pending_handshakes: usize,
+    /// Connections that have not completed their handshake from one IP address.
+    pub pending_handshakes_per_addr: usize,
+    /// Asks from one peer being handled at once; more get an `Overloaded` error reply.
+    pub inbound_asks_per_peer: usize,
+    /// Actors one peer may have alive on this node; more spawns get an `Overloaded` error.
+    pub spawned_per_peer: usize,
+    /// Bytes per second one peer may send; above it the link stops reading for a while,
+    /// so the sender's queues fill and it slows down (`None`: no limit).
+    pub inbound_bytes_per_sec: Option<u64>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            pending_handshakes: 256,
+            pending_handshakes_per_addr: 32,
+            inbound_asks_per_peer: 8192,
+            spawned_per_peer: 10_000,
+            inbound_bytes_per_sec: Some(1 << 30),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |setting: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::OutOfRange { setting, value: "0".into(), expected: "at least 1" })
+            } else {
+                Ok(())
+            }
+        };
+        positive("limits.pending_handshakes", self.pending_handshakes)?;
+        positive("limits.pending_handshakes_per_addr", self.pending_handshakes_per_addr)?;
+        positive("limits.inbound_asks_per_peer", self.inbound_asks_per_peer)?;
+        positive("limits.spawned_per_peer", self.spawned_per_peer)?;
+        if self.inbound_bytes_per_sec.is_some_and(|r| r < 64 * 1024) {
+            return Err(ConfigError::OutOfRange {
+                setting: "limits.inbound_bytes_per_sec",
+                value: format!("{:?}", self.inbound_bytes_per_sec),
+                expected: "at least 64 KiB per second, or no limit",
+            });
+        }
+        Ok(())
+    }
+}
