@@ -43,7 +43,7 @@ pub enum Placement {
     label = "not a distributed actor",
     note = "add `#[distributed_actor(messages(...))]` to the definition of `{Self}`"
 )]
-pub trait DistributedActor: Actor<Context = Context<Self>> + WireType {
+pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<crate::dispatch::Probe> + WireType {
     /// The stable name the type id is derived from.
     const NAME: &'static str;
     /// The stable 64-bit type id used for remote spawn.

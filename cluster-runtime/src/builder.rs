@@ -90,6 +90,7 @@ impl ClusterSystemBuilder {
         hello.profile = config.profile().clone();
         hello.services = set.versions();
         hello.max_frame = u32::try_from(config.transport().max_frame_size).unwrap_or(u32::MAX);
+        hello.flow = config.limits().actor_window();
         let channels = set.services.iter().map(|s| s.channel()).collect();
         let t = config.transport();
         let link_settings = LinkSettings {
@@ -102,6 +103,7 @@ impl ClusterSystemBuilder {
             inbound_rate: config.limits().inbound_bytes_per_sec,
         };
         let limits = Limits::new(config.limits().clone());
+        let actors = Actors::new(config.limits().actor_window(), config.transport().max_frame_size);
         let (control, inputs) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
@@ -115,7 +117,7 @@ impl ClusterSystemBuilder {
             link_settings,
             peers: Peers::new(),
             requests: Requests::new(),
-            actors: Actors::new(),
+            actors,
             limits,
             life: Lifecycle::new(),
             dialing: Default::default(),

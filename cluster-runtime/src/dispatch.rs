@@ -151,5 +151,25 @@ where
     })))
 }
 
+/// The flow-control probe: the node sends it through an actor's mailbox and learns, when
+/// it is answered, that everything sent before it has been handled. `#[distributed_actor]`
+/// implements its (empty) handler.
+#[derive(Debug)]
+pub struct Probe;
+
+impl actix::Message for Probe {
+    type Result = ();
+}
+
+/// The future of a probe: true once the actor handled it, false if the actor stopped.
+pub type ProbeFuture = Pin<Box<dyn Future<Output = bool>>>;
+
+/// Sends a probe to the actor behind `target` (an `Addr<A>`). Generated registrations
+/// point here.
+pub fn probe<A: DistributedActor>(target: &(dyn Any + Send + Sync)) -> Option<ProbeFuture> {
+    let addr = target.downcast_ref::<Addr<A>>()?.clone();
+    Some(Box::pin(async move { addr.send(Probe).await.is_ok() }))
+}
+
 /// Compiles only if `T` can cross the network. Used by generated code, with the user's spans.
 pub fn assert_wire_type<T: WireType>() {}

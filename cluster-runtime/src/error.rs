@@ -187,6 +187,35 @@ pub enum ClusterError {
     Shutdown,
 }
 
+/// A tell that could not be queued: why, and the message, handed back.
+#[derive(thiserror::Error)]
+#[error("{error}")]
+pub struct SendError<M> {
+    /// Why (`Backpressure` when the actor's credit or the link's queue is exhausted).
+    pub error: ClusterError,
+    /// The message that was not sent.
+    pub message: M,
+}
+
+impl<M> SendError<M> {
+    /// The message, to try again later.
+    pub fn into_message(self) -> M {
+        self.message
+    }
+}
+
+impl<M> std::fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<M> From<SendError<M>> for ClusterError {
+    fn from(e: SendError<M>) -> Self {
+        e.error
+    }
+}
+
 impl From<ConfigError> for ClusterError {
     fn from(e: ConfigError) -> Self {
         ClusterError::Start(StartError::Config(e))

@@ -37,7 +37,7 @@ pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMess
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
-pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, StartError};
+pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, SendError, StartError};
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr};
 pub use ids::{LocalActorId, NodeId};

@@ -4,13 +4,16 @@
 
 use std::any::Any;
 
-use crate::dispatch::{ErasedAddr, ReplyFuture, Watch};
+use crate::dispatch::{ErasedAddr, ProbeFuture, ReplyFuture, Watch};
 use crate::error::{RemoteError, StartError};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, IdMap, WireId};
 
 /// Builds and starts an actor from serialized state, under the node's watch.
 pub type SpawnFn = fn(Format, &[u8], Watch) -> Result<ErasedAddr, RemoteError>;
+
+/// Sends the flow-control probe to a type-erased `Addr`.
+pub type ProbeFn = fn(&(dyn Any + Send + Sync)) -> Option<ProbeFuture>;
 
 /// Decodes a message and delivers it to a type-erased `Addr`; for an ask (`true`), returns
 /// the future of the encoded reply.
@@ -38,6 +41,8 @@ pub struct ActorRegistration {
     pub rust_path: &'static str,
     /// The factory used for remote spawn.
     pub spawn: SpawnFn,
+    /// Sends the flow-control probe.
+    pub probe: ProbeFn,
 }
 
 /// One (actor, message) pair the actor accepts from the network.
@@ -152,8 +157,13 @@ mod tests {
     fn spawn_nothing(_: Format, _: &[u8], _: Watch) -> Result<ErasedAddr, RemoteError> {
         Ok(std::sync::Arc::new(()))
     }
-    static X: ActorRegistration = ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing };
-    static Y: ActorRegistration = ActorRegistration { name: "y", type_id: 9, rust_path: "m::Y", spawn: spawn_nothing };
+    fn probe_nothing(_: &(dyn std::any::Any + Send + Sync)) -> Option<ProbeFuture> {
+        None
+    }
+    static X: ActorRegistration =
+        ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing, probe: probe_nothing };
+    static Y: ActorRegistration =
+        ActorRegistration { name: "y", type_id: 9, rust_path: "m::Y", spawn: spawn_nothing, probe: probe_nothing };
 
     #[test]
     fn distinct_ids_build() {

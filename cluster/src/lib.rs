@@ -92,7 +92,7 @@ pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,
     ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
     LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NodeId, PeerInfo, Placement,
-    Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, StartError,
+    Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, StartError,
     WeakClusterSystem,
 };
 
@@ -119,7 +119,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use actix;
-    pub use actix_cluster_runtime::dispatch::{assert_wire_type, dispatch, spawn_from_state};
+    pub use actix_cluster_runtime::dispatch::{assert_wire_type, dispatch, probe, spawn_from_state, Probe};
     pub use actix_cluster_runtime::proto::wire_id;
     pub use actix_cluster_runtime::types::{ActorRegistration, HandlerRegistration, MessageRegistration};
     pub use inventory;

@@ -105,7 +105,7 @@ async fn calls_after_shutdown_fail_with_shutdown_at_once() {
     let started = tokio::time::Instant::now();
     assert!(matches!(b.wait_for_peers(&["node-a"], DEADLINE).await, Err(ClusterError::Shutdown)));
     assert!(matches!(remote.send(Add(1)).await, Err(ClusterError::Shutdown)));
-    assert!(matches!(remote.do_send(Add(1)), Err(ClusterError::Shutdown)));
+    assert!(matches!(remote.do_send(Add(1)).map_err(|e| e.error), Err(ClusterError::Shutdown)));
     assert!(matches!(b.remote_actor::<Worker>("node-a").await, Err(ClusterError::Shutdown)));
     assert!(started.elapsed() < Duration::from_secs(1), "none of them waited for a deadline");
     a.shutdown().await;

@@ -142,7 +142,7 @@ async fn oversized_messages_and_replies_fail_alone_and_the_link_keeps_serving() 
         Err(ClusterError::TooLarge { size, max }) => assert!(size > MAX_FRAME && max == MAX_FRAME, "{size} {max}"),
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    assert!(matches!(store.do_send(Bytes(big.clone())), Err(ClusterError::TooLarge { .. })));
+    assert!(matches!(store.do_send(Bytes(big.clone())).map_err(|e| e.error), Err(ClusterError::TooLarge { .. })));
     assert!(matches!(store.tell(Bytes(big)).await, Err(ClusterError::TooLarge { .. })));
     let state = Store { total: 0, padding: vec![0; MAX_FRAME] };
     assert!(matches!(b.remote_actor_with("node-a", state).await, Err(ClusterError::TooLarge { .. })));
@@ -305,11 +305,11 @@ async fn every_call_on_a_shut_down_node_fails_with_shutdown() {
     let local = b.spawn_local(Store::default());
     b.shutdown().await;
     assert!(matches!(remote.send(Add(1)).await, Err(ClusterError::Shutdown)));
-    assert!(matches!(remote.do_send(Add(1)), Err(ClusterError::Shutdown)));
+    assert!(matches!(remote.do_send(Add(1)).map_err(|e| e.error), Err(ClusterError::Shutdown)));
     assert!(matches!(remote.tell(Add(1)).await, Err(ClusterError::Shutdown)));
     assert!(matches!(remote.stop().await, Err(ClusterError::Shutdown)));
     assert!(matches!(local.send(Add(1)).await, Err(ClusterError::Shutdown)));
-    assert!(matches!(local.do_send(Add(1)), Err(ClusterError::Shutdown)));
+    assert!(matches!(local.do_send(Add(1)).map_err(|e| e.error), Err(ClusterError::Shutdown)));
     assert!(matches!(b.remote_actor::<Store>("node-a").await, Err(ClusterError::Shutdown)));
     assert!(matches!(b.wait_for_peers(&["node-a"], DEADLINE).await, Err(ClusterError::Shutdown)));
     served(&legit).await;
@@ -342,7 +342,7 @@ async fn a_handle_to_a_restarted_node_says_so() {
         Err(ClusterError::NodeRestarted { node }) => assert_eq!(node, "node-a"),
         other => panic!("expected NodeRestarted, got {other:?}"),
     }
-    assert!(matches!(old.do_send(Add(1)), Err(ClusterError::NodeRestarted { .. })));
+    assert!(matches!(old.do_send(Add(1)).map_err(|e| e.error), Err(ClusterError::NodeRestarted { .. })));
     shutdown([b, a]).await;
 }
 

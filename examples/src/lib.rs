@@ -147,3 +147,60 @@ impl Handler<Count> for Sink {
         self.received
     }
 }
+
+/// One unit of work for a [`Paced`] actor.
+#[cluster_message(result = "()")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Work {
+    /// Sequence number, from 0, per sender.
+    pub seq: u64,
+    /// Filler.
+    pub body: Vec<u8>,
+}
+
+/// Reads what a [`Paced`] actor has handled: (messages, messages out of order or missing).
+#[cluster_message(result = "(u64, u64)")]
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PacedStats;
+
+/// An actor that handles at most `rate` work items per second, on schedule, one at a time
+/// (each waits for its slot without blocking the thread), and checks they arrive in order.
+#[distributed_actor(messages(Work, PacedStats))]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Paced {
+    /// Items per second.
+    pub rate: u64,
+    /// Items handled.
+    pub handled: u64,
+    /// Items whose sequence number was not the next one expected.
+    pub out_of_order: u64,
+    #[serde(skip)]
+    started: Option<actix_cluster::rt::time::Instant>,
+}
+
+impl Paced {
+    /// An actor handling `rate` items per second.
+    pub fn new(rate: u64) -> Self {
+        Self { rate, ..Self::default() }
+    }
+}
+
+impl Handler<Work> for Paced {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Work, _: &mut Context<Self>) -> Self::Result {
+        if msg.seq != self.handled {
+            self.out_of_order += 1;
+        }
+        let started = *self.started.get_or_insert_with(actix_cluster::rt::time::Instant::now);
+        let slot = started + Duration::from_micros(1_000_000 * self.handled / self.rate.max(1));
+        self.handled += 1;
+        AtomicResponse::new(Box::pin(actix_cluster::rt::time::sleep_until(slot).into_actor(self)))
+    }
+}
+
+impl Handler<PacedStats> for Paced {
+    type Result = MessageResult<PacedStats>;
+    fn handle(&mut self, _: PacedStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.handled, self.out_of_order))
+    }
+}

@@ -61,6 +61,14 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             #format
         }
     };
+    // The flow-control probe: handled in mailbox order, so once it is answered everything
+    // sent before it has been handled.
+    let probe_impl = quote! {
+        impl #p::actix::Handler<#p::Probe> for #ident {
+            type Result = ();
+            fn handle(&mut self, _: #p::Probe, _: &mut #p::actix::Context<Self>) {}
+        }
+    };
     let handles = args.messages.iter().map(|m| {
         // Spanned at the listed message, so a missing `Handler<M>` impl points there.
         quote_spanned! {m.span()=>
@@ -86,6 +94,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
         #distributed_actor_impl
 
+        #probe_impl
+
         #(#handles)*
 
         const _: () = {
@@ -95,6 +105,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
                     rust_path: #rust_path,
                     spawn: #p::spawn_from_state::<#ident>,
+                    probe: #p::probe::<#ident>,
                 }
             }
             #(#handler_entries)*

@@ -3,6 +3,8 @@
 //! the refusal, and keeps serving everyone else.
 
 use crate::error::ConfigError;
+use crate::proto::flow::FlowWindow;
+use crate::proto::wire::frame::DEFAULT_FLOW_WINDOW;
 
 /// Limits a peer cannot exceed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,11 @@ pub struct LimitsConfig {
     /// Bytes per second one peer may send; above it the link stops reading for a while,
     /// so the sender's queues fill and it slows down (`None`: no limit).
     pub inbound_bytes_per_sec: Option<u64>,
+    /// Flow control: bytes of tells one link may have waiting in one actor's mailbox; the
+    /// sender waits for credit beyond it (one message may overdraw it).
+    pub actor_window_bytes: u64,
+    /// Flow control: tells one link may have waiting in one actor's mailbox.
+    pub actor_window_msgs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -29,11 +36,18 @@ impl Default for LimitsConfig {
             inbound_asks_per_peer: 8192,
             spawned_per_peer: 10_000,
             inbound_bytes_per_sec: Some(1 << 30),
+            actor_window_bytes: DEFAULT_FLOW_WINDOW.bytes,
+            actor_window_msgs: DEFAULT_FLOW_WINDOW.msgs,
         }
     }
 }
 
 impl LimitsConfig {
+    /// The flow-control window per link and actor.
+    pub fn actor_window(&self) -> FlowWindow {
+        FlowWindow { bytes: self.actor_window_bytes, msgs: self.actor_window_msgs }
+    }
+
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |setting: &'static str, v: usize| {
@@ -47,6 +61,13 @@ impl LimitsConfig {
         positive("limits.pending_handshakes_per_addr", self.pending_handshakes_per_addr)?;
         positive("limits.inbound_asks_per_peer", self.inbound_asks_per_peer)?;
         positive("limits.spawned_per_peer", self.spawned_per_peer)?;
+        if self.actor_window_bytes < 1024 || self.actor_window_msgs < 2 {
+            return Err(ConfigError::OutOfRange {
+                setting: "limits.actor_window_bytes / actor_window_msgs",
+                value: format!("{} bytes, {} messages", self.actor_window_bytes, self.actor_window_msgs),
+                expected: "at least 1 KiB and 2 messages",
+            });
+        }
         if self.inbound_bytes_per_sec.is_some_and(|r| r < 64 * 1024) {
             return Err(ConfigError::OutOfRange {
                 setting: "limits.inbound_bytes_per_sec",

@@ -12,7 +12,7 @@ use crate::dispatch::StopHandle;
 use actix::{Addr, MailboxError};
 
 use crate::actor::{DistributedActor, RemoteMessage};
-use crate::error::ClusterError;
+use crate::error::{ClusterError, SendError};
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::LocalActorId;
 use crate::node::ClusterSystem;
@@ -126,11 +126,14 @@ impl<A: DistributedActor> ActorRef<A> {
     }
 
     /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`].
-    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
+    /// On failure the message comes back in the error.
+    pub fn do_send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: RemoteMessage<A>,
     {
-        self.check_running()?;
+        if let Err(error) = self.check_running() {
+            return Err(SendError { error, message: msg });
+        }
         match &self.repr {
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);

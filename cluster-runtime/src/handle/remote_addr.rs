@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::actor::{DistributedActor, RemoteMessage};
-use crate::error::{ClusterError, RemoteErrorKind};
+use crate::error::{ClusterError, RemoteErrorKind, SendError};
 use crate::ids::{LocalActorId, NodeId, WireId};
 use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
@@ -104,14 +104,17 @@ impl<A: DistributedActor> RemoteAddr<A> {
         Ok(())
     }
 
-    /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] if the
-    /// link's queue is full and [`ClusterError::LinkDown`] if there is no link.
-    pub fn do_send<M>(&self, msg: M) -> Result<(), ClusterError>
+    /// Tells: queues `msg` without waiting. Fails with [`ClusterError::Backpressure`] when
+    /// the actor's flow-control credit or the link's queue is exhausted, and with
+    /// [`ClusterError::LinkDown`] if there is no link; the message comes back in the error.
+    pub fn do_send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: RemoteMessage<A>,
     {
-        let bytes = self.tell_frame(&msg)?;
-        self.system.node.try_tell(self.node.id, &self.node.name, bytes).map_err(|e| self.name_errors(e))
+        let sent = self.tell_frame(&msg).and_then(|bytes| {
+            self.system.node.try_tell(self.node.id, &self.node.name, self.actor, bytes).map_err(|e| self.name_errors(e))
+        });
+        sent.map_err(|error| SendError { error, message: msg })
     }
 
     /// Tells, waiting for room in the link's queue (backpressure) instead of failing.
@@ -120,7 +123,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage<A>,
     {
         let bytes = self.tell_frame(&msg)?;
-        self.system.node.tell(self.node.id, &self.node.name, bytes).await.map_err(|e| self.name_errors(e))
+        self.system.node.tell(self.node.id, &self.node.name, self.actor, bytes).await.map_err(|e| self.name_errors(e))
     }
 
     fn tell_frame<M>(&self, msg: &M) -> Result<EncodedFrame, ClusterError>

@@ -9,11 +9,32 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use actix::Addr;
 
 use crate::actor::DistributedActor;
-use crate::dispatch::{self, ErasedAddr, ReplyFuture, StopHandle, StopNotice, Watch};
+use crate::dispatch::{self, ErasedAddr, ProbeFuture, ReplyFuture, StopHandle, StopNotice, Watch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
-use crate::ids::{ActorTypeId, IdMap, LocalActorId, NodeId, WireId};
-use crate::types::{ActorRegistration, TypeTable};
+use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, WireId};
+use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount};
+use crate::types::{ActorRegistration, HandlerRegistration, ProbeFn, TypeTable};
+
+fn unknown_actor(target: LocalActorId) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::UnknownActor, format!("no actor with id {target} on this node"))
+}
+
+/// How an actor of `type_id` handles `message`, or why it does not.
+fn handler(
+    types: &TypeTable,
+    type_id: ActorTypeId,
+    target: LocalActorId,
+    message: WireId,
+) -> Result<&'static HandlerRegistration, RemoteError> {
+    types.handler(type_id, message).ok_or_else(|| {
+        let name = types.message(message).map(|m| m.name).unwrap_or("<unregistered>");
+        RemoteError::new(
+            RemoteErrorKind::UnknownMessage,
+            format!("actor {target} does not accept message {message} ({name})"),
+        )
+    })
+}
 
 struct LocalActor {
     type_id: ActorTypeId,
@@ -21,6 +42,23 @@ struct LocalActor {
     stop: StopHandle,
     /// The node that spawned it (`None`: started on this node).
     spawner: Option<NodeId>,
+    /// Tells in its mailbox not yet seen handled, per link (flow control).
+    inbound: InboundAccount,
+    probe: ProbeFn,
+}
+
+/// Why a tell or ask was not delivered.
+pub(crate) enum Undelivered {
+    /// Refused; the peer is told why.
+    Refused(RemoteError),
+    /// The link sent past its flow-control window: it breaks the protocol.
+    Flow(FlowViolation),
+}
+
+/// A probe to await for actor `actor`; when it is answered, call [`Actors::probe_done`].
+pub(crate) struct ProbeJob {
+    pub(crate) actor: LocalActorId,
+    pub(crate) future: ProbeFuture,
 }
 
 #[derive(Default)]
@@ -56,6 +94,8 @@ impl Table {
 pub(crate) struct Actors {
     next: AtomicU64,
     table: Arc<Mutex<Table>>,
+    window: FlowWindow,
+    max_frame: u64,
 }
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
@@ -63,8 +103,13 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
 }
 
 impl Actors {
-    pub(crate) fn new() -> Self {
-        Self { next: AtomicU64::new(1), table: Arc::new(Mutex::new(Table::default())) }
+    /// A table whose actors grant each link `window`, with messages up to `max_frame` bytes.
+    pub(crate) fn new(window: FlowWindow, max_frame: usize) -> Self {
+        Self { next: AtomicU64::new(1), table: Arc::default(), window, max_frame: max_frame as u64 }
+    }
+
+    fn account(&self) -> InboundAccount {
+        InboundAccount::new(self.window, self.max_frame)
     }
 
     /// A new id, its stop handle, and the watch that removes it from the table when its
@@ -87,7 +132,14 @@ impl Actors {
         let (id, stop, watch) = self.reserve();
         let addr = dispatch::start_watched(actor, watch);
         let erased: ErasedAddr = Arc::new(addr.clone());
-        let entry = LocalActor { type_id: ActorTypeId(A::TYPE_ID), addr: erased, stop: stop.clone(), spawner: None };
+        let entry = LocalActor {
+            type_id: ActorTypeId(A::TYPE_ID),
+            addr: erased,
+            stop: stop.clone(),
+            spawner: None,
+            inbound: self.account(),
+            probe: dispatch::probe::<A>,
+        };
         lock(&self.table).insert(id, entry);
         (id, addr, stop)
     }
@@ -111,7 +163,14 @@ impl Actors {
         }
         let (id, stop, watch) = self.reserve();
         let addr = (reg.spawn)(format, state, watch)?;
-        let entry = LocalActor { type_id: ActorTypeId(reg.type_id), addr, stop, spawner: Some(spawner) };
+        let entry = LocalActor {
+            type_id: ActorTypeId(reg.type_id),
+            addr,
+            stop,
+            spawner: Some(spawner),
+            inbound: self.account(),
+            probe: reg.probe,
+        };
         lock(&self.table).insert(id, entry);
         Ok(id)
     }
@@ -134,32 +193,69 @@ impl Actors {
         lock(&self.table).spawned.get(&spawner).copied().unwrap_or(0)
     }
 
-    /// Decodes a message for actor `target` and delivers it; for an ask, returns the future
-    /// of the reply.
-    pub(crate) fn deliver(
+    /// Decodes an ask for actor `target` and delivers it; returns the future of the reply.
+    pub(crate) fn deliver_ask(
         &self,
         types: &TypeTable,
         target: LocalActorId,
         message: WireId,
         format: Format,
         payload: &[u8],
-        ask: bool,
     ) -> Result<Option<ReplyFuture>, RemoteError> {
         let found = lock(&self.table).actors.get(&target).map(|a| (a.type_id, a.addr.clone()));
-        let Some((type_id, addr)) = found else {
-            return Err(RemoteError::new(
-                RemoteErrorKind::UnknownActor,
-                format!("no actor with id {target} on this node"),
-            ));
-        };
-        let Some(handler) = types.handler(type_id, message) else {
-            let name = types.message(message).map(|m| m.name).unwrap_or("<unregistered>");
-            return Err(RemoteError::new(
-                RemoteErrorKind::UnknownMessage,
-                format!("actor {target} does not accept message {message} ({name})"),
-            ));
-        };
-        (handler.dispatch)(&*addr, format, payload, ask)
+        let (type_id, addr) = found.ok_or_else(|| unknown_actor(target))?;
+        let handler = handler(types, type_id, target, message)?;
+        (handler.dispatch)(&*addr, format, payload, true)
+    }
+
+    /// Decodes a tell of `size` bytes from `link` for actor `target` and delivers it,
+    /// counting it against the link's window; returns a probe to await when one is due.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn deliver_tell(
+        &self,
+        types: &TypeTable,
+        link: LinkId,
+        target: LocalActorId,
+        message: WireId,
+        format: Format,
+        payload: &[u8],
+        size: usize,
+    ) -> Result<Option<ProbeJob>, Undelivered> {
+        let found = lock(&self.table).actors.get(&target).map(|a| (a.type_id, a.addr.clone()));
+        let (type_id, addr) = found.ok_or_else(|| Undelivered::Refused(unknown_actor(target)))?;
+        let handler = handler(types, type_id, target, message).map_err(Undelivered::Refused)?;
+        // Decoded outside the lock; counted once it is in the mailbox.
+        (handler.dispatch)(&*addr, format, payload, false).map_err(Undelivered::Refused)?;
+        let mut table = lock(&self.table);
+        let Some(actor) = table.actors.get_mut(&target) else { return Ok(None) };
+        if !actor.inbound.deliver(link, size).map_err(Undelivered::Flow)? {
+            return Ok(None);
+        }
+        let future = (actor.probe)(&*actor.addr);
+        if future.is_some() {
+            actor.inbound.probe_sent();
+        }
+        Ok(future.map(|future| ProbeJob { actor: target, future }))
+    }
+
+    /// Actor `actor` answered its probe (`handled`), or stopped: returns the credit to send
+    /// back and the next probe to await, if one is due.
+    pub(crate) fn probe_done(&self, actor: LocalActorId, handled: bool) -> (Vec<Credit>, Option<ProbeJob>) {
+        let mut table = lock(&self.table);
+        let Some(a) = table.actors.get_mut(&actor) else { return (Vec::new(), None) };
+        let (credits, again) = a.inbound.probe_done();
+        let next = if again && handled { (a.probe)(&*a.addr) } else { None };
+        if next.is_some() {
+            a.inbound.probe_sent();
+        }
+        (credits, next.map(|future| ProbeJob { actor, future }))
+    }
+
+    /// The link is gone: forget what it had outstanding.
+    pub(crate) fn forget_link(&self, link: LinkId) {
+        for a in lock(&self.table).actors.values_mut() {
+            a.inbound.forget(link);
+        }
     }
 
     /// Number of actors in the table.

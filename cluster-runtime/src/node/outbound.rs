@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
-use crate::ids::{NodeId, RequestId};
+use crate::ids::{LocalActorId, NodeId, RequestId};
 use crate::node::kernel::Node;
+use crate::node::peers::Admit;
 use crate::node::requests::Reply;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, Outcome};
 
@@ -21,25 +22,66 @@ pub(crate) fn check_size(bytes: EncodedFrame, max: usize) -> Result<EncodedFrame
 }
 
 impl Node {
-    fn tell_sender(&self, peer: NodeId, peer_name: &str) -> Result<mpsc::Sender<EncodedFrame>, ClusterError> {
+    /// Queues a one-way frame of `bytes` for actor `target` of `peer` without waiting;
+    /// fails with [`ClusterError::Backpressure`] when the actor's credit or the link's queue
+    /// is exhausted.
+    pub(crate) fn try_tell(
+        &self,
+        peer: NodeId,
+        peer_name: &str,
+        target: LocalActorId,
+        bytes: EncodedFrame,
+    ) -> Result<(), ClusterError> {
         if self.life.is_shut_down() {
             return Err(ClusterError::Shutdown);
         }
-        self.peers.sender(peer).ok_or_else(|| ClusterError::LinkDown { node: peer_name.to_owned() })
-    }
-
-    /// Queues a one-way frame for `peer` without waiting; fails with
-    /// [`ClusterError::Backpressure`] when the queue is full.
-    pub(crate) fn try_tell(&self, peer: NodeId, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
-        self.tell_sender(peer, peer_name)?.try_send(bytes).map_err(|e| match e {
-            mpsc::error::TrySendError::Closed(_) => ClusterError::LinkDown { node: peer_name.to_owned() },
-            mpsc::error::TrySendError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+        let size = frame::body_len(&bytes);
+        let sender = match self.peers.admit_tell(peer, target, size) {
+            Admit::Go(sender) => sender,
+            Admit::NoCredit(_) => return Err(ClusterError::Backpressure { node: peer_name.to_owned() }),
+            Admit::NoLink => return Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
+        };
+        sender.try_send(bytes).map_err(|e| {
+            self.peers.refund(peer, target, size);
+            match e {
+                mpsc::error::TrySendError::Closed(_) => ClusterError::LinkDown { node: peer_name.to_owned() },
+                mpsc::error::TrySendError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+            }
         })
     }
 
-    /// Queues a one-way frame for `peer`, waiting for queue space.
-    pub(crate) async fn tell(&self, peer: NodeId, peer_name: &str, bytes: EncodedFrame) -> Result<(), ClusterError> {
-        let sender = self.tell_sender(peer, peer_name)?;
+    /// Queues a one-way frame for actor `target` of `peer`, waiting for the actor's credit
+    /// and for room in the link's queue.
+    pub(crate) async fn tell(
+        &self,
+        peer: NodeId,
+        peer_name: &str,
+        target: LocalActorId,
+        bytes: EncodedFrame,
+    ) -> Result<(), ClusterError> {
+        let size = frame::body_len(&bytes);
+        let sender = loop {
+            if self.life.is_shut_down() {
+                return Err(ClusterError::Shutdown);
+            }
+            let credit = match self.peers.admit_tell(peer, target, size) {
+                Admit::Go(sender) => break sender,
+                Admit::NoCredit(credit) => credit,
+                Admit::NoLink => return Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
+            };
+            // Registered before checking again, so credit that arrives in between wakes it.
+            let returned = credit.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if self.peers.may_tell(peer, target) {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.life.stopping.cancelled() => return Err(ClusterError::Shutdown),
+                () = returned => {}
+            }
+        };
         match sender.try_send(bytes) {
             Ok(()) => {
                 // A loop of awaited tells that never wait for room would starve the link's

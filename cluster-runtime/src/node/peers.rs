@@ -2,12 +2,13 @@
 //! links race, and the replacement of a restarted node's old incarnation.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::{IdMap, LinkId, NodeId};
+use crate::ids::{IdMap, LinkId, LocalActorId, NodeId};
+use crate::proto::flow::{FlowWindow, SendWindow};
 use crate::proto::membership::Profile;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, RejectReason};
 use crate::proto::wire::handshake::{self, Initiator};
@@ -36,6 +37,22 @@ struct Peer {
     sender: mpsc::Sender<EncodedFrame>,
     close: CancellationToken,
     info: PeerInfo,
+    /// The window the peer grants toward each of its actors.
+    flow: FlowWindow,
+    /// Credit left toward each actor of the peer this link has told.
+    windows: IdMap<LocalActorId, SendWindow>,
+    /// Woken when credit comes back.
+    credit: Arc<Notify>,
+}
+
+/// Whether a tell may go out now.
+pub(crate) enum Admit {
+    /// Yes: its credit is taken; queue it here.
+    Go(mpsc::Sender<EncodedFrame>),
+    /// Not before credit comes back; wait for this.
+    NoCredit(Arc<Notify>),
+    /// There is no link to the peer.
+    NoLink,
 }
 
 #[derive(Default)]
@@ -119,7 +136,16 @@ impl Peers {
                 }
             }
             t.by_name.insert(info.name.clone(), peer_id);
-            let peer = Peer { link, initiator: up.initiator, sender: up.sender, close: up.close, info: info.clone() };
+            let peer = Peer {
+                link,
+                initiator: up.initiator,
+                sender: up.sender,
+                close: up.close,
+                info: info.clone(),
+                flow: up.peer.flow,
+                windows: IdMap::default(),
+                credit: Arc::new(Notify::new()),
+            };
             t.by_id.insert(peer_id, peer);
         }
         self.bump();
@@ -185,6 +211,56 @@ impl Peers {
             return false;
         }
         sender.try_send(bytes).is_ok()
+    }
+
+    /// Takes the credit for a tell of `size` bytes to actor `target` of `peer`, if it has
+    /// credit left.
+    pub(crate) fn admit_tell(&self, peer: NodeId, target: LocalActorId, size: usize) -> Admit {
+        let mut t = self.lock();
+        let Some(p) = t.by_id.get_mut(&peer) else { return Admit::NoLink };
+        let flow = p.flow;
+        let window = p.windows.entry(target).or_insert_with(|| SendWindow::new(flow));
+        if !window.can_send() {
+            return Admit::NoCredit(p.credit.clone());
+        }
+        window.debit(size);
+        Admit::Go(p.sender.clone())
+    }
+
+    /// Gives back the credit of a tell that was not queued after all.
+    pub(crate) fn refund(&self, peer: NodeId, target: LocalActorId, size: usize) {
+        self.credit(peer, target, size as u64, 1);
+    }
+
+    /// Credit from `peer` for its actor `target`; wakes the tells waiting for it.
+    pub(crate) fn credit(&self, peer: NodeId, target: LocalActorId, bytes: u64, msgs: u64) {
+        let notify = {
+            let mut t = self.lock();
+            let Some(p) = t.by_id.get_mut(&peer) else { return };
+            if let Some(w) = p.windows.get_mut(&target) {
+                w.credit(bytes, msgs);
+                // A full window is the same as none: forget it, so the map holds only the
+                // actors with tells outstanding.
+                if *w == SendWindow::new(p.flow) {
+                    p.windows.remove(&target);
+                }
+            }
+            p.credit.clone()
+        };
+        notify.notify_waiters();
+    }
+
+    /// True if a tell to `target` of `peer` could go out now (or there is no link, so the
+    /// caller should try and fail).
+    pub(crate) fn may_tell(&self, peer: NodeId, target: LocalActorId) -> bool {
+        let t = self.lock();
+        t.by_id.get(&peer).is_none_or(|p| p.windows.get(&target).is_none_or(SendWindow::can_send))
+    }
+
+    /// Queues `bytes` on `link` if it is still the current link of its peer.
+    pub(crate) fn send_on_link(&self, link: LinkId, bytes: EncodedFrame) -> bool {
+        let sender = self.lock().by_id.values().find(|p| p.link == link).map(|p| p.sender.clone());
+        sender.is_some_and(|s| s.try_send(bytes).is_ok())
     }
 
     /// The linked peers, sorted by name.

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, LinkId, LocalActorId, NodeId, RequestId, WireId};
+use crate::node::actors::{ProbeJob, Undelivered};
 use crate::node::kernel::Node;
 use crate::node::requests::Reply;
 use crate::node::service::Input;
-use crate::proto::wire::frame::{Frame, GoodbyeReason, Hello, Outcome, RejectReason};
+use crate::proto::wire::frame::{self, Frame, GoodbyeReason, Hello, Outcome, RejectReason};
 use crate::proto::wire::handshake;
 use crate::transport::link::{LinkEnd, LinkHandler, LinkUp};
 use crate::transport::protocol_error::ProtocolError;
@@ -55,13 +56,24 @@ impl LinkHandler for Node {
         Ok(link)
     }
 
-    fn on_frame(&self, _link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError> {
+    fn on_frame(&self, link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError> {
         match frame {
             Frame::Tell { target, message, format, payload } => {
-                if let Err(e) = self.actors.deliver(&self.types, target, message, format, payload, false) {
-                    self.rejected(peer, target, message, &e, "tell rejected");
+                match self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len()) {
+                    Ok(None) => {}
+                    Ok(Some(probe)) => self.spawn_probe(probe),
+                    Err(Undelivered::Flow(violation)) => return Err(violation.into()),
+                    Err(Undelivered::Refused(e)) => {
+                        self.rejected(peer, target, message, &e, "tell rejected");
+                        // It never reached a mailbox: its credit goes back at once.
+                        let credit = Frame::Credit { target, bytes: body.len() as u64, msgs: 1 };
+                        if let Ok(bytes) = frame::encode(&credit) {
+                            self.peers.send_on_link(link, bytes);
+                        }
+                    }
                 }
             }
+            Frame::Credit { target, bytes, msgs } => self.peers.credit(peer, target, bytes, msgs),
             Frame::Ask { request, target, message, format, payload } => {
                 if !self.limits.ask_begin(peer) {
                     let max = self.limits.config().inbound_asks_per_peer;
@@ -75,7 +87,7 @@ impl LinkHandler for Node {
                     self.send_reply(peer, request, Outcome::Error(e));
                     return Ok(());
                 }
-                match self.actors.deliver(&self.types, target, message, format, payload, true) {
+                match self.actors.deliver_ask(&self.types, target, message, format, payload) {
                     Ok(Some(reply)) => self.spawn_reply(peer, request, reply),
                     Ok(None) => self.limits.ask_end(peer),
                     Err(e) => {
@@ -175,6 +187,7 @@ impl Node {
     /// Forgets `link` if it is still the current link to `peer`, closes it and fails the
     /// requests pending on that peer.
     fn remove_link(&self, link: LinkId, peer: NodeId, end: &LinkEnd) {
+        self.actors.forget_link(link);
         let Some(removed) = self.peers.remove(link, peer) else { return };
         tracing::info!(node = %self.name(), peer = %removed.info.name, end = ?end, "link to peer down");
         self.requests.fail_peer(peer, &removed.info.name);
@@ -186,6 +199,35 @@ impl Node {
             node = %self.name(), peer = %self.peers.name_of(peer), %target, %message,
             kind = ?e.kind, detail = %e.detail, "{what}"
         );
+    }
+
+    /// Awaits a flow-control probe (and the ones that follow it) in a task of the node,
+    /// returning credit to the links as the actor gets through its mailbox.
+    fn spawn_probe(&self, first: ProbeJob) {
+        let me = self.me.clone();
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            let mut job = first;
+            loop {
+                let handled = tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => return,
+                    handled = &mut job.future => handled,
+                };
+                let Some(node) = me.upgrade() else { return };
+                let (credits, next) = node.actors.probe_done(job.actor, handled);
+                for c in credits {
+                    let credit = Frame::Credit { target: job.actor, bytes: c.bytes, msgs: c.msgs };
+                    if let Ok(bytes) = frame::encode(&credit) {
+                        node.peers.send_on_link(c.link, bytes);
+                    }
+                }
+                match next {
+                    Some(next) => job = next,
+                    None => return,
+                }
+            }
+        });
     }
 
     /// Runs an ask's reply future in a task of the node and sends its outcome back.

@@ -6,6 +6,7 @@
 //! [`node`](crate::node) and [`services`](crate::services) layers drive it.
 
 pub mod backoff;
+pub mod flow;
 pub mod membership;
 pub mod timer;
 pub mod wire;

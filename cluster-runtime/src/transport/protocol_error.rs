@@ -13,6 +13,9 @@ pub(crate) enum ProtocolError {
     /// A frame that is valid on the wire but not at this point of the link's life.
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    /// The peer sent an actor more tells than its flow-control window allows.
+    #[error(transparent)]
+    Flow(#[from] crate::proto::flow::FlowViolation),
     /// A reply names a request this node sent to another peer.
     #[error("reply to request {0} that was sent to another node")]
     ForeignReply(RequestId),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::RemoteError;
 use crate::format::Format;
 use crate::ids::{ActorTypeId, LocalActorId, NodeId, RequestId, WireId};
+use crate::proto::flow::FlowWindow;
 use crate::proto::membership::Profile;
 use crate::proto::wire::channel::{Channel, ServiceVersion};
 
@@ -26,6 +27,9 @@ pub const LENGTH_PREFIX: usize = 4;
 
 /// The maximum frame body [`Hello::new`] announces (the configuration's default).
 pub const DEFAULT_MAX_FRAME: u32 = 8 * 1024 * 1024;
+
+/// The flow-control window [`Hello::new`] announces (the configuration's default).
+pub const DEFAULT_FLOW_WINDOW: FlowWindow = FlowWindow { bytes: 1 << 20, msgs: 16_384 };
 
 /// The body size of an encoded frame (without its length prefix).
 pub fn body_len(frame: &EncodedFrame) -> usize {
@@ -56,6 +60,8 @@ pub struct Hello {
     /// The largest frame body the sender accepts once the handshake has completed; peers
     /// refuse to send it anything larger.
     pub max_frame: u32,
+    /// The flow-control window the sender grants each link toward each of its actors.
+    pub flow: FlowWindow,
 }
 
 impl Hello {
@@ -78,6 +84,7 @@ impl Hello {
             profile: Profile::default(),
             services: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
+            flow: DEFAULT_FLOW_WINDOW,
         }
     }
 
@@ -252,6 +259,16 @@ frames! {
             /// The actor to stop.
             target: LocalActorId,
         },
+        /// Flow-control credit: the receiver's actor `target` handled this many bytes and
+        /// messages of the tells this link sent it.
+        Credit {
+            /// The actor.
+            target: LocalActorId,
+            /// Bytes of message frames.
+            bytes: u64,
+            /// Messages.
+            msgs: u64,
+        },
     }
 }
 
@@ -342,6 +359,7 @@ mod tests {
             Frame::Goodbye(GoodbyeReason::Replaced),
             Frame::Service { channel: Channel::MEMBERSHIP, body: &[9, 9] },
             Frame::Stop { request: r, target: a },
+            Frame::Credit { target: a, bytes: 4096, msgs: 3 },
         ];
         for frame in frames {
             let bytes = encode(&frame).expect("encode");
