@@ -27,7 +27,17 @@ pub trait ClusterMessage: Message<Result: WireType + Send> + WireType + Send + '
     const WIRE_ID: u64;
 }
 
-/// Where [`start_distributed`](DistributedActorExt::start_distributed) places a new actor.
+/// The flow-control probe: the node sends it through an actor's mailbox and learns, when
+/// it is answered, that everything sent before it has been handled. `#[distributed_actor]`
+/// implements its (empty) handler.
+#[derive(Debug)]
+pub struct Probe;
+
+impl Message for Probe {
+    type Result = ();
+}
+
+/// Where [`start_distributed`](crate::handle::DistributedActorExt::start_distributed) places a new actor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Placement {
@@ -43,7 +53,7 @@ pub enum Placement {
     label = "not a distributed actor",
     note = "add `#[distributed_actor(messages(...))]` to the definition of `{Self}`"
 )]
-pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<crate::dispatch::Probe> + WireType {
+pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + WireType {
     /// The stable name the type id is derived from.
     const NAME: &'static str;
     /// The stable 64-bit type id used for remote spawn.

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::config::ClusterConfig;
 use crate::error::{ConfigError, StartError};
 use crate::ids::NodeId;
-use crate::node::actors::Actors;
+use crate::node::actors::{Actors, OrphanCredit};
 use crate::node::clock::Clock;
 use crate::node::connect;
 use crate::node::driver;
@@ -91,6 +91,7 @@ impl ClusterSystemBuilder {
         hello.services = set.versions();
         hello.max_frame = u32::try_from(config.transport().max_frame_size).unwrap_or(u32::MAX);
         hello.flow = config.limits().actor_window();
+        hello.link_flow = config.limits().link_window();
         let channels = set.services.iter().map(|s| s.channel()).collect();
         let t = config.transport();
         let link_settings = LinkSettings {
@@ -99,11 +100,16 @@ impl ClusterSystemBuilder {
             heartbeat_interval: t.heartbeat_interval,
             idle_timeout: t.idle_timeout,
             queue_capacity: t.outbound_queue,
+            queue_bytes: t.outbound_queue_bytes,
             shaper: config.hooks().shaper.as_ref().map(|s| s.0.clone()),
             inbound_rate: config.limits().inbound_bytes_per_sec,
         };
         let limits = Limits::new(config.limits().clone());
-        let actors = Actors::new(config.limits().actor_window(), config.transport().max_frame_size);
+        let (actors, orphans) = Actors::new(
+            config.limits().actor_window(),
+            config.limits().link_window(),
+            config.transport().max_frame_size,
+        );
         let (control, inputs) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
@@ -134,10 +140,28 @@ impl ClusterSystemBuilder {
         let tasks = &node.life.tasks;
         tasks.spawn_local(driver::run(node.clone(), set.services, inputs));
         tasks.spawn_local(connect::accept_loop(node.clone(), listener));
+        tasks.spawn_local(return_orphan_credit(node.me.clone(), orphans, node.life.stopping.clone()));
         for seed in node.config.seed_nodes() {
             tasks.spawn_local(connect::seed_loop(node.clone(), seed.clone()));
         }
         set_current(&node);
         Ok(ClusterSystem { node })
+    }
+}
+
+/// Sends back the credit of tells left in the mailboxes of actors that stopped.
+async fn return_orphan_credit(
+    node: std::sync::Weak<Node>,
+    mut orphans: mpsc::UnboundedReceiver<OrphanCredit>,
+    stopping: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let credit = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return,
+            c = orphans.recv() => c,
+        };
+        let (Some(c), Some(node)) = (credit, node.upgrade()) else { return };
+        node.send_credit(c.link, c.actor, c.bytes, c.msgs);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::{ActorContext, ActorFutureExt, Addr, AsyncContext};
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{ClusterMessage, DistributedActor, Handles, WireType};
+use crate::actor::{ClusterMessage, DistributedActor, Handles, Probe, WireType};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
 
@@ -149,16 +149,6 @@ where
             Err(_) => Err(RemoteError::new(RemoteErrorKind::ActorStopped, "the actor stopped before replying")),
         }
     })))
-}
-
-/// The flow-control probe: the node sends it through an actor's mailbox and learns, when
-/// it is answered, that everything sent before it has been handled. `#[distributed_actor]`
-/// implements its (empty) handler.
-#[derive(Debug)]
-pub struct Probe;
-
-impl actix::Message for Probe {
-    type Result = ();
 }
 
 /// The future of a probe: true once the actor handled it, false if the actor stopped.

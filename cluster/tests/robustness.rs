@@ -29,10 +29,15 @@ struct Blob(usize);
 #[derive(Serialize, Deserialize)]
 struct Bytes(Vec<u8>);
 
-#[distributed_actor(messages(Add, Slow, Blob, Bytes))]
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Received;
+
+#[distributed_actor(messages(Add, Slow, Blob, Bytes, Received))]
 #[derive(Default, Serialize, Deserialize)]
 struct Store {
     total: u64,
+    received: u64,
     /// Filler that makes the spawn state as large as wanted.
     padding: Vec<u8>,
 }
@@ -62,7 +67,15 @@ impl Handler<Blob> for Store {
 impl Handler<Bytes> for Store {
     type Result = usize;
     fn handle(&mut self, msg: Bytes, _: &mut Context<Self>) -> usize {
+        self.received += 1;
         msg.0.len()
+    }
+}
+
+impl Handler<Received> for Store {
+    type Result = u64;
+    fn handle(&mut self, _: Received, _: &mut Context<Self>) -> u64 {
+        self.received
     }
 }
 
@@ -144,7 +157,7 @@ async fn oversized_messages_and_replies_fail_alone_and_the_link_keeps_serving() 
     }
     assert!(matches!(store.do_send(Bytes(big.clone())).map_err(|e| e.error), Err(ClusterError::TooLarge { .. })));
     assert!(matches!(store.tell(Bytes(big)).await, Err(ClusterError::TooLarge { .. })));
-    let state = Store { total: 0, padding: vec![0; MAX_FRAME] };
+    let state = Store { padding: vec![0; MAX_FRAME], ..Store::default() };
     assert!(matches!(b.remote_actor_with("node-a", state).await, Err(ClusterError::TooLarge { .. })));
     // A reply above what b accepts is an error for that ask only.
     match store.send(Blob(MAX_FRAME + 10)).await {
@@ -406,5 +419,44 @@ async fn held_up_a_crash_under_a_thousand_asks_a_slow_handshake_and_random_input
     served(&legit).await;
     let store = b.remote_actor::<Store>("node-a").await.expect("b still served");
     assert_eq!(store.send(Add(2)).await.expect("ask"), 2);
+    shutdown([b, legit, a]).await;
+}
+
+#[actix_rt::test]
+async fn tells_spread_over_many_actors_are_held_to_the_link_window_and_all_arrive() {
+    // The link's window is a fraction of what the actors' windows add up to.
+    let limits = LimitsConfig {
+        actor_window_bytes: 64 * 1024,
+        actor_window_msgs: 64,
+        link_window_bytes: 128 * 1024,
+        link_window_msgs: 256,
+        ..LimitsConfig::default()
+    };
+    let (a, b, legit) = trio(limits).await;
+    let mut stores = Vec::new();
+    for _ in 0..20 {
+        stores.push(b.remote_actor::<Store>("node-a").await.expect("spawn"));
+    }
+    for i in 0..4000 {
+        stores[i % 20].tell(Bytes(vec![0; 1024])).await.expect("tell");
+    }
+    // A tell refused with Backpressure hands the message back.
+    let mut refused = None;
+    for _ in 0..10_000 {
+        if let Err(e) = stores[0].do_send(Bytes(vec![1; 1024])) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("the windows fill up at full speed");
+    assert!(matches!(refused.error, ClusterError::Backpressure { .. }), "{}", refused.error);
+    assert_eq!(refused.into_message().0, vec![1; 1024]);
+    let mut total = 0;
+    for s in &stores {
+        total += s.send(Received).await.expect("count");
+    }
+    assert!(total >= 4000, "every tell arrived: {total}");
+    assert!(b.peer("node-a").is_some(), "the sender kept to the windows: the link is up");
+    served(&legit).await;
     shutdown([b, legit, a]).await;
 }

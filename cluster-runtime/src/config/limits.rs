@@ -4,7 +4,7 @@
 
 use crate::error::ConfigError;
 use crate::proto::flow::FlowWindow;
-use crate::proto::wire::frame::DEFAULT_FLOW_WINDOW;
+use crate::proto::wire::frame::{DEFAULT_FLOW_WINDOW, DEFAULT_LINK_WINDOW};
 
 /// Limits a peer cannot exceed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct LimitsConfig {
     pub pending_handshakes_per_addr: usize,
     /// Asks from one peer being handled at once; more get an `Overloaded` error reply.
     pub inbound_asks_per_peer: usize,
+    /// Bytes of asks from one peer being handled at once; more get an `Overloaded` error.
+    pub inbound_ask_bytes_per_peer: usize,
     /// Actors one peer may have alive on this node; more spawns get an `Overloaded` error.
     pub spawned_per_peer: usize,
     /// Bytes per second one peer may send; above it the link stops reading for a while,
@@ -26,6 +28,10 @@ pub struct LimitsConfig {
     pub actor_window_bytes: u64,
     /// Flow control: tells one link may have waiting in one actor's mailbox.
     pub actor_window_msgs: u64,
+    /// Flow control: bytes of tells one link may have waiting in all mailboxes together.
+    pub link_window_bytes: u64,
+    /// Flow control: tells one link may have waiting in all mailboxes together.
+    pub link_window_msgs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -34,10 +40,13 @@ impl Default for LimitsConfig {
             pending_handshakes: 256,
             pending_handshakes_per_addr: 32,
             inbound_asks_per_peer: 8192,
+            inbound_ask_bytes_per_peer: 16 << 20,
             spawned_per_peer: 10_000,
             inbound_bytes_per_sec: Some(1 << 30),
             actor_window_bytes: DEFAULT_FLOW_WINDOW.bytes,
             actor_window_msgs: DEFAULT_FLOW_WINDOW.msgs,
+            link_window_bytes: DEFAULT_LINK_WINDOW.bytes,
+            link_window_msgs: DEFAULT_LINK_WINDOW.msgs,
         }
     }
 }
@@ -46,6 +55,11 @@ impl LimitsConfig {
     /// The flow-control window per link and actor.
     pub fn actor_window(&self) -> FlowWindow {
         FlowWindow { bytes: self.actor_window_bytes, msgs: self.actor_window_msgs }
+    }
+
+    /// The flow-control window per link, over all actors.
+    pub fn link_window(&self) -> FlowWindow {
+        FlowWindow { bytes: self.link_window_bytes, msgs: self.link_window_msgs }
     }
 
     /// Checks every setting.
@@ -60,7 +74,15 @@ impl LimitsConfig {
         positive("limits.pending_handshakes", self.pending_handshakes)?;
         positive("limits.pending_handshakes_per_addr", self.pending_handshakes_per_addr)?;
         positive("limits.inbound_asks_per_peer", self.inbound_asks_per_peer)?;
+        positive("limits.inbound_ask_bytes_per_peer", self.inbound_ask_bytes_per_peer)?;
         positive("limits.spawned_per_peer", self.spawned_per_peer)?;
+        if self.link_window_bytes < self.actor_window_bytes || self.link_window_msgs < self.actor_window_msgs {
+            return Err(ConfigError::OutOfRange {
+                setting: "limits.link_window_bytes / link_window_msgs",
+                value: format!("{} bytes, {} messages", self.link_window_bytes, self.link_window_msgs),
+                expected: "at least the actor window",
+            });
+        }
         if self.actor_window_bytes < 1024 || self.actor_window_msgs < 2 {
             return Err(ConfigError::OutOfRange {
                 setting: "limits.actor_window_bytes / actor_window_msgs",

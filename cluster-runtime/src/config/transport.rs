@@ -19,6 +19,8 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// Capacity of each link's outbound queue, in frames.
     pub outbound_queue: usize,
+    /// Capacity of each link's outbound queue, in bytes (one larger frame fits an empty queue).
+    pub outbound_queue_bytes: usize,
 }
 
 impl Default for TransportConfig {
@@ -29,6 +31,7 @@ impl Default for TransportConfig {
             heartbeat_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             outbound_queue: 65_536,
+            outbound_queue_bytes: 64 << 20,
         }
     }
 }
@@ -38,6 +41,7 @@ impl TransportConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         range("max_frame_size", self.max_frame_size, 1024, 1 << 30, "1 KiB ..= 1 GiB")?;
         range("outbound_queue", self.outbound_queue, 1, 1 << 24, "1 ..= 16 777 216 frames")?;
+        range("outbound_queue_bytes", self.outbound_queue_bytes, 64 * 1024, 1 << 34, "64 KiB ..= 16 GiB")?;
         dur("handshake_timeout", self.handshake_timeout, "greater than zero")?;
         dur("heartbeat interval", self.heartbeat_interval, "greater than zero")?;
         // Heartbeats go out at most two intervals apart on an idle link.

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use actix::Addr;
+use tokio::sync::mpsc;
 
 use crate::actor::DistributedActor;
 use crate::dispatch::{self, ErasedAddr, ProbeFuture, ReplyFuture, StopHandle, StopNotice, Watch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, WireId};
-use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount};
+use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount, LinkAccount};
 use crate::types::{ActorRegistration, HandlerRegistration, ProbeFn, TypeTable};
 
 fn unknown_actor(target: LocalActorId) -> RemoteError {
@@ -61,11 +62,22 @@ pub(crate) struct ProbeJob {
     pub(crate) future: ProbeFuture,
 }
 
-#[derive(Default)]
 struct Table {
     actors: IdMap<LocalActorId, LocalActor>,
     /// Live actors per spawning node.
     spawned: IdMap<NodeId, usize>,
+    /// Tells in all mailboxes not yet seen handled, per link (flow control).
+    links: IdMap<LinkId, LinkAccount>,
+    /// Where the credit of tells left in a stopped actor's mailbox goes.
+    orphans: mpsc::UnboundedSender<OrphanCredit>,
+}
+
+/// Credit for tells a stopped actor will never handle, to send back on `link`.
+pub(crate) struct OrphanCredit {
+    pub(crate) link: LinkId,
+    pub(crate) actor: LocalActorId,
+    pub(crate) bytes: u64,
+    pub(crate) msgs: u64,
 }
 
 impl Table {
@@ -78,6 +90,14 @@ impl Table {
 
     fn remove(&mut self, id: LocalActorId) -> Option<LocalActor> {
         let actor = self.actors.remove(&id)?;
+        // Its unhandled tells go back to their links as credit.
+        for link in actor.inbound.links().collect::<Vec<_>>() {
+            let (bytes, msgs) = actor.inbound.outstanding(link);
+            if let Some(account) = self.links.get_mut(&link) {
+                account.forget_actor(id, bytes, msgs);
+            }
+            let _ = self.orphans.send(OrphanCredit { link, actor: id, bytes, msgs });
+        }
         if let Some(node) = actor.spawner {
             if let Some(n) = self.spawned.get_mut(&node) {
                 *n = n.saturating_sub(1);
@@ -95,6 +115,7 @@ pub(crate) struct Actors {
     next: AtomicU64,
     table: Arc<Mutex<Table>>,
     window: FlowWindow,
+    link_window: FlowWindow,
     max_frame: u64,
 }
 
@@ -103,9 +124,24 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
 }
 
 impl Actors {
-    /// A table whose actors grant each link `window`, with messages up to `max_frame` bytes.
-    pub(crate) fn new(window: FlowWindow, max_frame: usize) -> Self {
-        Self { next: AtomicU64::new(1), table: Arc::default(), window, max_frame: max_frame as u64 }
+    /// A table whose actors grant each link `window` (and `link_window` over all of them),
+    /// with messages up to `max_frame` bytes; the credit of tells left in stopped actors'
+    /// mailboxes comes out of the receiver.
+    pub(crate) fn new(
+        window: FlowWindow,
+        link_window: FlowWindow,
+        max_frame: usize,
+    ) -> (Self, mpsc::UnboundedReceiver<OrphanCredit>) {
+        let (orphans, rx) = mpsc::unbounded_channel();
+        let table = Table { actors: IdMap::default(), spawned: IdMap::default(), links: IdMap::default(), orphans };
+        let actors = Self {
+            next: AtomicU64::new(1),
+            table: Arc::new(Mutex::new(table)),
+            window,
+            link_window,
+            max_frame: max_frame as u64,
+        };
+        (actors, rx)
     }
 
     fn account(&self) -> InboundAccount {
@@ -209,7 +245,7 @@ impl Actors {
     }
 
     /// Decodes a tell of `size` bytes from `link` for actor `target` and delivers it,
-    /// counting it against the link's window; returns a probe to await when one is due.
+    /// counting it against the link's windows; returns the probes to await now.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver_tell(
         &self,
@@ -220,31 +256,54 @@ impl Actors {
         format: Format,
         payload: &[u8],
         size: usize,
-    ) -> Result<Option<ProbeJob>, Undelivered> {
+    ) -> Result<Vec<ProbeJob>, Undelivered> {
         let found = lock(&self.table).actors.get(&target).map(|a| (a.type_id, a.addr.clone()));
         let (type_id, addr) = found.ok_or_else(|| Undelivered::Refused(unknown_actor(target)))?;
         let handler = handler(types, type_id, target, message).map_err(Undelivered::Refused)?;
         // Decoded outside the lock; counted once it is in the mailbox.
         (handler.dispatch)(&*addr, format, payload, false).map_err(Undelivered::Refused)?;
         let mut table = lock(&self.table);
-        let Some(actor) = table.actors.get_mut(&target) else { return Ok(None) };
-        if !actor.inbound.deliver(link, size).map_err(Undelivered::Flow)? {
-            return Ok(None);
+        let t = &mut *table;
+        let Some(actor) = t.actors.get_mut(&target) else { return Ok(Vec::new()) };
+        let actor_due = actor.inbound.deliver(link, size).map_err(Undelivered::Flow)?;
+        let account = t.links.entry(link).or_insert_with(|| LinkAccount::new(self.link_window, self.max_frame));
+        let link_due = account.deliver(target, size).map_err(Undelivered::Flow)?;
+        let due: Vec<LocalActorId> = if link_due {
+            // The link is at half its window: every actor holding its tells is probed.
+            account.actors().collect()
+        } else if actor_due {
+            vec![target]
+        } else {
+            return Ok(Vec::new());
+        };
+        let mut jobs = Vec::new();
+        for id in due {
+            let Some(a) = t.actors.get_mut(&id) else { continue };
+            if a.inbound.probing() {
+                continue;
+            }
+            if let Some(future) = (a.probe)(&*a.addr) {
+                a.inbound.probe_sent();
+                jobs.push(ProbeJob { actor: id, future });
+            }
         }
-        let future = (actor.probe)(&*actor.addr);
-        if future.is_some() {
-            actor.inbound.probe_sent();
-        }
-        Ok(future.map(|future| ProbeJob { actor: target, future }))
+        Ok(jobs)
     }
 
     /// Actor `actor` answered its probe (`handled`), or stopped: returns the credit to send
     /// back and the next probe to await, if one is due.
     pub(crate) fn probe_done(&self, actor: LocalActorId, handled: bool) -> (Vec<Credit>, Option<ProbeJob>) {
         let mut table = lock(&self.table);
-        let Some(a) = table.actors.get_mut(&actor) else { return (Vec::new(), None) };
-        let (credits, again) = a.inbound.probe_done();
-        let next = if again && handled { (a.probe)(&*a.addr) } else { None };
+        let t = &mut *table;
+        let Some(a) = t.actors.get_mut(&actor) else { return (Vec::new(), None) };
+        let (credits, actor_due) = a.inbound.probe_done();
+        for c in &credits {
+            if let Some(account) = t.links.get_mut(&c.link) {
+                account.credited(actor, c.bytes, c.msgs);
+            }
+        }
+        let link_due = a.inbound.links().any(|l| t.links.get(&l).is_some_and(LinkAccount::over_half));
+        let next = if (actor_due || link_due) && handled { (a.probe)(&*a.addr) } else { None };
         if next.is_some() {
             a.inbound.probe_sent();
         }
@@ -253,7 +312,9 @@ impl Actors {
 
     /// The link is gone: forget what it had outstanding.
     pub(crate) fn forget_link(&self, link: LinkId) {
-        for a in lock(&self.table).actors.values_mut() {
+        let mut table = lock(&self.table);
+        table.links.remove(&link);
+        for a in table.actors.values_mut() {
             a.inbound.forget(link);
         }
     }
@@ -265,8 +326,13 @@ impl Actors {
 
     /// Stops every actor and empties the table (the node stops).
     pub(crate) fn clear(&self) {
-        let all = std::mem::take(&mut *lock(&self.table));
-        for actor in all.actors.values() {
+        let all = {
+            let mut table = lock(&self.table);
+            table.links.clear();
+            table.spawned.clear();
+            std::mem::take(&mut table.actors)
+        };
+        for actor in all.values() {
             actor.stop.stop.cancel();
         }
     }

@@ -72,7 +72,8 @@ pub(crate) enum HandshakeRefusal {
 pub(crate) struct Limits {
     config: LimitsConfig,
     pending: Arc<Mutex<Pending>>,
-    asks: Mutex<IdMap<NodeId, usize>>,
+    /// Asks being handled per peer: (count, bytes).
+    asks: Mutex<IdMap<NodeId, (usize, usize)>>,
     counters: Counters,
 }
 
@@ -106,25 +107,29 @@ impl Limits {
         Ok(HandshakePermit { pending: self.pending.clone(), addr })
     }
 
-    /// Counts an ask from `peer` as being handled; false (and counted as refused) if the
-    /// peer already has the most allowed.
-    pub(crate) fn ask_begin(&self, peer: NodeId) -> bool {
+    /// Counts an ask of `size` bytes from `peer` as being handled; false (and counted as
+    /// refused) if the peer already has the most allowed, in asks or in bytes. One ask is
+    /// always admitted when none is being handled.
+    pub(crate) fn ask_begin(&self, peer: NodeId, size: usize) -> bool {
         let mut asks = lock(&self.asks);
-        let n = asks.entry(peer).or_default();
-        if *n >= self.config.inbound_asks_per_peer {
+        let (n, bytes) = asks.entry(peer).or_default();
+        let over_bytes = *n > 0 && *bytes + size > self.config.inbound_ask_bytes_per_peer;
+        if *n >= self.config.inbound_asks_per_peer || over_bytes {
             drop(asks);
             self.counters.asks.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         *n += 1;
+        *bytes += size;
         true
     }
 
-    /// An ask from `peer` was answered.
-    pub(crate) fn ask_end(&self, peer: NodeId) {
+    /// An ask of `size` bytes from `peer` was answered.
+    pub(crate) fn ask_end(&self, peer: NodeId, size: usize) {
         let mut asks = lock(&self.asks);
-        if let Some(n) = asks.get_mut(&peer) {
+        if let Some((n, bytes)) = asks.get_mut(&peer) {
             *n = n.saturating_sub(1);
+            *bytes = bytes.saturating_sub(size);
             if *n == 0 {
                 asks.remove(&peer);
             }
@@ -174,13 +179,22 @@ mod tests {
 
     #[test]
     fn asks_in_flight_are_capped_per_peer() {
-        let limits = Limits::new(LimitsConfig { inbound_asks_per_peer: 2, ..Default::default() });
+        let limits = Limits::new(LimitsConfig {
+            inbound_asks_per_peer: 2,
+            inbound_ask_bytes_per_peer: 100,
+            ..Default::default()
+        });
         let (x, y) = (NodeId(1), NodeId(2));
-        assert!(limits.ask_begin(x) && limits.ask_begin(x));
-        assert!(!limits.ask_begin(x), "a third ask from the same peer");
-        assert!(limits.ask_begin(y), "another peer is not affected");
-        limits.ask_end(x);
-        assert!(limits.ask_begin(x));
+        assert!(limits.ask_begin(x, 10) && limits.ask_begin(x, 10));
+        assert!(!limits.ask_begin(x, 10), "a third ask from the same peer");
+        assert!(limits.ask_begin(y, 10), "another peer is not affected");
+        limits.ask_end(x, 10);
+        assert!(limits.ask_begin(x, 10));
         assert_eq!(limits.refusals().asks, 1);
+        // Bytes: one ask larger than the budget passes alone, not beside another.
+        assert!(limits.ask_begin(NodeId(3), 500));
+        assert!(!limits.ask_begin(NodeId(3), 1));
+        limits.ask_end(NodeId(3), 500);
+        assert!(limits.ask_begin(NodeId(3), 60) && !limits.ask_begin(NodeId(3), 60));
     }
 }

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
-use crate::ids::{LocalActorId, NodeId, RequestId};
+use crate::ids::{LinkId, LocalActorId, NodeId, RequestId};
 use crate::node::kernel::Node;
 use crate::node::peers::Admit;
 use crate::node::requests::Reply;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, Outcome};
+use crate::transport::queue::{LinkQueue, QueueError};
 
 /// Refuses a frame larger than the receiving peer accepts, before it is queued.
 pub(crate) fn check_size(bytes: EncodedFrame, max: usize) -> Result<EncodedFrame, ClusterError> {
@@ -44,8 +43,8 @@ impl Node {
         sender.try_send(bytes).map_err(|e| {
             self.peers.refund(peer, target, size);
             match e {
-                mpsc::error::TrySendError::Closed(_) => ClusterError::LinkDown { node: peer_name.to_owned() },
-                mpsc::error::TrySendError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+                QueueError::Closed => ClusterError::LinkDown { node: peer_name.to_owned() },
+                QueueError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
             }
         })
     }
@@ -89,8 +88,8 @@ impl Node {
                 tokio::task::consume_budget().await;
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
-            Err(mpsc::error::TrySendError::Full(bytes)) => {
+            Err(QueueError::Closed) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
+            Err(QueueError::Full(bytes)) => {
                 sender.send(bytes).await.map_err(|_| ClusterError::LinkDown { node: peer_name.to_owned() })
             }
         }
@@ -125,13 +124,11 @@ impl Node {
         };
         let queued = match sender.try_send(bytes) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-            Err(mpsc::error::TrySendError::Full(bytes)) => {
-                match tokio::time::timeout_at(deadline, sender.send(bytes)).await {
-                    Ok(r) => r.map_err(|_| ()),
-                    Err(_) => return fail(ClusterError::Timeout(timeout)),
-                }
-            }
+            Err(QueueError::Closed) => Err(()),
+            Err(QueueError::Full(bytes)) => match tokio::time::timeout_at(deadline, sender.send(bytes)).await {
+                Ok(r) => r.map_err(|_| ()),
+                Err(_) => return fail(ClusterError::Timeout(timeout)),
+            },
         };
         drop(sender);
         if queued.is_err() {
@@ -141,6 +138,30 @@ impl Node {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ClusterError::Shutdown),
             Err(_) => fail(ClusterError::Timeout(timeout)),
+        }
+    }
+
+    /// Queues a frame that must not be lost (a reply, credit): at once if there is room,
+    /// else in a task of the node that waits for it.
+    pub(crate) fn queue_or_wait(&self, queue: &LinkQueue, bytes: EncodedFrame) {
+        if let Err(QueueError::Full(bytes)) = queue.try_send(bytes) {
+            let queue = queue.clone();
+            let stopping = self.life.stopping.clone();
+            self.life.tasks.spawn_local(async move {
+                tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => {}
+                    _ = queue.send(bytes) => {}
+                }
+            });
+        }
+    }
+
+    /// Sends flow-control credit for actor `target` back on `link`, if it is still up.
+    pub(crate) fn send_credit(&self, link: LinkId, target: LocalActorId, bytes: u64, msgs: u64) {
+        let Some(queue) = self.peers.queue_of_link(link) else { return };
+        if let Ok(frame) = frame::encode(&Frame::Credit { target, bytes, msgs }) {
+            self.queue_or_wait(&queue, frame);
         }
     }
 
@@ -171,16 +192,7 @@ impl Node {
                 } else {
                     bytes
                 };
-                if let Err(mpsc::error::TrySendError::Full(bytes)) = sender.try_send(bytes) {
-                    let stopping = self.life.stopping.clone();
-                    self.life.tasks.spawn_local(async move {
-                        tokio::select! {
-                            biased;
-                            () = stopping.cancelled() => {}
-                            _ = sender.send(bytes) => {}
-                        }
-                    });
-                }
+                self.queue_or_wait(&sender, bytes);
             }
         }
     }

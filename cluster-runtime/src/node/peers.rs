@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::{IdMap, LinkId, LocalActorId, NodeId};
@@ -13,6 +13,7 @@ use crate::proto::membership::Profile;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, RejectReason};
 use crate::proto::wire::handshake::{self, Initiator};
 use crate::transport::link::LinkUp;
+use crate::transport::queue::LinkQueue;
 
 /// What this node knows about a linked peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +35,15 @@ pub struct PeerInfo {
 struct Peer {
     link: LinkId,
     initiator: Initiator,
-    sender: mpsc::Sender<EncodedFrame>,
+    sender: LinkQueue,
     close: CancellationToken,
     info: PeerInfo,
     /// The window the peer grants toward each of its actors.
     flow: FlowWindow,
     /// Credit left toward each actor of the peer this link has told.
     windows: IdMap<LocalActorId, SendWindow>,
+    /// Credit left over all the peer's actors.
+    link_window: SendWindow,
     /// Woken when credit comes back.
     credit: Arc<Notify>,
 }
@@ -48,7 +51,7 @@ struct Peer {
 /// Whether a tell may go out now.
 pub(crate) enum Admit {
     /// Yes: its credit is taken; queue it here.
-    Go(mpsc::Sender<EncodedFrame>),
+    Go(LinkQueue),
     /// Not before credit comes back; wait for this.
     NoCredit(Arc<Notify>),
     /// There is no link to the peer.
@@ -144,6 +147,7 @@ impl Peers {
                 info: info.clone(),
                 flow: up.peer.flow,
                 windows: IdMap::default(),
+                link_window: SendWindow::new(up.peer.link_flow),
                 credit: Arc::new(Notify::new()),
             };
             t.by_id.insert(peer_id, peer);
@@ -193,12 +197,12 @@ impl Peers {
     }
 
     /// The outbound queue of the link to `peer`.
-    pub(crate) fn sender(&self, peer: NodeId) -> Option<mpsc::Sender<EncodedFrame>> {
+    pub(crate) fn sender(&self, peer: NodeId) -> Option<LinkQueue> {
         self.lock().by_id.get(&peer).map(|p| p.sender.clone())
     }
 
     /// The outbound queue of the link to `peer` and the largest frame body it accepts.
-    pub(crate) fn route(&self, peer: NodeId) -> Option<(mpsc::Sender<EncodedFrame>, usize)> {
+    pub(crate) fn route(&self, peer: NodeId) -> Option<(LinkQueue, usize)> {
         self.lock().by_id.get(&peer).map(|p| (p.sender.clone(), p.info.max_frame))
     }
 
@@ -220,10 +224,11 @@ impl Peers {
         let Some(p) = t.by_id.get_mut(&peer) else { return Admit::NoLink };
         let flow = p.flow;
         let window = p.windows.entry(target).or_insert_with(|| SendWindow::new(flow));
-        if !window.can_send() {
+        if !window.can_send() || !p.link_window.can_send() {
             return Admit::NoCredit(p.credit.clone());
         }
         window.debit(size);
+        p.link_window.debit(size);
         Admit::Go(p.sender.clone())
     }
 
@@ -237,6 +242,7 @@ impl Peers {
         let notify = {
             let mut t = self.lock();
             let Some(p) = t.by_id.get_mut(&peer) else { return };
+            p.link_window.credit(bytes, msgs);
             if let Some(w) = p.windows.get_mut(&target) {
                 w.credit(bytes, msgs);
                 // A full window is the same as none: forget it, so the map holds only the
@@ -254,13 +260,14 @@ impl Peers {
     /// caller should try and fail).
     pub(crate) fn may_tell(&self, peer: NodeId, target: LocalActorId) -> bool {
         let t = self.lock();
-        t.by_id.get(&peer).is_none_or(|p| p.windows.get(&target).is_none_or(SendWindow::can_send))
+        t.by_id
+            .get(&peer)
+            .is_none_or(|p| p.link_window.can_send() && p.windows.get(&target).is_none_or(SendWindow::can_send))
     }
 
-    /// Queues `bytes` on `link` if it is still the current link of its peer.
-    pub(crate) fn send_on_link(&self, link: LinkId, bytes: EncodedFrame) -> bool {
-        let sender = self.lock().by_id.values().find(|p| p.link == link).map(|p| p.sender.clone());
-        sender.is_some_and(|s| s.try_send(bytes).is_ok())
+    /// The queue of `link` if it is still the current link of its peer.
+    pub(crate) fn queue_of_link(&self, link: LinkId) -> Option<LinkQueue> {
+        self.lock().by_id.values().find(|p| p.link == link).map(|p| p.sender.clone())
     }
 
     /// The linked peers, sorted by name.
@@ -293,6 +300,6 @@ impl Peers {
 
     /// Frames queued on all links.
     pub(crate) fn queued(&self) -> usize {
-        self.lock().by_id.values().map(|p| p.sender.max_capacity() - p.sender.capacity()).sum()
+        self.lock().by_id.values().map(|p| p.sender.queued_frames()).sum()
     }
 }

@@ -14,7 +14,7 @@ use crate::node::actors::{ProbeJob, Undelivered};
 use crate::node::kernel::Node;
 use crate::node::requests::Reply;
 use crate::node::service::Input;
-use crate::proto::wire::frame::{self, Frame, GoodbyeReason, Hello, Outcome, RejectReason};
+use crate::proto::wire::frame::{Frame, GoodbyeReason, Hello, Outcome, RejectReason};
 use crate::proto::wire::handshake;
 use crate::transport::link::{LinkEnd, LinkHandler, LinkUp};
 use crate::transport::protocol_error::ProtocolError;
@@ -60,27 +60,26 @@ impl LinkHandler for Node {
         match frame {
             Frame::Tell { target, message, format, payload } => {
                 match self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len()) {
-                    Ok(None) => {}
-                    Ok(Some(probe)) => self.spawn_probe(probe),
+                    Ok(probes) => probes.into_iter().for_each(|probe| self.spawn_probe(probe)),
                     Err(Undelivered::Flow(violation)) => return Err(violation.into()),
                     Err(Undelivered::Refused(e)) => {
                         self.rejected(peer, target, message, &e, "tell rejected");
                         // It never reached a mailbox: its credit goes back at once.
-                        let credit = Frame::Credit { target, bytes: body.len() as u64, msgs: 1 };
-                        if let Ok(bytes) = frame::encode(&credit) {
-                            self.peers.send_on_link(link, bytes);
-                        }
+                        self.send_credit(link, target, body.len() as u64, 1);
                     }
                 }
             }
             Frame::Credit { target, bytes, msgs } => self.peers.credit(peer, target, bytes, msgs),
             Frame::Ask { request, target, message, format, payload } => {
-                if !self.limits.ask_begin(peer) {
-                    let max = self.limits.config().inbound_asks_per_peer;
+                let size = body.len();
+                if !self.limits.ask_begin(peer, size) {
+                    let c = self.limits.config();
                     let e = RemoteError::new(
                         RemoteErrorKind::Overloaded,
                         format!(
-                            "{max} asks from this node are being handled, the most allowed (inbound_asks_per_peer)"
+                            "the asks from this node being handled reached {} asks or {} bytes, the most allowed \
+                             (inbound_asks_per_peer, inbound_ask_bytes_per_peer)",
+                            c.inbound_asks_per_peer, c.inbound_ask_bytes_per_peer
                         ),
                     );
                     self.rejected(peer, target, message, &e, "ask refused: too many in flight from this peer");
@@ -88,10 +87,10 @@ impl LinkHandler for Node {
                     return Ok(());
                 }
                 match self.actors.deliver_ask(&self.types, target, message, format, payload) {
-                    Ok(Some(reply)) => self.spawn_reply(peer, request, reply),
-                    Ok(None) => self.limits.ask_end(peer),
+                    Ok(Some(reply)) => self.spawn_reply(peer, request, size, reply),
+                    Ok(None) => self.limits.ask_end(peer, size),
                     Err(e) => {
-                        self.limits.ask_end(peer);
+                        self.limits.ask_end(peer, size);
                         self.rejected(peer, target, message, &e, "ask rejected");
                         self.send_reply(peer, request, Outcome::Error(e));
                     }
@@ -217,10 +216,7 @@ impl Node {
                 let Some(node) = me.upgrade() else { return };
                 let (credits, next) = node.actors.probe_done(job.actor, handled);
                 for c in credits {
-                    let credit = Frame::Credit { target: job.actor, bytes: c.bytes, msgs: c.msgs };
-                    if let Ok(bytes) = frame::encode(&credit) {
-                        node.peers.send_on_link(c.link, bytes);
-                    }
+                    node.send_credit(c.link, job.actor, c.bytes, c.msgs);
                 }
                 match next {
                     Some(next) => job = next,
@@ -231,7 +227,7 @@ impl Node {
     }
 
     /// Runs an ask's reply future in a task of the node and sends its outcome back.
-    fn spawn_reply(&self, peer: NodeId, request: RequestId, reply: crate::dispatch::ReplyFuture) {
+    fn spawn_reply(&self, peer: NodeId, request: RequestId, size: usize, reply: crate::dispatch::ReplyFuture) {
         let me = self.me.clone();
         let stopping = self.life.stopping.clone();
         self.life.tasks.spawn_local(async move {
@@ -241,7 +237,7 @@ impl Node {
                 outcome = reply => outcome,
             };
             let Some(node) = me.upgrade() else { return };
-            node.limits.ask_end(peer);
+            node.limits.ask_end(peer, size);
             match &outcome {
                 Ok(bytes) => node.send_reply(peer, request, Outcome::Value(bytes)),
                 Err(e) => node.send_reply(peer, request, Outcome::Error(e.clone())),

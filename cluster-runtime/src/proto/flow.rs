@@ -10,12 +10,17 @@
 //! an actor's mailbox holds at most about one window per sending link, and a fast sender
 //! slows to the pace of the actor. A link that sends past its window plus one message is
 //! breaking the protocol.
+//!
+//! The same holds for each link as a whole ([`LinkAccount`]): a link's tells to all actors
+//! together stay within the link's window, and once they reach half of it every actor
+//! holding some of them is probed, so a peer cannot multiply its window by the number of
+//! actors it tells.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::LinkId;
+use crate::ids::{LinkId, LocalActorId};
 
 /// A window in bytes and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +171,11 @@ impl InboundAccount {
         }
     }
 
+    /// The links with messages counted.
+    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.outstanding.keys().copied()
+    }
+
     /// Bytes and messages counted for `link`.
     pub fn outstanding(&self, link: LinkId) -> (u64, u64) {
         self.outstanding.get(&link).copied().unwrap_or_default()
@@ -174,6 +184,74 @@ impl InboundAccount {
     /// True while a probe is in flight.
     pub fn probing(&self) -> bool {
         self.probe.is_some()
+    }
+}
+
+/// The receiver's count of one link's unprocessed tells, over all actors.
+#[derive(Debug, Clone)]
+pub struct LinkAccount {
+    window: FlowWindow,
+    max_frame: u64,
+    bytes: u64,
+    msgs: u64,
+    actors: BTreeMap<LocalActorId, u64>,
+}
+
+impl LinkAccount {
+    /// An empty account with `window` for the link, allowing one message of up to
+    /// `max_frame` bytes over it.
+    pub fn new(window: FlowWindow, max_frame: u64) -> Self {
+        Self { window, max_frame, bytes: 0, msgs: 0, actors: BTreeMap::new() }
+    }
+
+    /// A tell of `bytes` for `actor` entered its mailbox. Returns true once the link holds
+    /// half its window or more: then every actor it holds tells in should be probed.
+    pub fn deliver(&mut self, actor: LocalActorId, bytes: usize) -> Result<bool, FlowViolation> {
+        self.bytes += bytes as u64;
+        self.msgs += 1;
+        *self.actors.entry(actor).or_default() += 1;
+        if self.bytes > self.window.bytes + self.max_frame || self.msgs > self.window.msgs + 1 {
+            return Err(FlowViolation {
+                bytes: self.bytes,
+                msgs: self.msgs,
+                window_bytes: self.window.bytes,
+                window_msgs: self.window.msgs,
+            });
+        }
+        Ok(self.over_half())
+    }
+
+    /// True while the link holds half its window or more.
+    pub fn over_half(&self) -> bool {
+        self.bytes * 2 >= self.window.bytes || self.msgs * 2 >= self.window.msgs
+    }
+
+    /// Credit went back for `msgs` tells of `bytes` to `actor`.
+    pub fn credited(&mut self, actor: LocalActorId, bytes: u64, msgs: u64) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.msgs = self.msgs.saturating_sub(msgs);
+        if let Some(n) = self.actors.get_mut(&actor) {
+            *n = n.saturating_sub(msgs);
+            if *n == 0 {
+                self.actors.remove(&actor);
+            }
+        }
+    }
+
+    /// The actor stopped: its tells are no longer counted.
+    pub fn forget_actor(&mut self, actor: LocalActorId, bytes: u64, msgs: u64) {
+        self.credited(actor, bytes, msgs);
+        self.actors.remove(&actor);
+    }
+
+    /// The actors holding tells of this link.
+    pub fn actors(&self) -> impl Iterator<Item = LocalActorId> + '_ {
+        self.actors.keys().copied()
+    }
+
+    /// Bytes and messages counted.
+    pub fn outstanding(&self) -> (u64, u64) {
+        (self.bytes, self.msgs)
     }
 }
 
@@ -244,6 +322,26 @@ mod tests {
         a.probe_sent();
         a.forget(L1);
         assert_eq!(a.probe_done(), (vec![], false));
+    }
+
+    #[test]
+    fn a_link_spreading_tells_over_many_actors_is_held_to_its_own_window() {
+        let link_window = FlowWindow { bytes: 1000, msgs: 40 };
+        let mut total = LinkAccount::new(link_window, 100);
+        // Ten actors, four tells each: none is at half its own window of ten...
+        let mut probe_all = false;
+        for i in 0..40 {
+            probe_all |= total.deliver(LocalActorId(i % 10), 10).expect("within");
+        }
+        assert!(probe_all, "...but the link is at its window: every actor must be probed");
+        assert_eq!(total.actors().count(), 10);
+        assert!(total.deliver(LocalActorId(0), 10).is_ok(), "one message over");
+        assert!(total.deliver(LocalActorId(0), 10).is_err(), "beyond the link's window");
+        for i in 0..10 {
+            total.credited(LocalActorId(i), 40, 4);
+        }
+        assert_eq!(total.actors().collect::<Vec<_>>(), [LocalActorId(0)]);
+        assert_eq!(total.outstanding(), (20, 2));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +20,7 @@ use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, Hello,
 use crate::proto::wire::handshake::Initiator;
 use crate::transport::codec::{frame_codec, HANDSHAKE_MAX_FRAME};
 use crate::transport::protocol_error::ProtocolError;
+use crate::transport::queue::{link_queue, LinkQueue, QueueReceiver};
 use crate::transport::shaper::{ShapedDirection, Shaper};
 
 /// Timing and size limits of a link, and the shaping hook. Built by the node from its
@@ -37,6 +37,8 @@ pub(crate) struct LinkSettings {
     pub(crate) idle_timeout: Duration,
     /// Capacity of the outbound frame queue; senders wait or fail when it is full.
     pub(crate) queue_capacity: usize,
+    /// Bytes the outbound queue may hold.
+    pub(crate) queue_bytes: usize,
     /// Decides the fate of every frame written, when set (tests impose network conditions).
     pub(crate) shaper: Option<Arc<dyn Shaper>>,
     /// Bytes per second the peer may send; the link stops reading while it is over.
@@ -87,7 +89,7 @@ pub(crate) struct LinkUp {
     /// Which side opened the connection.
     pub(crate) initiator: Initiator,
     /// Queue of encoded frames (length prefix included) for this link's writer.
-    pub(crate) sender: mpsc::Sender<EncodedFrame>,
+    pub(crate) sender: LinkQueue,
     /// Cancelling this closes the link at once, without draining the queue.
     pub(crate) close: CancellationToken,
 }
@@ -166,7 +168,7 @@ where
     let (read_half, mut write_half) = tokio::io::split(stream);
     let mut reader = FramedRead::with_capacity(read_half, frame_codec(HANDSHAKE_MAX_FRAME), READ_BUFFER);
     let close = cancel.child_token();
-    let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+    let (sender, receiver) = link_queue(settings.queue_capacity, settings.queue_bytes);
 
     let target = settings.shaper.as_ref().and_then(|s| s.name_of(&peer_addr));
     let ctx = HandshakeCtx { initiator, settings: &settings, target, sender, close: close.clone() };
@@ -242,7 +244,7 @@ struct HandshakeCtx<'a> {
     settings: &'a LinkSettings,
     /// The peer's name when it is known before its hello (from the address).
     target: Option<String>,
-    sender: mpsc::Sender<EncodedFrame>,
+    sender: LinkQueue,
     close: CancellationToken,
 }
 
@@ -455,7 +457,7 @@ struct Heartbeat {
 /// idle link, and, when the direction is shaped, holds each frame until it is due.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut queue: mpsc::Receiver<EncodedFrame>,
+    mut queue: QueueReceiver,
     heartbeat: Heartbeat,
     close: CancellationToken,
     mut shaped: Option<ShapedDirection>,
@@ -468,6 +470,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     ticks.reset();
     let mut wrote = false;
     let mut open = true;
+    // Bytes in `buf` that came from the queue (heartbeats do not), given back once written.
+    let mut from_queue = 0;
     loop {
         let next_due = shaped.as_ref().and_then(ShapedDirection::next_due);
         if !open && next_due.is_none() {
@@ -476,24 +480,33 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             () = close.cancelled() => return,
-            n = queue.recv_many(&mut batch, BATCH_FRAMES), if open => {
+            n = queue.rx.recv_many(&mut batch, BATCH_FRAMES), if open => {
                 if n == 0 {
                     open = false;
                 }
                 match shaped.as_mut() {
                     None => {
                         for f in batch.drain(..) {
+                            from_queue += f.len();
                             buf.extend_from_slice(&f);
                         }
                         // Take whatever else is already queued, up to the batch size, for one write.
                         while buf.len() < BATCH_BYTES {
-                            match queue.try_recv() {
-                                Ok(f) => buf.extend_from_slice(&f),
+                            match queue.rx.try_recv() {
+                                Ok(f) => {
+                                    from_queue += f.len();
+                                    buf.extend_from_slice(&f);
+                                }
                                 Err(_) => break,
                             }
                         }
                     }
-                    Some(s) => batch.drain(..).for_each(|f| s.schedule(f)),
+                    Some(s) => {
+                        // Held frames live in the shaper, outside the queue's bounds.
+                        let len: usize = batch.iter().map(Vec::len).sum();
+                        batch.drain(..).for_each(|f| s.schedule(f));
+                        queue.written(len);
+                    }
                 }
                 wrote = n > 0;
             }
@@ -523,6 +536,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             close.cancel();
             return;
         }
+        queue.written(std::mem::take(&mut from_queue));
         buf.clear();
     }
     let _ = writer.shutdown().await;
@@ -550,7 +564,7 @@ mod tests {
         up: Vec<(String, Initiator)>,
         frames: Vec<String>,
         down: Vec<LinkEnd>,
-        senders: Vec<mpsc::Sender<EncodedFrame>>,
+        senders: Vec<LinkQueue>,
     }
 
     struct TestHandler {
@@ -592,6 +606,7 @@ mod tests {
             heartbeat_interval: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(400),
             queue_capacity: 16,
+            queue_bytes: 1 << 20,
             shaper: None,
             inbound_rate: None,
         }

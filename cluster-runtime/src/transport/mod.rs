@@ -9,5 +9,6 @@ pub mod codec;
 pub(crate) mod link;
 pub mod network;
 pub(crate) mod protocol_error;
+pub(crate) mod queue;
 pub mod resolver;
 pub mod shaper;

@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_FRAME: u32 = 8 * 1024 * 1024;
 /// The flow-control window [`Hello::new`] announces (the configuration's default).
 pub const DEFAULT_FLOW_WINDOW: FlowWindow = FlowWindow { bytes: 1 << 20, msgs: 16_384 };
 
+/// The per-link flow-control window [`Hello::new`] announces (the configuration's default).
+pub const DEFAULT_LINK_WINDOW: FlowWindow = FlowWindow { bytes: 16 << 20, msgs: 65_536 };
+
 /// The body size of an encoded frame (without its length prefix).
 pub fn body_len(frame: &EncodedFrame) -> usize {
     frame.len().saturating_sub(LENGTH_PREFIX)
@@ -62,6 +65,8 @@ pub struct Hello {
     pub max_frame: u32,
     /// The flow-control window the sender grants each link toward each of its actors.
     pub flow: FlowWindow,
+    /// The flow-control window the sender grants each link over all its actors together.
+    pub link_flow: FlowWindow,
 }
 
 impl Hello {
@@ -85,6 +90,7 @@ impl Hello {
             services: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             flow: DEFAULT_FLOW_WINDOW,
+            link_flow: DEFAULT_LINK_WINDOW,
         }
     }
 
