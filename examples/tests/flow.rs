@@ -1,6 +1,7 @@
 //! Flow control from a sender to an actor, across two OS processes: a sender at full
 //! speed to an actor that handles 1,000 messages per second slows to that pace, the
-//! receiving process's memory stays bounded, and no message is lost or reordered.
+//! receiving process's memory stays bounded, and no message is lost or reordered; a raw
+//! peer that ignores its credit and floods is cut off, with the same bound.
 //!
 //! `FLOW_SECONDS` sets the length of the run (30 s by default).
 
@@ -9,14 +10,20 @@ use std::time::Duration;
 
 use actix_cluster::prelude::*;
 use actix_cluster::testkit::process::NodeProcess;
+use actix_cluster::ClusterMessage;
 use actix_cluster_examples::node::{self, NodeArgs};
 use actix_cluster_examples::{Paced, PacedStats, Work};
+use actix_cluster_runtime::ids::{NodeId, WireId};
+use actix_cluster_runtime::proto::wire::frame::{self, Frame, Hello};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const RATE: u64 = 1000;
 const BODY: usize = 1024;
 /// The receiver's resident memory may grow by at most this much over the run.
 const RSS_BOUND: u64 = 8 << 20;
+/// The receiver's resident memory may grow by at most this much under a raw flood.
+const FLOOD_RSS_BOUND: u64 = 24 << 20;
 /// The receiver's flow-control window in messages of this size (its default 1 MiB).
 const WINDOW_MSGS: f64 = (1 << 20) as f64 / BODY as f64;
 
@@ -92,4 +99,78 @@ async fn a_fast_sender_slows_to_the_actors_pace_and_the_receivers_memory_stays_b
     assert!(growth <= RSS_BOUND, "receiver memory grew by {growth} bytes");
     receiver.stop(DEADLINE).await.expect("receiver stops");
     sender.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_peer_flooding_past_its_credit_is_cut_off_and_the_receivers_memory_stays_bounded() {
+    let config = ClusterConfig::new().node_name("legit").bind("127.0.0.1:0").build().expect("config");
+    let legit = ClusterSystem::new("flood", config).start().await.expect("start");
+    let args = NodeArgs::new("flood", "receiver", &[legit.local_addr().to_string()]);
+    let receiver: NodeProcess = node::spawn_node(exe(), &[], &args, DEADLINE, false).await.expect("receiver process");
+    let pid = receiver.pid().expect("pid");
+    legit.wait_for_peers(&["receiver"], DEADLINE).await.expect("linked");
+    // An actor that handles 10 messages per second: a flood fills its window at once.
+    let paced = legit.remote_actor_with("receiver", Paced::new(10)).await.expect("spawn");
+    let target = paced.actor_id().expect("id");
+    let baseline = rss(pid).expect("receiver RSS");
+
+    // A raw peer: a valid handshake, then 40,000 small tells as fast as the socket takes
+    // them, ignoring the window of 16,384 messages it was granted.
+    let mut raw = tokio::net::TcpStream::connect(receiver.addr).await.expect("connect");
+    let hello = Hello::new("flood", NodeId(0xf100d), "flooder", "127.0.0.1:1");
+    raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("hello");
+    let mut len = [0u8; 4];
+    raw.read_exact(&mut len).await.expect("welcome");
+    let mut welcome = vec![0u8; u32::from_be_bytes(len) as usize];
+    raw.read_exact(&mut welcome).await.expect("welcome");
+    assert!(matches!(frame::decode(&welcome), Ok(Frame::Welcome(_))));
+    let started = tokio::time::Instant::now();
+    let mut peak = baseline;
+    let mut written = 0;
+    for seq in 0..40_000u64 {
+        let payload = postcard::to_stdvec(&Work { seq, body: vec![1; 64] }).expect("payload");
+        let tell = Frame::Tell {
+            target,
+            message: WireId(<Work as ClusterMessage>::WIRE_ID),
+            format: actix_cluster::Format::Postcard,
+            payload: &payload,
+        };
+        let sent = tokio::time::timeout(DEADLINE, raw.write_all(&frame::encode(&tell).expect("encode"))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+        written += 1;
+        if seq % 1000 == 0 {
+            peak = peak.max(rss(pid).unwrap_or(0));
+        }
+    }
+    // The receiver closes the flooder's connection, saying why.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, raw.read_to_end(&mut rest)).await.expect("the flooder is cut off");
+    let cut_off = started.elapsed();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !receiver.log().iter().any(|l| l.contains("beyond the window")) {
+        assert!(tokio::time::Instant::now() < deadline, "no log line about the window:\n{:?}", receiver.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    peak = peak.max(rss(pid).unwrap_or(0));
+    let growth = peak.saturating_sub(baseline);
+    println!(
+        "flood: a raw peer wrote {written} of 40000 tells before it was cut off after {cut_off:?}; receiver RSS \
+         {:.1} MiB at start, peak {:.1} MiB (+{:.1} MiB, bound {} MiB)",
+        baseline as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+        growth as f64 / 1048576.0,
+        FLOOD_RSS_BOUND >> 20,
+    );
+    assert!(cut_off < Duration::from_secs(4), "cut off for its window, before any idle timeout: {cut_off:?}");
+    assert!(growth <= FLOOD_RSS_BOUND, "receiver memory grew by {growth} bytes");
+    // The legitimate peer is still served (by another actor: the flooded one works through
+    // the window's worth it accepted, at 10 messages per second).
+    let other = legit.remote_actor_with("receiver", Paced::new(RATE)).await.expect("spawn after the flood");
+    other.tell(Work { seq: 0, body: vec![] }).await.expect("tell");
+    assert_eq!(other.send(PacedStats).await.expect("legit ask"), (1, 0));
+    drop(paced);
+    receiver.stop(DEADLINE).await.expect("receiver stops");
+    legit.shutdown().await;
 }
