@@ -107,7 +107,7 @@ fn raw_hello(cluster: &str) -> Hello {
 /// Connects and completes a valid handshake as a node named `raw-client`.
 async fn handshaken(node: &ClusterSystem) -> TcpStream {
     let mut s = TcpStream::connect(node.local_addr()).await.expect("connect");
-    send(&mut s, &Frame::Hello(raw_hello(node.cluster_name()))).await;
+    send(&mut s, &Frame::Hello(Box::new(raw_hello(node.cluster_name())))).await;
     let body = read_frame(&mut s).await;
     assert!(matches!(frame::decode(&body), Ok(Frame::Welcome(_))), "expected a welcome");
     s
@@ -233,7 +233,7 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
 
     // A replayed handshake (a second Hello on an established link) is a protocol error.
     let mut s = handshaken(&a).await;
-    send(&mut s, &Frame::Hello(raw_hello("hostile"))).await;
+    send(&mut s, &Frame::Hello(Box::new(raw_hello("hostile")))).await;
     read_until_closed(&mut s).await;
     logs.wait_for("unexpected Hello after the handshake").await;
     legit_still_works().await;

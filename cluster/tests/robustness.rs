@@ -286,7 +286,7 @@ fn hello(name: &str) -> Hello {
 
 async fn reject_reason(node: &ClusterSystem, hello: Hello) -> RejectReason {
     let mut s = TcpStream::connect(node.local_addr()).await.expect("connect");
-    s.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("write");
+    s.write_all(&frame::encode(&Frame::Hello(Box::new(hello))).expect("encode")).await.expect("write");
     let mut len = [0u8; 4];
     tokio::time::timeout(DEADLINE, s.read_exact(&mut len)).await.expect("answer").expect("len");
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -389,7 +389,7 @@ async fn held_up_a_crash_under_a_thousand_asks_a_slow_handshake_and_random_input
     assert!(killed.elapsed() < Duration::from_secs(5), "all failed within {:?}", killed.elapsed());
     // A slow handshake, one byte of a hello every 100 ms, is closed at the deadline.
     let mut slow = TcpStream::connect(a.local_addr()).await.expect("connect");
-    let hello_bytes = frame::encode(&Frame::Hello(hello("slowloris"))).expect("encode");
+    let hello_bytes = frame::encode(&Frame::Hello(Box::new(hello("slowloris")))).expect("encode");
     let started = tokio::time::Instant::now();
     let mut bytes = hello_bytes.iter().cycle();
     let closed_after = loop {

@@ -118,7 +118,7 @@ async fn a_peer_flooding_past_its_credit_is_cut_off_and_the_receivers_memory_sta
     // them, ignoring the window of 16,384 messages it was granted.
     let mut raw = tokio::net::TcpStream::connect(receiver.addr).await.expect("connect");
     let hello = Hello::new("flood", NodeId(0xf100d), "flooder", "127.0.0.1:1");
-    raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("hello");
+    raw.write_all(&frame::encode(&Frame::Hello(Box::new(hello))).expect("encode")).await.expect("hello");
     let mut len = [0u8; 4];
     raw.read_exact(&mut len).await.expect("welcome");
     let mut welcome = vec![0u8; u32::from_be_bytes(len) as usize];

@@ -126,7 +126,7 @@ fn check_hello_size(node: &NodeConfig) -> Result<(), ConfigError> {
     hello.max_frame = u32::MAX;
     hello.profile = node.profile.clone();
     hello.services = vec![ServiceVersion { channel: Channel(u16::MAX), version: u16::MAX }; 32];
-    let size = frame::encode(&Frame::Hello(hello)).map(|b| frame::body_len(&b)).unwrap_or(usize::MAX);
+    let size = frame::encode(&Frame::Hello(Box::new(hello))).map(|b| frame::body_len(&b)).unwrap_or(usize::MAX);
     if size <= HANDSHAKE_MAX_FRAME {
         return Ok(());
     }

@@ -94,7 +94,7 @@ impl Table {
         for link in actor.inbound.links().collect::<Vec<_>>() {
             let (bytes, msgs) = actor.inbound.outstanding(link);
             if let Some(account) = self.links.get_mut(&link) {
-                account.forget_actor(id, bytes, msgs);
+                account.credited(id, bytes, msgs, true);
             }
             let _ = self.orphans.send(OrphanCredit { link, actor: id, bytes, msgs });
         }
@@ -257,17 +257,29 @@ impl Actors {
         payload: &[u8],
         size: usize,
     ) -> Result<Vec<ProbeJob>, Undelivered> {
-        let found = lock(&self.table).actors.get(&target).map(|a| (a.type_id, a.addr.clone()));
-        let (type_id, addr) = found.ok_or_else(|| Undelivered::Refused(unknown_actor(target)))?;
-        let handler = handler(types, type_id, target, message).map_err(Undelivered::Refused)?;
-        // Decoded outside the lock; counted once it is in the mailbox.
-        (handler.dispatch)(&*addr, format, payload, false).map_err(Undelivered::Refused)?;
+        // Counted under the lock while the actor is looked up, decoded outside it; a tell that
+        // does not decode is taken off the count again.
+        let (addr, handler, actor_due, link_due) = {
+            let mut table = lock(&self.table);
+            let t = &mut *table;
+            let actor = t.actors.get_mut(&target).ok_or_else(|| Undelivered::Refused(unknown_actor(target)))?;
+            let handler = handler(types, actor.type_id, target, message).map_err(Undelivered::Refused)?;
+            let (actor_due, first) = actor.inbound.deliver(link, size).map_err(Undelivered::Flow)?;
+            let addr = actor.addr.clone();
+            let account = t.links.entry(link).or_insert_with(|| LinkAccount::new(self.link_window, self.max_frame));
+            let link_due = account.deliver(target, size, first).map_err(Undelivered::Flow)?;
+            (addr, handler, actor_due, link_due)
+        };
+        if let Err(e) = (handler.dispatch)(&*addr, format, payload, false) {
+            self.undeliver(link, target, size);
+            return Err(Undelivered::Refused(e));
+        }
+        if !actor_due && !link_due {
+            return Ok(Vec::new());
+        }
         let mut table = lock(&self.table);
         let t = &mut *table;
-        let Some(actor) = t.actors.get_mut(&target) else { return Ok(Vec::new()) };
-        let actor_due = actor.inbound.deliver(link, size).map_err(Undelivered::Flow)?;
-        let account = t.links.entry(link).or_insert_with(|| LinkAccount::new(self.link_window, self.max_frame));
-        let link_due = account.deliver(target, size).map_err(Undelivered::Flow)?;
+        let Some(account) = t.links.get(&link) else { return Ok(Vec::new()) };
         let due: Vec<LocalActorId> = if link_due {
             // The link is at half its window: every actor holding its tells is probed.
             account.actors().collect()
@@ -290,6 +302,19 @@ impl Actors {
         Ok(jobs)
     }
 
+    /// Takes a tell that was counted but not delivered off the counts.
+    fn undeliver(&self, link: LinkId, target: LocalActorId, size: usize) {
+        let mut table = lock(&self.table);
+        let t = &mut *table;
+        let drained = t.actors.get_mut(&target).is_none_or(|a| {
+            a.inbound.undeliver(link, size);
+            a.inbound.outstanding(link) == (0, 0)
+        });
+        if let Some(account) = t.links.get_mut(&link) {
+            account.credited(target, size as u64, 1, drained);
+        }
+    }
+
     /// Actor `actor` answered its probe (`handled`), or stopped: returns the credit to send
     /// back and the next probe to await, if one is due.
     pub(crate) fn probe_done(&self, actor: LocalActorId, handled: bool) -> (Vec<Credit>, Option<ProbeJob>) {
@@ -299,7 +324,7 @@ impl Actors {
         let (credits, actor_due) = a.inbound.probe_done();
         for c in &credits {
             if let Some(account) = t.links.get_mut(&c.link) {
-                account.credited(actor, c.bytes, c.msgs);
+                account.credited(actor, c.bytes, c.msgs, a.inbound.outstanding(c.link) == (0, 0));
             }
         }
         let link_due = a.inbound.links().any(|l| t.links.get(&l).is_some_and(LinkAccount::over_half));

@@ -16,11 +16,9 @@
 //! holding some of them is probed, so a peer cannot multiply its window by the number of
 //! actors it tells.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{LinkId, LocalActorId};
+use crate::ids::{IdMap, LinkId, LocalActorId};
 
 /// A window in bytes and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,11 +44,13 @@ impl SendWindow {
     }
 
     /// True while credit is left in both units.
+    #[inline]
     pub fn can_send(&self) -> bool {
         self.bytes > 0 && self.msgs > 0
     }
 
     /// Takes the credit of one message of `bytes`.
+    #[inline]
     pub fn debit(&mut self, bytes: usize) {
         self.bytes -= clamp(bytes as u64);
         self.msgs -= 1;
@@ -103,38 +103,61 @@ pub struct InboundAccount {
     window: FlowWindow,
     /// The largest message a link may overdraw its window by.
     max_frame: u64,
-    outstanding: BTreeMap<LinkId, (u64, u64)>,
+    /// Per link: (bytes, messages). A handful of links at most, so a vector.
+    outstanding: Vec<(LinkId, (u64, u64))>,
     /// What the probe in flight covers.
-    probe: Option<BTreeMap<LinkId, (u64, u64)>>,
+    probe: Option<Vec<(LinkId, (u64, u64))>>,
 }
 
 impl InboundAccount {
     /// An empty account with `window` per link, allowing one message of up to `max_frame`
     /// bytes over it.
     pub fn new(window: FlowWindow, max_frame: u64) -> Self {
-        Self { window, max_frame, outstanding: BTreeMap::new(), probe: None }
+        Self { window, max_frame, outstanding: Vec::new(), probe: None }
     }
 
-    /// A message of `bytes` from `link` entered the mailbox. Returns true if a probe should
-    /// be sent now (then call [`probe_sent`](Self::probe_sent)).
-    pub fn deliver(&mut self, link: LinkId, bytes: usize) -> Result<bool, FlowViolation> {
-        let entry = self.outstanding.entry(link).or_default();
+    #[inline]
+    fn slot(&mut self, link: LinkId) -> &mut (u64, u64) {
+        let i = match self.outstanding.iter().position(|(l, _)| *l == link) {
+            Some(i) => i,
+            None => {
+                self.outstanding.push((link, (0, 0)));
+                self.outstanding.len() - 1
+            }
+        };
+        &mut self.outstanding[i].1
+    }
+
+    /// A message of `bytes` from `link` entered the mailbox. Returns whether a probe should
+    /// be sent now (then call [`probe_sent`](Self::probe_sent)), and whether it is the first
+    /// message counted for that link.
+    #[inline]
+    pub fn deliver(&mut self, link: LinkId, bytes: usize) -> Result<(bool, bool), FlowViolation> {
+        let (window, max_frame, probing) = (self.window, self.max_frame, self.probe.is_some());
+        let entry = self.slot(link);
+        let first = *entry == (0, 0);
         entry.0 += bytes as u64;
         entry.1 += 1;
         let (b, m) = *entry;
-        if b > self.window.bytes + self.max_frame || m > self.window.msgs + 1 {
-            return Err(FlowViolation {
-                bytes: b,
-                msgs: m,
-                window_bytes: self.window.bytes,
-                window_msgs: self.window.msgs,
-            });
+        if b > window.bytes + max_frame || m > window.msgs + 1 {
+            return Err(FlowViolation { bytes: b, msgs: m, window_bytes: window.bytes, window_msgs: window.msgs });
         }
-        Ok(self.probe.is_none() && self.over_half())
+        // Only this link's count changed.
+        let due = !probing && (b * 2 >= window.bytes || m * 2 >= window.msgs);
+        Ok((due, first))
     }
 
     fn over_half(&self) -> bool {
-        self.outstanding.values().any(|(b, m)| *b * 2 >= self.window.bytes || *m * 2 >= self.window.msgs)
+        self.outstanding.iter().any(|(_, (b, m))| *b * 2 >= self.window.bytes || *m * 2 >= self.window.msgs)
+    }
+
+    /// Takes back a message of `bytes` from `link` that was counted but did not reach the
+    /// mailbox.
+    pub fn undeliver(&mut self, link: LinkId, bytes: usize) {
+        let entry = self.slot(link);
+        entry.0 = entry.0.saturating_sub(bytes as u64);
+        entry.1 = entry.1.saturating_sub(1);
+        self.outstanding.retain(|(_, c)| *c != (0, 0));
     }
 
     /// A probe went into the mailbox behind everything counted so far.
@@ -148,12 +171,13 @@ impl InboundAccount {
         let covered = self.probe.take().unwrap_or_default();
         let mut credits = Vec::new();
         for (link, (b, m)) in covered {
-            if let Some(entry) = self.outstanding.get_mut(&link) {
+            if let Some(i) = self.outstanding.iter().position(|(l, _)| *l == link) {
+                let entry = &mut self.outstanding[i].1;
                 let (b, m) = (b.min(entry.0), m.min(entry.1));
                 entry.0 -= b;
                 entry.1 -= m;
                 if *entry == (0, 0) {
-                    self.outstanding.remove(&link);
+                    self.outstanding.swap_remove(i);
                 }
                 if b > 0 || m > 0 {
                     credits.push(Credit { link, bytes: b, msgs: m });
@@ -165,20 +189,20 @@ impl InboundAccount {
 
     /// The link is gone: its count is dropped (no credit can reach it).
     pub fn forget(&mut self, link: LinkId) {
-        self.outstanding.remove(&link);
+        self.outstanding.retain(|(l, _)| *l != link);
         if let Some(p) = self.probe.as_mut() {
-            p.remove(&link);
+            p.retain(|(l, _)| *l != link);
         }
     }
 
     /// The links with messages counted.
     pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
-        self.outstanding.keys().copied()
+        self.outstanding.iter().map(|(l, _)| *l)
     }
 
     /// Bytes and messages counted for `link`.
     pub fn outstanding(&self, link: LinkId) -> (u64, u64) {
-        self.outstanding.get(&link).copied().unwrap_or_default()
+        self.outstanding.iter().find(|(l, _)| *l == link).map_or((0, 0), |(_, c)| *c)
     }
 
     /// True while a probe is in flight.
@@ -194,22 +218,27 @@ pub struct LinkAccount {
     max_frame: u64,
     bytes: u64,
     msgs: u64,
-    actors: BTreeMap<LocalActorId, u64>,
+    /// The actors holding some of this link's tells.
+    actors: IdMap<LocalActorId, ()>,
 }
 
 impl LinkAccount {
     /// An empty account with `window` for the link, allowing one message of up to
     /// `max_frame` bytes over it.
     pub fn new(window: FlowWindow, max_frame: u64) -> Self {
-        Self { window, max_frame, bytes: 0, msgs: 0, actors: BTreeMap::new() }
+        Self { window, max_frame, bytes: 0, msgs: 0, actors: IdMap::default() }
     }
 
-    /// A tell of `bytes` for `actor` entered its mailbox. Returns true once the link holds
-    /// half its window or more: then every actor it holds tells in should be probed.
-    pub fn deliver(&mut self, actor: LocalActorId, bytes: usize) -> Result<bool, FlowViolation> {
+    /// A tell of `bytes` for `actor` entered its mailbox (`first`: the first the actor holds
+    /// from this link). Returns true once the link holds half its window or more: then every
+    /// actor it holds tells in should be probed.
+    #[inline]
+    pub fn deliver(&mut self, actor: LocalActorId, bytes: usize, first: bool) -> Result<bool, FlowViolation> {
         self.bytes += bytes as u64;
         self.msgs += 1;
-        *self.actors.entry(actor).or_default() += 1;
+        if first {
+            self.actors.insert(actor, ());
+        }
         if self.bytes > self.window.bytes + self.max_frame || self.msgs > self.window.msgs + 1 {
             return Err(FlowViolation {
                 bytes: self.bytes,
@@ -222,26 +251,19 @@ impl LinkAccount {
     }
 
     /// True while the link holds half its window or more.
+    #[inline]
     pub fn over_half(&self) -> bool {
         self.bytes * 2 >= self.window.bytes || self.msgs * 2 >= self.window.msgs
     }
 
-    /// Credit went back for `msgs` tells of `bytes` to `actor`.
-    pub fn credited(&mut self, actor: LocalActorId, bytes: u64, msgs: u64) {
+    /// Credit went back for `msgs` tells of `bytes` to `actor`; `drained` if the actor holds
+    /// none of this link's tells any more.
+    pub fn credited(&mut self, actor: LocalActorId, bytes: u64, msgs: u64, drained: bool) {
         self.bytes = self.bytes.saturating_sub(bytes);
         self.msgs = self.msgs.saturating_sub(msgs);
-        if let Some(n) = self.actors.get_mut(&actor) {
-            *n = n.saturating_sub(msgs);
-            if *n == 0 {
-                self.actors.remove(&actor);
-            }
+        if drained {
+            self.actors.remove(&actor);
         }
-    }
-
-    /// The actor stopped: its tells are no longer counted.
-    pub fn forget_actor(&mut self, actor: LocalActorId, bytes: u64, msgs: u64) {
-        self.credited(actor, bytes, msgs);
-        self.actors.remove(&actor);
     }
 
     /// The actors holding tells of this link.
@@ -282,11 +304,11 @@ mod tests {
     #[test]
     fn a_probe_starts_at_half_a_window_and_returns_what_it_covered() {
         let mut a = InboundAccount::new(W, 4096);
-        assert_eq!(a.deliver(L1, 100), Ok(false));
-        assert_eq!(a.deliver(L1, 400), Ok(true), "half the bytes");
+        assert_eq!(a.deliver(L1, 100), Ok((false, true)));
+        assert_eq!(a.deliver(L1, 400), Ok((true, false)), "half the bytes");
         a.probe_sent();
-        assert_eq!(a.deliver(L1, 100), Ok(false), "one probe at a time");
-        assert_eq!(a.deliver(L2, 10), Ok(false));
+        assert_eq!(a.deliver(L1, 100), Ok((false, false)), "one probe at a time");
+        assert_eq!(a.deliver(L2, 10), Ok((false, true)));
         let (credits, again) = a.probe_done();
         assert_eq!(credits, vec![Credit { link: L1, bytes: 500, msgs: 2 }]);
         assert!(!again);
@@ -297,7 +319,7 @@ mod tests {
     #[test]
     fn many_small_messages_trigger_a_probe_by_count() {
         let mut a = InboundAccount::new(W, 4096);
-        let probes: Vec<bool> = (0..5).map(|_| a.deliver(L1, 1).expect("within")).collect();
+        let probes: Vec<bool> = (0..5).map(|_| a.deliver(L1, 1).expect("within").0).collect();
         assert_eq!(probes, [false, false, false, false, true]);
     }
 
@@ -331,14 +353,14 @@ mod tests {
         // Ten actors, four tells each: none is at half its own window of ten...
         let mut probe_all = false;
         for i in 0..40 {
-            probe_all |= total.deliver(LocalActorId(i % 10), 10).expect("within");
+            probe_all |= total.deliver(LocalActorId(i % 10), 10, i < 10).expect("within");
         }
         assert!(probe_all, "...but the link is at its window: every actor must be probed");
         assert_eq!(total.actors().count(), 10);
-        assert!(total.deliver(LocalActorId(0), 10).is_ok(), "one message over");
-        assert!(total.deliver(LocalActorId(0), 10).is_err(), "beyond the link's window");
+        assert!(total.deliver(LocalActorId(0), 10, false).is_ok(), "one message over");
+        assert!(total.deliver(LocalActorId(0), 10, false).is_err(), "beyond the link's window");
         for i in 0..10 {
-            total.credited(LocalActorId(i), 40, 4);
+            total.credited(LocalActorId(i), 40, 4, i > 0);
         }
         assert_eq!(total.actors().collect::<Vec<_>>(), [LocalActorId(0)]);
         assert_eq!(total.outstanding(), (20, 2));
@@ -357,7 +379,7 @@ mod tests {
             while send.can_send() {
                 send.debit(50);
                 mailbox.push_back(50usize);
-                if recv.deliver(L1, 50).expect("the sender respects the window") {
+                if recv.deliver(L1, 50).expect("the sender respects the window").0 {
                     recv.probe_sent();
                     probe_at = Some(handled + mailbox.len());
                 }

@@ -273,10 +273,10 @@ where
             if blocked(target.as_deref()) {
                 return swallowed().await;
             }
-            write_frame(writer, &Frame::Hello(ours.clone())).await.map_err(failed)?;
+            write_frame(writer, &Frame::Hello(Box::new(ours.clone()))).await.map_err(failed)?;
             let body = next_body(reader).await.map_err(failed)?;
             let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
-                Frame::Welcome(h) => h,
+                Frame::Welcome(h) => *h,
                 Frame::Reject(reason) => {
                     let peer = match reason {
                         RejectReason::DuplicateLink { node } => Some(node),
@@ -302,7 +302,7 @@ where
         Initiator::Remote => {
             let body = next_body(reader).await.map_err(failed)?;
             let theirs = match frame::decode(&body).map_err(|e| failed(e.to_string()))? {
-                Frame::Hello(h) => h,
+                Frame::Hello(h) => *h,
                 other => return Err(failed(format!("expected Hello, got {}", other.kind()))),
             };
             if blocked(Some(&theirs.node_name)) {
@@ -317,7 +317,7 @@ where
                 Ok(id) => {
                     // Frames queued by the node after link_up are written by the writer task,
                     // which starts after this: the Welcome is always first.
-                    write_frame(writer, &Frame::Welcome(ours.clone())).await.map_err(failed)?;
+                    write_frame(writer, &Frame::Welcome(Box::new(ours.clone()))).await.map_err(failed)?;
                     Ok((id, theirs))
                 }
                 Err(reason) => {
@@ -748,7 +748,7 @@ mod tests {
             // A peer that completes the handshake and then never writes again (while its
             // connection stays open, as across a network partition).
             let hello = Hello::new("c", NodeId(9), "raw", "mem");
-            raw.write_all(&frame::encode(&Frame::Hello(hello)).expect("encode")).await.expect("write");
+            raw.write_all(&frame::encode(&Frame::Hello(Box::new(hello))).expect("encode")).await.expect("write");
             let reader = tokio::task::spawn_local(async move {
                 let mut sink = Vec::new();
                 let _ = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut sink).await;

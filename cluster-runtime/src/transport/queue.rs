@@ -21,6 +21,8 @@ struct Bytes {
     used: AtomicUsize,
     limit: usize,
     room: Notify,
+    /// Senders waiting for room; the writer notifies only when there are some.
+    waiting: AtomicUsize,
 }
 
 /// The sending side of a link's queue. Cheap to clone.
@@ -40,13 +42,18 @@ pub(crate) struct QueueReceiver {
 /// fits when the queue is empty).
 pub(crate) fn link_queue(frames: usize, bytes: usize) -> (LinkQueue, QueueReceiver) {
     let (tx, rx) = mpsc::channel(frames.max(1));
-    let bytes = Arc::new(Bytes { used: AtomicUsize::new(0), limit: bytes.max(1), room: Notify::new() });
+    let bytes = Arc::new(Bytes {
+        used: AtomicUsize::new(0),
+        limit: bytes.max(1),
+        room: Notify::new(),
+        waiting: AtomicUsize::new(0),
+    });
     (LinkQueue { tx, bytes: bytes.clone() }, QueueReceiver { rx, bytes })
 }
 
 impl LinkQueue {
     fn fits(&self, len: usize) -> bool {
-        let used = self.bytes.used.load(Ordering::Acquire);
+        let used = self.bytes.used.load(Ordering::SeqCst);
         used == 0 || used + len <= self.bytes.limit
     }
 
@@ -73,13 +80,19 @@ impl LinkQueue {
             let room = self.bytes.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if self.tx.is_closed() {
-                return Err(QueueError::Closed);
-            }
-            if self.fits(len) {
+            // Announced before looking at the room, and the writer frees room before looking
+            // at this (both sequentially consistent): one of the two sees the other.
+            self.bytes.waiting.fetch_add(1, Ordering::SeqCst);
+            let (closed, fits) = (self.tx.is_closed(), self.fits(len));
+            if closed || fits {
+                self.bytes.waiting.fetch_sub(1, Ordering::SeqCst);
+                if closed {
+                    return Err(QueueError::Closed);
+                }
                 break;
             }
             room.await;
+            self.bytes.waiting.fetch_sub(1, Ordering::SeqCst);
         }
         self.bytes.used.fetch_add(len, Ordering::AcqRel);
         self.tx.send(frame).await.map_err(|_| {
@@ -98,8 +111,10 @@ impl QueueReceiver {
     /// The writer wrote `len` bytes of queued frames: their room is free again.
     pub(crate) fn written(&self, len: usize) {
         if len > 0 {
-            self.bytes.used.fetch_sub(len, Ordering::AcqRel);
-            self.bytes.room.notify_waiters();
+            self.bytes.used.fetch_sub(len, Ordering::SeqCst);
+            if self.bytes.waiting.load(Ordering::SeqCst) > 0 {
+                self.bytes.room.notify_waiters();
+            }
         }
     }
 }

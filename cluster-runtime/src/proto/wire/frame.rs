@@ -193,10 +193,11 @@ frames! {
     /// One frame on a link.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub enum Frame<'a> {
-        /// First frame of the connecting side.
-        Hello(Hello),
+        /// First frame of the connecting side. (Boxed: it is by far the largest variant, and
+        /// every frame value would otherwise be as large as it.)
+        Hello(Box<Hello>),
         /// The accepting side's answer to a valid [`Frame::Hello`], carrying its identity.
-        Welcome(Hello),
+        Welcome(Box<Hello>),
         /// The handshake was refused; the connection closes after this frame.
         Reject(RejectReason),
         /// A one-way message to an actor.
@@ -352,8 +353,8 @@ mod tests {
     fn every_frame_kind_round_trips() {
         let (a, m, r) = (LocalActorId(1), WireId(2), RequestId(9));
         let frames = [
-            Frame::Hello(hello()),
-            Frame::Welcome(hello()),
+            Frame::Hello(Box::new(hello())),
+            Frame::Welcome(Box::new(hello())),
             Frame::Reject(RejectReason::Version { ours: 1 }),
             Frame::Tell { target: a, message: m, format: Format::Postcard, payload: b"abc" },
             Frame::Ask { request: r, target: a, message: m, format: Format::Json, payload: b"{}" },
@@ -415,7 +416,7 @@ mod tests {
         assert!(matches!(decode(&[]), Err(FrameError::Malformed(_))));
         assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(FrameError::Malformed(_))));
         assert!(matches!(decode(&[200]), Err(FrameError::Malformed(_))), "unknown variant");
-        let bytes = encode(&Frame::Hello(hello())).expect("encode");
+        let bytes = encode(&Frame::Hello(Box::new(hello()))).expect("encode");
         let b = body(&bytes);
         for cut in 0..b.len() {
             assert!(decode(&b[..cut]).is_err(), "truncated at {cut} must fail");
