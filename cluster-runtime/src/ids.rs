@@ -18,6 +18,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident($inner:ty), $fmt:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
         pub struct $name(pub $inner);
 
         impl fmt::Display for $name {

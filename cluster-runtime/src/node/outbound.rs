@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::ids::{LinkId, LocalActorId, NodeId, RequestId};
 use crate::node::kernel::Node;
-use crate::node::peers::Admit;
+use crate::node::peers::TellBlocked;
 use crate::node::requests::Reply;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, Outcome};
 use crate::transport::queue::{LinkQueue, QueueError};
@@ -35,18 +35,17 @@ impl Node {
             return Err(ClusterError::Shutdown);
         }
         let size = frame::body_len(&bytes);
-        let sender = match self.peers.admit_tell(peer, target, size) {
-            Admit::Go(sender) => sender,
-            Admit::NoCredit(_) => return Err(ClusterError::Backpressure { node: peer_name.to_owned() }),
-            Admit::NoLink => return Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
-        };
-        sender.try_send(bytes).map_err(|e| {
-            self.peers.refund(peer, target, size);
-            match e {
-                QueueError::Closed => ClusterError::LinkDown { node: peer_name.to_owned() },
-                QueueError::Full(_) => ClusterError::Backpressure { node: peer_name.to_owned() },
+        match self.peers.try_tell(peer, target, bytes) {
+            Ok(()) => Ok(()),
+            Err(TellBlocked::NoCredit(..)) => Err(ClusterError::Backpressure { node: peer_name.to_owned() }),
+            Err(TellBlocked::QueueFull(..)) => {
+                self.peers.refund(peer, target, size);
+                Err(ClusterError::Backpressure { node: peer_name.to_owned() })
             }
-        })
+            Err(TellBlocked::Closed | TellBlocked::NoLink) => {
+                Err(ClusterError::LinkDown { node: peer_name.to_owned() })
+            }
+        }
     }
 
     /// Queues a one-way frame for actor `target` of `peer`, waiting for the actor's credit
@@ -58,16 +57,28 @@ impl Node {
         target: LocalActorId,
         bytes: EncodedFrame,
     ) -> Result<(), ClusterError> {
-        let size = frame::body_len(&bytes);
-        let sender = loop {
+        let mut bytes = bytes;
+        loop {
             if self.life.is_shut_down() {
                 return Err(ClusterError::Shutdown);
             }
-            let credit = match self.peers.admit_tell(peer, target, size) {
-                Admit::Go(sender) => break sender,
-                Admit::NoCredit(credit) => credit,
-                Admit::NoLink => return Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
+            let (credit, back) = match self.peers.try_tell(peer, target, bytes) {
+                Ok(()) => {
+                    // A loop of awaited tells that never wait would starve the link's writer
+                    // on this thread; yield when the task's budget is spent.
+                    tokio::task::consume_budget().await;
+                    return Ok(());
+                }
+                Err(TellBlocked::NoCredit(credit, back)) => (credit, back),
+                Err(TellBlocked::QueueFull(queue, back)) => {
+                    // Its credit is taken: wait for room.
+                    return queue.send(back).await.map_err(|_| ClusterError::LinkDown { node: peer_name.to_owned() });
+                }
+                Err(TellBlocked::Closed | TellBlocked::NoLink) => {
+                    return Err(ClusterError::LinkDown { node: peer_name.to_owned() })
+                }
             };
+            bytes = back;
             // Registered before checking again, so credit that arrives in between wakes it.
             let returned = credit.notified();
             tokio::pin!(returned);
@@ -79,18 +90,6 @@ impl Node {
                 biased;
                 () = self.life.stopping.cancelled() => return Err(ClusterError::Shutdown),
                 () = returned => {}
-            }
-        };
-        match sender.try_send(bytes) {
-            Ok(()) => {
-                // A loop of awaited tells that never wait for room would starve the link's
-                // writer on this thread; yield when the task's budget is spent.
-                tokio::task::consume_budget().await;
-                Ok(())
-            }
-            Err(QueueError::Closed) => Err(ClusterError::LinkDown { node: peer_name.to_owned() }),
-            Err(QueueError::Full(bytes)) => {
-                sender.send(bytes).await.map_err(|_| ClusterError::LinkDown { node: peer_name.to_owned() })
             }
         }
     }

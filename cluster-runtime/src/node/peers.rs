@@ -13,7 +13,7 @@ use crate::proto::membership::Profile;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame, GoodbyeReason, RejectReason};
 use crate::proto::wire::handshake::{self, Initiator};
 use crate::transport::link::LinkUp;
-use crate::transport::queue::LinkQueue;
+use crate::transport::queue::{LinkQueue, QueueError};
 
 /// What this node knows about a linked peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +48,14 @@ struct Peer {
     credit: Arc<Notify>,
 }
 
-/// Whether a tell may go out now.
-pub(crate) enum Admit {
-    /// Yes: its credit is taken; queue it here.
-    Go(LinkQueue),
-    /// Not before credit comes back; wait for this.
-    NoCredit(Arc<Notify>),
+/// Why a tell did not go out at once.
+pub(crate) enum TellBlocked {
+    /// No credit left: wait for this, then try again.
+    NoCredit(Arc<Notify>, EncodedFrame),
+    /// Its credit is taken but the link's queue is full: wait for room on this queue.
+    QueueFull(LinkQueue, EncodedFrame),
+    /// The link's queue is closed (its credit was given back).
+    Closed,
     /// There is no link to the peer.
     NoLink,
 }
@@ -75,6 +77,14 @@ pub(crate) struct Registered {
 /// A link that was removed from the table.
 pub(crate) struct Removed {
     pub(crate) info: PeerInfo,
+}
+
+/// Gives back the credit of one tell of `size` bytes to `target` on `p`'s link.
+fn window_refund(p: &mut Peer, target: LocalActorId, size: usize) {
+    p.link_window.credit(size as u64, 1);
+    if let Some(w) = p.windows.get_mut(&target) {
+        w.credit(size as u64, 1);
+    }
 }
 
 /// The peer table.
@@ -217,19 +227,27 @@ impl Peers {
         sender.try_send(bytes).is_ok()
     }
 
-    /// Takes the credit for a tell of `size` bytes to actor `target` of `peer`, if it has
-    /// credit left.
-    pub(crate) fn admit_tell(&self, peer: NodeId, target: LocalActorId, size: usize) -> Admit {
+    /// Queues a tell to actor `target` of `peer`, taking its credit, if there is credit
+    /// left and room in the link's queue.
+    pub(crate) fn try_tell(&self, peer: NodeId, target: LocalActorId, bytes: EncodedFrame) -> Result<(), TellBlocked> {
+        let size = frame::body_len(&bytes);
         let mut t = self.lock();
-        let Some(p) = t.by_id.get_mut(&peer) else { return Admit::NoLink };
+        let Some(p) = t.by_id.get_mut(&peer) else { return Err(TellBlocked::NoLink) };
         let flow = p.flow;
         let window = p.windows.entry(target).or_insert_with(|| SendWindow::new(flow));
         if !window.can_send() || !p.link_window.can_send() {
-            return Admit::NoCredit(p.credit.clone());
+            return Err(TellBlocked::NoCredit(p.credit.clone(), bytes));
         }
         window.debit(size);
         p.link_window.debit(size);
-        Admit::Go(p.sender.clone())
+        match p.sender.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(QueueError::Full(bytes)) => Err(TellBlocked::QueueFull(p.sender.clone(), bytes)),
+            Err(QueueError::Closed) => {
+                window_refund(p, target, size);
+                Err(TellBlocked::Closed)
+            }
+        }
     }
 
     /// Gives back the credit of a tell that was not queued after all.
