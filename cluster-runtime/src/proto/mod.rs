@@ -8,6 +8,8 @@
 pub mod backoff;
 pub mod flow;
 pub mod membership;
+pub mod placement;
+pub mod registry;
 pub mod timer;
 pub mod wire;
 pub mod wire_id;

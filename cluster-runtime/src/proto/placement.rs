@@ -1,0 +1,201 @@
+//! Where a new actor goes: a pure function of the members that are up (with their roles and
+//! latest resource reports), the request, a little state (the round-robin position) and an
+//! injected RNG.
+
+use rand::Rng;
+
+use crate::proto::membership::ResourceReport;
+use crate::proto::registry::ring;
+
+/// A placement strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// On the node that asks.
+    Local,
+    /// On the named node.
+    Node(String),
+    /// On a node with this role (round robin among them).
+    Role(String),
+    /// On each member in turn, in name order.
+    RoundRobin,
+    /// On a member drawn at random.
+    Random,
+    /// On the less loaded of two members drawn at random ("power of two choices": close to
+    /// the least loaded, without every node piling onto the same one from stale reports).
+    LeastLoaded,
+    /// On the member that owns the key on the ring, so every node picks the same one.
+    ConsistentHash(String),
+}
+
+/// A member that can host actors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Its latest resource report, if any arrived.
+    pub load: Option<ResourceReport>,
+}
+
+impl Candidate {
+    /// How loaded the member is: actors plus requests in flight (a member without a report
+    /// counts as idle).
+    pub fn load_score(&self) -> u64 {
+        self.load.map_or(0, |r| r.actor_count + r.in_flight)
+    }
+}
+
+/// Why no member could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// No member is up.
+    #[error("no member is up to place the actor on")]
+    NoMember,
+    /// The named node is not an up member.
+    #[error("node `{0}` is not an up member")]
+    UnknownNode(String),
+    /// No up member has the role.
+    #[error("no up member has the role `{0}`")]
+    NoRole(String),
+}
+
+/// What placement remembers between decisions.
+#[derive(Debug, Clone, Default)]
+pub struct PlacementState {
+    next: u64,
+}
+
+/// Chooses the member for a new actor. `local` is the asking node; `members` are the up
+/// members (the asking node among them), in any order.
+pub fn place<R: Rng + ?Sized>(
+    strategy: &Strategy,
+    local: &str,
+    members: &[Candidate],
+    state: &mut PlacementState,
+    rng: &mut R,
+) -> Result<String, PlacementError> {
+    let mut sorted: Vec<&Candidate> = members.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    if sorted.is_empty() {
+        return Err(PlacementError::NoMember);
+    }
+    let mut turn = |among: &[&Candidate]| {
+        let i = (state.next % among.len() as u64) as usize;
+        state.next = state.next.wrapping_add(1);
+        among[i].name.clone()
+    };
+    match strategy {
+        Strategy::Local => Ok(local.to_owned()),
+        Strategy::Node(name) => sorted
+            .iter()
+            .find(|c| &c.name == name)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| PlacementError::UnknownNode(name.clone())),
+        Strategy::Role(role) => {
+            let with: Vec<&Candidate> = sorted.iter().copied().filter(|c| c.roles.contains(role)).collect();
+            if with.is_empty() {
+                return Err(PlacementError::NoRole(role.clone()));
+            }
+            Ok(turn(&with))
+        }
+        Strategy::RoundRobin => Ok(turn(&sorted)),
+        Strategy::Random => Ok(sorted[rng.random_range(0..sorted.len())].name.clone()),
+        Strategy::LeastLoaded => {
+            let a = sorted[rng.random_range(0..sorted.len())];
+            let b = sorted[rng.random_range(0..sorted.len())];
+            let pick = if (b.load_score(), &b.name) < (a.load_score(), &a.name) { b } else { a };
+            Ok(pick.name.clone())
+        }
+        Strategy::ConsistentHash(key) => {
+            ring::owner(key, sorted.iter().map(|c| c.name.as_str())).map(str::to_owned).ok_or(PlacementError::NoMember)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{rngs::SmallRng, SeedableRng};
+
+    use super::*;
+
+    fn member(name: &str, roles: &[&str], actors: Option<u64>) -> Candidate {
+        Candidate {
+            name: name.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            load: actors.map(|n| ResourceReport { actor_count: n, ..ResourceReport::default() }),
+        }
+    }
+
+    fn cluster() -> Vec<Candidate> {
+        vec![member("n3", &["gpu"], Some(5)), member("n1", &["web"], Some(100)), member("n2", &["web", "gpu"], Some(7))]
+    }
+
+    fn place_n(strategy: &Strategy, members: &[Candidate], n: usize, seed: u64) -> Vec<String> {
+        let mut state = PlacementState::default();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        (0..n).map(|_| place(strategy, "n1", members, &mut state, &mut rng).expect("placed")).collect()
+    }
+
+    #[test]
+    fn each_strategy_decides_as_its_table_says() {
+        let c = cluster();
+        let table: [(Strategy, Vec<&str>); 5] = [
+            (Strategy::Local, vec!["n1", "n1", "n1"]),
+            (Strategy::Node("n3".into()), vec!["n3", "n3", "n3"]),
+            (Strategy::Role("gpu".into()), vec!["n2", "n3", "n2"]),
+            (Strategy::RoundRobin, vec!["n1", "n2", "n3"]),
+            (Strategy::ConsistentHash("cart-42".into()), vec!["n1"; 3]),
+        ];
+        for (strategy, expected) in table {
+            assert_eq!(place_n(&strategy, &c, 3, 1), expected, "{strategy:?}");
+        }
+        let owner = ring::owner("cart-42", ["n1", "n2", "n3"]).expect("owner");
+        assert_eq!(owner, "n1", "the table's consistent-hash row follows the ring");
+    }
+
+    #[test]
+    fn impossible_requests_say_why() {
+        let c = cluster();
+        let mut s = PlacementState::default();
+        let mut rng = SmallRng::seed_from_u64(0);
+        assert_eq!(
+            place(&Strategy::Node("n9".into()), "n1", &c, &mut s, &mut rng),
+            Err(PlacementError::UnknownNode("n9".into()))
+        );
+        assert_eq!(
+            place(&Strategy::Role("db".into()), "n1", &c, &mut s, &mut rng),
+            Err(PlacementError::NoRole("db".into()))
+        );
+        assert_eq!(place(&Strategy::Random, "n1", &[], &mut s, &mut rng), Err(PlacementError::NoMember));
+    }
+
+    #[test]
+    fn random_reaches_every_member_and_the_same_seed_repeats_itself() {
+        let c = cluster();
+        let picks = place_n(&Strategy::Random, &c, 300, 7);
+        for n in ["n1", "n2", "n3"] {
+            let share = picks.iter().filter(|p| *p == n).count();
+            assert!((70..=130).contains(&share), "{n}: {share} of 300");
+        }
+        assert_eq!(picks, place_n(&Strategy::Random, &c, 300, 7));
+    }
+
+    #[test]
+    fn least_loaded_favours_idle_members_in_a_skewed_cluster() {
+        // Three busy members and two idle ones (one has not reported yet).
+        let skewed = vec![
+            member("busy-1", &[], Some(900)),
+            member("busy-2", &[], Some(800)),
+            member("busy-3", &[], Some(1000)),
+            member("idle-1", &[], Some(3)),
+            member("idle-2", &[], None),
+        ];
+        let picks = place_n(&Strategy::LeastLoaded, &skewed, 1000, 3);
+        let idle = picks.iter().filter(|p| p.starts_with("idle")).count();
+        // Two draws both land on a busy member with probability 9/25.
+        assert!(idle >= 580, "idle members got {idle} of 1000");
+        let busiest = picks.iter().filter(|p| *p == "busy-3").count();
+        assert!(busiest <= 60, "the busiest member got {busiest}: only when drawn twice");
+    }
+}
