@@ -1,10 +1,10 @@
 //! Procedural macros of actix-cluster. Use them through the `actix-cluster` crate, which
 //! re-exports them; generated code only names `::actix_cluster::…` paths.
 //!
-//! Each macro parses its arguments ([`attr`]), builds a view of the item ([`ast`]), checks
-//! it ([`validate`]) and generates code ([`expand`]). On any error the user's item is
-//! still emitted with minimal stand-in impls ([`fallback`]), so one mistake gives one
-//! error instead of a cascade.
+//! Each macro parses its arguments (`attr`), builds a view of the item (`ast`), checks it
+//! (`validate`) and generates code (`expand`). On any error the user's item is still
+//! emitted with minimal stand-in impls (`fallback`), so one mistake gives one error instead
+//! of a cascade.
 
 use proc_macro::TokenStream;
 

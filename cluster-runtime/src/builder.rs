@@ -1,6 +1,6 @@
 //! Starting a node: validate, bind, build the services and the hello, spawn the accept
-//! loop, the seed connections and the control task. This is where the kernel ([`node`])
-//! and the [`services`] are put together, so neither depends on the other's list.
+//! loop, the seed connections and the control task. This is where the kernel
+//! ([`node`](crate::node)) and the [`services`] are put together, so neither depends on the other's list.
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //!   backoff, timers, and membership (table, SWIM, phi accrual, the centralized roles).
 //! - [`transport`]: links over any `AsyncRead + AsyncWrite` stream: framing, handshake,
 //!   batched writes, heartbeats, the frame-shaping hook.
-//! - [`node`]: the kernel of a [`ClusterSystem`](node::ClusterSystem): peers,
+//! - [`node`]: the kernel of a [`ClusterSystem`]: peers,
 //!   connections, local actors, requests, the frame router and the control task that
 //!   drives the services.
 //! - [`services`]: subsystems on numbered channels, each a thin driver over a pure core

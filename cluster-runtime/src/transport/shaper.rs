@@ -3,7 +3,7 @@
 //! or slowed to a bandwidth). Tests plug in the test kit's fault plan; without a shaper
 //! the link writes frames as they come.
 //!
-//! [`ShapedDirection`] is the delay queue the link writer keeps for one shaped direction.
+//! `ShapedDirection` is the delay queue the link writer keeps for one shaped direction.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -1,7 +1,8 @@
 //! The data plane's encoder: a tell or ask frame whose payload is serialized straight into
 //! a scratch buffer, one allocation per frame, byte-equal to serde's encoding of the same
-//! [`Frame`] (tested below). The variant indexes come from [`FrameTag`] and
-//! [`Format::wire_index`], both derived from their declarations at compile time.
+//! [`Frame`](crate::proto::wire::frame::Frame) (tested below). The variant indexes come
+//! from [`FrameTag`] and the format's wire index, both derived from their declarations at
+//! compile time.
 
 use crate::format::Format;
 use crate::ids::{LocalActorId, RequestId, WireId};
