@@ -6,7 +6,10 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
 
 use crate::ctxt::Ctxt;
-use crate::symbol::{self, FORMAT, FORMATS, MANUAL_ACTOR, MESSAGES, NAME, RESULT};
+use crate::symbol::{
+    self, FORMAT, FORMATS, MANUAL_ACTOR, MESSAGES, NAME, PLACEMENT, PLACEMENTS, PLACEMENT_FORMS, PLACEMENT_PREFIXES,
+    RESULT,
+};
 
 /// Arguments of `#[cluster_message(...)]`.
 pub(crate) struct MessageArgs {
@@ -22,6 +25,8 @@ pub(crate) struct ActorArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) format: Option<(String, Span)>,
     pub(crate) manual_actor: bool,
+    /// The placement, as written (validated), and where.
+    pub(crate) placement: Option<(String, Span)>,
 }
 
 /// Parses `key = value, key(...), flag` into metas; a syntax error is reported as is.
@@ -101,7 +106,7 @@ pub(crate) fn parse_message_args(cx: &mut Ctxt, args: TokenStream) -> MessageArg
 }
 
 pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
-    let mut out = ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false };
+    let mut out = ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false, placement: None };
     let mut seen = Vec::new();
     for meta in metas(cx, args) {
         if meta.path().is_ident(MESSAGES) {
@@ -130,6 +135,23 @@ pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
                     cx.error_spanned_by(
                         &s,
                         format!("unknown format `{}`; valid formats are: {}", s.value(), symbol::list(FORMATS)),
+                    );
+                }
+            }
+        } else if meta.path().is_ident(PLACEMENT) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            if let Some(s) = string_value(cx, &meta, "`placement = \"least_loaded\"`") {
+                let v = s.value();
+                let with_arg =
+                    PLACEMENT_PREFIXES.iter().any(|p| v.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+                if PLACEMENTS.contains(&v.as_str()) || with_arg {
+                    out.placement = Some((v, s.span()));
+                } else {
+                    cx.error_spanned_by(
+                        &s,
+                        format!("unknown placement `{v}`; valid placements are: {}", symbol::list(PLACEMENT_FORMS)),
                     );
                 }
             }

@@ -5,11 +5,20 @@ pub(crate) const NAME: &str = "name";
 pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const FORMAT: &str = "format";
 pub(crate) const MANUAL_ACTOR: &str = "manual_actor";
+pub(crate) const PLACEMENT: &str = "placement";
 
 /// Arguments of `#[cluster_message]`.
 pub(crate) const MESSAGE_ARGS: &[&str] = &[RESULT, NAME];
 /// Arguments of `#[distributed_actor]`.
-pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR];
+pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, PLACEMENT];
+/// Values of `placement = "..."` without an argument.
+pub(crate) const PLACEMENTS: &[&str] = &["local", "round_robin", "random", "least_loaded", "consistent_hash"];
+/// Values of `placement = "...:<argument>"`.
+pub(crate) const PLACEMENT_PREFIXES: &[&str] = &["node:", "role:"];
+/// Every form of `placement = "..."`, for error messages.
+pub(crate) const PLACEMENT_FORMS: &[&str] =
+    &["local", "round_robin", "random", "least_loaded", "consistent_hash", "node:<name>", "role:<role>"];
+
 /// Values of `format = "..."`.
 pub(crate) const FORMATS: &[&str] = &["postcard", "json"];
 

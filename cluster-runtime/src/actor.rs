@@ -37,13 +37,29 @@ impl Message for Probe {
     type Result = ();
 }
 
-/// Where [`start_distributed`](crate::handle::DistributedActorExt::start_distributed) places a new actor.
+/// Where a new actor of a type goes when it is spawned through the cluster
+/// (`system.spawn::<A>(state)`): set per type with `#[distributed_actor(placement = "...")]`,
+/// or per call on the spawn builder.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Placement {
-    /// On the node that starts it.
+    /// On the node that spawns it (`"local"`).
     #[default]
     Local,
+    /// On the named node (`"node:<name>"`).
+    Node(String),
+    /// On a node with this role, in turn (`"role:<role>"`).
+    Role(String),
+    /// On each member in turn (`"round_robin"`).
+    RoundRobin,
+    /// On a member drawn at random (`"random"`).
+    Random,
+    /// On the less loaded of two members drawn at random, from their resource reports
+    /// (`"least_loaded"`).
+    LeastLoaded,
+    /// On the member that owns the spawn's key on the ring, the same from every node
+    /// (`"consistent_hash"`; the spawn gives the key).
+    ConsistentHash,
 }
 
 /// An actor that can be spawned remotely and receive messages from the network.
@@ -59,8 +75,8 @@ pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + Wi
     /// The stable 64-bit type id used for remote spawn.
     const TYPE_ID: u64;
 
-    /// Where new instances are placed. Every actor is placed on the node that starts it
-    /// today; other strategies come with the placement service.
+    /// Where new instances go when spawned through the cluster; set with
+    /// `#[distributed_actor(placement = "...")]`.
     fn placement() -> Placement {
         Placement::Local
     }

@@ -182,9 +182,30 @@ pub enum ClusterError {
         max: usize,
     },
 
+    /// No node could be chosen for a new actor.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
+}
+
+/// Why no member could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// No member is up.
+    #[error("no member is up to place the actor on")]
+    NoMember,
+    /// The named node is not an up member.
+    #[error("node `{0}` is not an up member")]
+    UnknownNode(String),
+    /// No up member has the role.
+    #[error("no up member has the role `{0}`")]
+    NoRole(String),
+    /// Consistent-hash placement was asked for without a key.
+    #[error("consistent-hash placement needs a key: give one with `.key(..)` on the spawn")]
+    NeedsKey,
 }
 
 /// A tell that could not be queued: why, and the message, handed back.

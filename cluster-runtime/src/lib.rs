@@ -37,9 +37,10 @@ pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMess
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
+pub use error::PlacementError;
 pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, SendError, StartError};
 pub use format::Format;
-pub use handle::{ActorRef, DistributedActorExt, RemoteAddr};
+pub use handle::{ActorRef, DistributedActorExt, RemoteAddr, Spawn};
 pub use ids::{LocalActorId, NodeId};
 pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};

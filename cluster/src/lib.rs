@@ -92,8 +92,8 @@ pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,
     ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
     LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NodeId, PeerInfo, Placement,
-    Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, StartError,
-    WeakClusterSystem,
+    PlacementError, Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport,
+    SendError, Spawn, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -111,7 +111,7 @@ pub mod prelude {
     pub use crate::{
         cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
         ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, Member, MemberStatus,
-        MembershipEvent, RemoteAddr, StartError,
+        MembershipEvent, Placement, RemoteAddr, StartError,
     };
 }
 

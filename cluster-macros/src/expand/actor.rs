@@ -53,12 +53,32 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
     });
+    let placement = args.placement.as_ref().map(|(v, span)| {
+        let p = quote!(::actix_cluster::Placement);
+        let value = match v.as_str() {
+            "round_robin" => quote_spanned!(*span=> #p::RoundRobin),
+            "random" => quote_spanned!(*span=> #p::Random),
+            "least_loaded" => quote_spanned!(*span=> #p::LeastLoaded),
+            "consistent_hash" => quote_spanned!(*span=> #p::ConsistentHash),
+            other => match (other.strip_prefix("node:"), other.strip_prefix("role:")) {
+                (Some(node), _) => quote_spanned!(*span=> #p::Node(::std::string::String::from(#node))),
+                (_, Some(role)) => quote_spanned!(*span=> #p::Role(::std::string::String::from(#role))),
+                _ => quote_spanned!(*span=> #p::Local),
+            },
+        };
+        quote! {
+            fn placement() -> ::actix_cluster::Placement {
+                #value
+            }
+        }
+    });
     // Spanned at the type, so a missing serde derive is reported there.
     let distributed_actor_impl = quote_spanned! {ident.span()=>
         impl ::actix_cluster::DistributedActor for #ident {
             const NAME: &'static str = #name;
             const TYPE_ID: u64 = #p::wire_id(<Self as ::actix_cluster::DistributedActor>::NAME);
             #format
+            #placement
         }
     };
     // The flow-control probe: handled in mailbox order, so once it is answered everything

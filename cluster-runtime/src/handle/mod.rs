@@ -4,7 +4,9 @@
 pub mod actor_ref;
 pub mod ext;
 pub mod remote_addr;
+pub mod spawn;
 
 pub use actor_ref::ActorRef;
 pub use ext::DistributedActorExt;
 pub use remote_addr::RemoteAddr;
+pub use spawn::Spawn;

@@ -4,6 +4,7 @@
 
 use rand::Rng;
 
+pub use crate::error::PlacementError;
 use crate::proto::membership::ResourceReport;
 use crate::proto::registry::ring;
 
@@ -44,20 +45,6 @@ impl Candidate {
     pub fn load_score(&self) -> u64 {
         self.load.map_or(0, |r| r.actor_count + r.in_flight)
     }
-}
-
-/// Why no member could be chosen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlacementError {
-    /// No member is up.
-    #[error("no member is up to place the actor on")]
-    NoMember,
-    /// The named node is not an up member.
-    #[error("node `{0}` is not an up member")]
-    UnknownNode(String),
-    /// No up member has the role.
-    #[error("no up member has the role `{0}`")]
-    NoRole(String),
 }
 
 /// What placement remembers between decisions.
@@ -104,7 +91,8 @@ pub fn place<R: Rng + ?Sized>(
         Strategy::LeastLoaded => {
             let a = sorted[rng.random_range(0..sorted.len())];
             let b = sorted[rng.random_range(0..sorted.len())];
-            let pick = if (b.load_score(), &b.name) < (a.load_score(), &a.name) { b } else { a };
+            // Ties go to the first draw, itself random, so no member is favoured by name.
+            let pick = if b.load_score() < a.load_score() { b } else { a };
             Ok(pick.name.clone())
         }
         Strategy::ConsistentHash(key) => {

@@ -3,6 +3,7 @@
 //! own configuration section and API.
 
 pub mod membership;
+pub mod placement;
 
 use crate::node::service::{Install, ServiceSet};
 
@@ -10,5 +11,6 @@ use crate::node::service::{Install, ServiceSet};
 pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     let mut set = ServiceSet::default();
     set.add(membership::install(install));
+    set.add(placement::install(install));
     set
 }

@@ -15,8 +15,10 @@ pub struct Channel(pub u16);
 impl Channel {
     /// Membership and failure detection.
     pub const MEMBERSHIP: Channel = Channel(1);
-    // Assigned as the services land: 2 registry, 3 placement, 4 migration, 5 delivery,
-    // 6 broker, 7 raft, 8 security.
+    /// Placement (no frames yet: decisions are local).
+    pub const PLACEMENT: Channel = Channel(3);
+    // Assigned as the services land: 2 registry, 4 migration, 5 delivery, 6 broker, 7 raft,
+    // 8 security.
 }
 
 impl fmt::Display for Channel {

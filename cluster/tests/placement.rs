@@ -1,0 +1,133 @@
+//! Placement strategies on a live in-process cluster: where `system.spawn` puts new actors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_cluster::prelude::*;
+use actix_cluster::PlacementError;
+
+#[cluster_message(result = "String")]
+#[derive(Serialize, Deserialize)]
+struct Where;
+
+#[distributed_actor(messages(Where))]
+#[derive(Default, Serialize, Deserialize)]
+struct Worker;
+
+impl Handler<Where> for Worker {
+    type Result = String;
+    fn handle(&mut self, _: Where, _: &mut Context<Self>) -> String {
+        String::new()
+    }
+}
+
+#[distributed_actor(messages(), placement = "round_robin")]
+#[derive(Default, Serialize, Deserialize)]
+struct Spread;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn cluster(roles: [&[&str]; 3]) -> Vec<ClusterSystem> {
+    let mut nodes: Vec<ClusterSystem> = Vec::new();
+    for (i, roles) in roles.iter().enumerate() {
+        let mut config = ClusterConfig::new()
+            .node_name(format!("node-{}", i + 1))
+            .bind("127.0.0.1:0")
+            .seed_nodes(nodes.iter().map(|n| n.local_addr().to_string()))
+            .probe_interval(Duration::from_millis(100))
+            .resource_interval(Some(Duration::from_millis(100)))
+            .rng_seed(i as u64 + 1);
+        for r in *roles {
+            config = config.role(*r);
+        }
+        nodes.push(ClusterSystem::new("place", config.build().expect("config")).start().await.expect("start"));
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !nodes.iter().all(|n| n.membership().up_members().len() == 3 && n.peers().len() == 2) {
+        assert!(tokio::time::Instant::now() < deadline, "cluster did not form");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nodes
+}
+
+fn tally<A: DistributedActor>(refs: &[ActorRef<A>]) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for r in refs {
+        *t.entry(r.node_name().expect("placed").to_owned()).or_default() += 1;
+    }
+    t
+}
+
+async fn shutdown(nodes: Vec<ClusterSystem>) {
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn each_strategy_places_where_it_says() {
+    let nodes = cluster([&[], &[], &["gpu"]]).await;
+    let n1 = &nodes[0];
+    let mut spread = Vec::new();
+    for _ in 0..30 {
+        spread.push(n1.spawn(Worker).placement(Placement::RoundRobin).await.expect("round robin"));
+    }
+    assert_eq!(tally(&spread), BTreeMap::from([("node-1".into(), 10), ("node-2".into(), 10), ("node-3".into(), 10)]));
+    for actor in &spread {
+        actor.send(Where).await.expect("every placed actor answers");
+    }
+    let gpu: Vec<_> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(n1.spawn(Worker).placement(Placement::Role("gpu".into())).await.expect("role"));
+        }
+        v
+    };
+    assert_eq!(tally(&gpu), BTreeMap::from([("node-3".into(), 5)]));
+    let pinned = n1.spawn(Worker).placement(Placement::Node("node-2".into())).await.expect("node");
+    assert_eq!(pinned.node_name(), Some("node-2"));
+    // The same key lands on the same node whichever node spawns it.
+    let from_1 = n1.spawn(Worker).placement(Placement::ConsistentHash).key("cart-42").await.expect("hash");
+    let from_2 = nodes[1].spawn(Worker).placement(Placement::ConsistentHash).key("cart-42").await.expect("hash");
+    assert_eq!(from_1.node_name(), from_2.node_name());
+    let err = n1.spawn(Worker).placement(Placement::ConsistentHash).await.expect_err("no key");
+    assert!(matches!(err, ClusterError::Placement(PlacementError::NeedsKey)), "{err}");
+    let err = n1.spawn(Worker).placement(Placement::Role("tpu".into())).await.expect_err("no such role");
+    assert!(matches!(err, ClusterError::Placement(PlacementError::NoRole(_))), "{err}");
+    // The type's own placement, from its attribute.
+    let mut typed = Vec::new();
+    for _ in 0..6 {
+        typed.push(n1.spawn(Spread).await.expect("typed"));
+    }
+    assert_eq!(tally(&typed).len(), 3, "round robin by the type's attribute: {:?}", tally(&typed));
+    assert_eq!(n1.spawn(Worker).await.expect("default").node_name(), Some("node-1"), "local by default");
+    drop((spread, gpu, pinned, from_1, from_2, typed));
+    shutdown(nodes).await;
+}
+
+#[actix_rt::test]
+async fn least_loaded_sends_new_actors_to_the_idle_nodes() {
+    let nodes = cluster([&[], &[], &[]]).await;
+    let n1 = &nodes[0];
+    // node-1 is busy: 300 actors of its own.
+    let busy: Vec<_> = (0..300).map(|_| n1.spawn_local(Worker)).collect();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while n1.membership().member("node-1").and_then(|m| m.resources).is_none_or(|r| r.actor_count < 300)
+        || n1.membership().members().iter().any(|m| m.resources.is_none())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "resource reports did not arrive");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut placed = Vec::new();
+    for _ in 0..60 {
+        placed.push(n1.spawn(Worker).placement(Placement::LeastLoaded).await.expect("least loaded"));
+    }
+    let table = tally(&placed);
+    println!("least loaded, node-1 holding 300 actors, 60 new actors: {table:?}");
+    // node-1 is chosen only when both draws land on it (1 in 9).
+    let on_busy = table.get("node-1").copied().unwrap_or(0);
+    assert!(on_busy <= 15, "the busy node got {on_busy} of 60: {table:?}");
+    assert!(table.contains_key("node-2") && table.contains_key("node-3"), "both idle nodes get actors: {table:?}");
+    drop((busy, placed));
+    shutdown(nodes).await;
+}

@@ -1,0 +1,7 @@
+use actix_cluster::prelude::*;
+
+#[distributed_actor(messages(), placement = "closest")]
+#[derive(Default, Serialize, Deserialize)]
+struct Counter;
+
+fn main() {}
