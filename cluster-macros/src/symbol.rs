@@ -14,10 +14,18 @@ pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, P
 /// Values of `placement = "..."` without an argument.
 pub(crate) const PLACEMENTS: &[&str] = &["local", "round_robin", "random", "least_loaded", "consistent_hash"];
 /// Values of `placement = "...:<argument>"`.
-pub(crate) const PLACEMENT_PREFIXES: &[&str] = &["node:", "role:"];
+pub(crate) const PLACEMENT_PREFIXES: &[&str] = &["node:", "role:", "custom:"];
 /// Every form of `placement = "..."`, for error messages.
-pub(crate) const PLACEMENT_FORMS: &[&str] =
-    &["local", "round_robin", "random", "least_loaded", "consistent_hash", "node:<name>", "role:<role>"];
+pub(crate) const PLACEMENT_FORMS: &[&str] = &[
+    "local",
+    "round_robin",
+    "random",
+    "least_loaded",
+    "consistent_hash",
+    "node:<name>",
+    "role:<role>",
+    "custom:<name>",
+];
 
 /// Values of `format = "..."`.
 pub(crate) const FORMATS: &[&str] = &["postcard", "json"];

@@ -60,6 +60,9 @@ pub enum Placement {
     /// On the member that owns the spawn's key on the ring, the same from every node
     /// (`"consistent_hash"`; the spawn gives the key).
     ConsistentHash,
+    /// By the user-defined policy registered under this name in the configuration
+    /// (`"custom:<name>"`).
+    Custom(String),
 }
 
 /// An actor that can be spawned remotely and receive messages from the network.

@@ -206,6 +206,12 @@ pub enum PlacementError {
     /// Consistent-hash placement was asked for without a key.
     #[error("consistent-hash placement needs a key: give one with `.key(..)` on the spawn")]
     NeedsKey,
+    /// No placement policy of that name is registered in the configuration.
+    #[error("no placement policy named `{0}`: register it with `ClusterConfig::new().placement_policy(..)`")]
+    UnknownPolicy(String),
+    /// The policy found no member for the actor.
+    #[error("placement policy `{0}` chose no member")]
+    PolicyDeclined(String),
 }
 
 /// A tell that could not be queued: why, and the message, handed back.

@@ -86,7 +86,10 @@
 
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::config::MembershipConfig;
-pub use actix_cluster_runtime::config::{Hooks, LimitsConfig, NodeConfig, TransportConfig};
+pub use actix_cluster_runtime::config::{
+    Hooks, LimitsConfig, NodeConfig, PlacementConfig, PlacementPolicy, TransportConfig,
+};
+pub use actix_cluster_runtime::proto::placement::Candidate;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
     ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,

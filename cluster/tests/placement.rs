@@ -4,7 +4,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_cluster::prelude::*;
-use actix_cluster::PlacementError;
+use actix_cluster::{Candidate, PlacementError, PlacementPolicy};
+
+/// A user policy: the member named by the spawn's key, if it is up.
+struct ByKey;
+
+impl PlacementPolicy for ByKey {
+    fn choose(&self, members: &[Candidate], key: Option<&str>) -> Option<String> {
+        let key = key?;
+        members.iter().find(|m| m.name == key).map(|m| m.name.clone())
+    }
+}
 
 #[cluster_message(result = "String")]
 #[derive(Serialize, Deserialize)]
@@ -36,7 +46,8 @@ async fn cluster(roles: [&[&str]; 3]) -> Vec<ClusterSystem> {
             .seed_nodes(nodes.iter().map(|n| n.local_addr().to_string()))
             .probe_interval(Duration::from_millis(100))
             .resource_interval(Some(Duration::from_millis(100)))
-            .rng_seed(i as u64 + 1);
+            .rng_seed(i as u64 + 1)
+            .placement_policy("by-key", std::sync::Arc::new(ByKey));
         for r in *roles {
             config = config.role(*r);
         }
@@ -94,6 +105,13 @@ async fn each_strategy_places_where_it_says() {
     assert!(matches!(err, ClusterError::Placement(PlacementError::NeedsKey)), "{err}");
     let err = n1.spawn(Worker).placement(Placement::Role("tpu".into())).await.expect_err("no such role");
     assert!(matches!(err, ClusterError::Placement(PlacementError::NoRole(_))), "{err}");
+    // A user-defined policy, registered in the configuration.
+    let custom = n1.spawn(Worker).placement(Placement::Custom("by-key".into())).key("node-3").await.expect("custom");
+    assert_eq!(custom.node_name(), Some("node-3"));
+    let err = n1.spawn(Worker).placement(Placement::Custom("by-key".into())).key("node-9").await.expect_err("declined");
+    assert!(matches!(err, ClusterError::Placement(PlacementError::PolicyDeclined(_))), "{err}");
+    let err = n1.spawn(Worker).placement(Placement::Custom("nearest".into())).await.expect_err("unknown");
+    assert!(matches!(err, ClusterError::Placement(PlacementError::UnknownPolicy(_))), "{err}");
     // The type's own placement, from its attribute.
     let mut typed = Vec::new();
     for _ in 0..6 {
@@ -101,7 +119,7 @@ async fn each_strategy_places_where_it_says() {
     }
     assert_eq!(tally(&typed).len(), 3, "round robin by the type's attribute: {:?}", tally(&typed));
     assert_eq!(n1.spawn(Worker).await.expect("default").node_name(), Some("node-1"), "local by default");
-    drop((spread, gpu, pinned, from_1, from_2, typed));
+    drop((spread, gpu, pinned, from_1, from_2, typed, custom));
     shutdown(nodes).await;
 }
 

@@ -60,9 +60,10 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             "random" => quote_spanned!(*span=> #p::Random),
             "least_loaded" => quote_spanned!(*span=> #p::LeastLoaded),
             "consistent_hash" => quote_spanned!(*span=> #p::ConsistentHash),
-            other => match (other.strip_prefix("node:"), other.strip_prefix("role:")) {
-                (Some(node), _) => quote_spanned!(*span=> #p::Node(::std::string::String::from(#node))),
-                (_, Some(role)) => quote_spanned!(*span=> #p::Role(::std::string::String::from(#role))),
+            other => match (other.strip_prefix("node:"), other.strip_prefix("role:"), other.strip_prefix("custom:")) {
+                (Some(node), _, _) => quote_spanned!(*span=> #p::Node(::std::string::String::from(#node))),
+                (_, Some(role), _) => quote_spanned!(*span=> #p::Role(::std::string::String::from(#role))),
+                (_, _, Some(name)) => quote_spanned!(*span=> #p::Custom(::std::string::String::from(#name))),
                 _ => quote_spanned!(*span=> #p::Local),
             },
         };

@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod limits;
 pub mod membership;
 pub mod node;
+pub mod placement;
 pub mod transport;
 pub(crate) mod validate;
 
@@ -18,6 +19,7 @@ pub use hooks::Hooks;
 pub use limits::LimitsConfig;
 pub use membership::{Architecture, MembershipConfig};
 pub use node::{DiscoveryMethod, NodeConfig};
+pub use placement::{PlacementConfig, PlacementPolicy};
 pub use transport::TransportConfig;
 
 use crate::error::ConfigError;
@@ -37,6 +39,7 @@ pub struct ClusterConfig {
     transport: TransportConfig,
     limits: LimitsConfig,
     membership: MembershipConfig,
+    placement: PlacementConfig,
     hooks: Hooks,
 }
 
@@ -66,6 +69,11 @@ impl ClusterConfig {
     /// The membership section.
     pub fn membership(&self) -> &MembershipConfig {
         &self.membership
+    }
+
+    /// The placement section.
+    pub fn placement(&self) -> &PlacementConfig {
+        &self.placement
     }
 
     /// The hooks.
@@ -160,6 +168,7 @@ pub struct ClusterConfigBuilder {
     transport: TransportConfig,
     limits: LimitsConfig,
     membership: MembershipConfig,
+    placement: PlacementConfig,
     hooks: Hooks,
 }
 
@@ -178,6 +187,7 @@ impl Default for ClusterConfigBuilder {
             transport: TransportConfig::default(),
             limits: LimitsConfig::default(),
             membership: MembershipConfig::default(),
+            placement: PlacementConfig::default(),
             hooks: Hooks::default(),
         }
     }
@@ -351,6 +361,13 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// Registers a user-defined placement policy under `name`, for
+    /// `Placement::Custom(name)` and `#[distributed_actor(placement = "custom:<name>")]`.
+    pub fn placement_policy(mut self, name: impl Into<String>, policy: Arc<dyn PlacementPolicy>) -> Self {
+        self.placement = self.placement.with_policy(name, policy);
+        self
+    }
+
     /// The whole membership section.
     pub fn membership(mut self, membership: MembershipConfig) -> Self {
         self.membership = membership;
@@ -393,6 +410,7 @@ impl ClusterConfigBuilder {
             transport: self.transport,
             limits: self.limits,
             membership: self.membership,
+            placement: self.placement,
             hooks: self.hooks,
         })
     }

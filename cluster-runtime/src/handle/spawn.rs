@@ -64,6 +64,7 @@ impl<'a, A: DistributedActor> Spawn<'a, A> {
             Placement::Random => Strategy::Random,
             Placement::LeastLoaded => Strategy::LeastLoaded,
             Placement::ConsistentHash => Strategy::ConsistentHash(key.ok_or(PlacementError::NeedsKey)?),
+            Placement::Custom(name) => Strategy::Custom(name, key),
         };
         let node = system.choose_node(strategy).await?;
         if node == system.node_name() {

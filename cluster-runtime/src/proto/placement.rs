@@ -26,6 +26,9 @@ pub enum Strategy {
     LeastLoaded,
     /// On the member that owns the key on the ring, so every node picks the same one.
     ConsistentHash(String),
+    /// By the user-defined policy of that name (decided by the caller of [`place`], which
+    /// holds the policies; `place` itself refuses it).
+    Custom(String, Option<String>),
 }
 
 /// A member that can host actors.
@@ -95,6 +98,7 @@ pub fn place<R: Rng + ?Sized>(
             let pick = if b.load_score() < a.load_score() { b } else { a };
             Ok(pick.name.clone())
         }
+        Strategy::Custom(name, _) => Err(PlacementError::UnknownPolicy(name.clone())),
         Strategy::ConsistentHash(key) => {
             ring::owner(key, sorted.iter().map(|c| c.name.as_str())).map(str::to_owned).ok_or(PlacementError::NoMember)
         }
@@ -156,6 +160,8 @@ mod tests {
             Err(PlacementError::NoRole("db".into()))
         );
         assert_eq!(place(&Strategy::Random, "n1", &[], &mut s, &mut rng), Err(PlacementError::NoMember));
+        let custom = Strategy::Custom("mine".into(), None);
+        assert_eq!(place(&custom, "n1", &c, &mut s, &mut rng), Err(PlacementError::UnknownPolicy("mine".into())));
     }
 
     #[test]

@@ -20,6 +20,7 @@ const VERSION: u16 = 1;
 
 /// The placement service of one node.
 pub(crate) struct PlacementService {
+    policies: crate::config::PlacementConfig,
     local: String,
     members: BTreeMap<String, Candidate>,
     state: PlacementState,
@@ -35,6 +36,7 @@ pub(crate) fn install(i: &Install<'_>) -> (PlacementService, Arc<PlacementShared
     let local = i.config.node_name().to_owned();
     let me = Candidate { name: local.clone(), roles: i.config.profile().roles.clone(), load: None };
     let service = PlacementService {
+        policies: i.config.placement().clone(),
         members: BTreeMap::from([(local.clone(), me)]),
         local,
         state: PlacementState::default(),
@@ -51,6 +53,16 @@ impl PlacementService {
     /// Where an actor placed by `strategy` goes.
     pub(crate) fn decide(&mut self, strategy: &Strategy) -> Result<String, PlacementError> {
         let members: Vec<Candidate> = self.members.values().cloned().collect();
+        if let Strategy::Custom(name, key) = strategy {
+            let policy = self.policies.policy(name).ok_or_else(|| PlacementError::UnknownPolicy(name.clone()))?;
+            let chosen =
+                policy.choose(&members, key.as_deref()).ok_or_else(|| PlacementError::PolicyDeclined(name.clone()))?;
+            // A policy can only choose a member that is up.
+            if !self.members.contains_key(&chosen) {
+                return Err(PlacementError::UnknownNode(chosen));
+            }
+            return Ok(chosen);
+        }
         place(strategy, &self.local, &members, &mut self.state, &mut self.rng)
     }
 }
