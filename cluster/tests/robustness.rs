@@ -33,7 +33,12 @@ struct Bytes(Vec<u8>);
 #[derive(Serialize, Deserialize)]
 struct Received;
 
-#[distributed_actor(messages(Add, Slow, Blob, Bytes, Received))]
+/// Keeps the actor busy (one message at a time) for this many milliseconds.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Stall(u64);
+
+#[distributed_actor(messages(Add, Slow, Blob, Bytes, Received, Stall))]
 #[derive(Default, Serialize, Deserialize)]
 struct Store {
     total: u64,
@@ -69,6 +74,13 @@ impl Handler<Bytes> for Store {
     fn handle(&mut self, msg: Bytes, _: &mut Context<Self>) -> usize {
         self.received += 1;
         msg.0.len()
+    }
+}
+
+impl Handler<Stall> for Store {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Stall, _: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(Box::pin(actix_cluster::rt::time::sleep(Duration::from_millis(msg.0)).into_actor(self)))
     }
 }
 
@@ -459,4 +471,29 @@ async fn tells_spread_over_many_actors_are_held_to_the_link_window_and_all_arriv
     assert!(b.peer("node-a").is_some(), "the sender kept to the windows: the link is up");
     served(&legit).await;
     shutdown([b, legit, a]).await;
+}
+
+#[actix_rt::test]
+async fn a_tell_waiting_for_credit_fails_when_the_link_goes() {
+    let limits = LimitsConfig { actor_window_msgs: 4, ..LimitsConfig::default() };
+    let (a, b, legit) = trio(limits).await;
+    let store = b.remote_actor::<Store>("node-a").await.expect("spawn");
+    store.tell(Stall(60_000)).await.expect("the actor is now busy for a minute");
+    // Fill the actor's window: do_send refuses once it is full.
+    let mut sent = 0;
+    while store.do_send(Bytes(vec![0; 16])).is_ok() {
+        sent += 1;
+        assert!(sent < 100, "the window never filled");
+    }
+    let waiting = {
+        let store = store.clone();
+        actix_cluster::rt::spawn(async move { store.tell(Bytes(vec![0; 16])).await })
+    };
+    actix_cluster::rt::task::yield_now().await;
+    assert!(!waiting.is_finished(), "the tell waits for credit");
+    a.kill();
+    let outcome = tokio::time::timeout(DEADLINE, waiting).await.expect("the waiting tell returned").expect("task");
+    assert!(matches!(outcome, Err(ClusterError::LinkDown { .. })), "{outcome:?}");
+    legit.shutdown().await;
+    b.shutdown().await;
 }

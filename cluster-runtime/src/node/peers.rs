@@ -48,6 +48,14 @@ struct Peer {
     credit: Arc<Notify>,
 }
 
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Tells waiting for this link's credit try again, and find the link gone (or its
+        // replacement, with a full window).
+        self.credit.notify_waiters();
+    }
+}
+
 /// Why a tell did not go out at once.
 pub(crate) enum TellBlocked {
     /// No credit left: wait for this, then try again.
@@ -144,7 +152,7 @@ impl Peers {
                     // The same name with a new id: the node restarted. The old one is gone.
                     if let Some(old) = t.by_id.remove(&old_id) {
                         old.close.cancel();
-                        stale = Some(old.info);
+                        stale = Some(old.info.clone());
                     }
                 }
             }
@@ -185,7 +193,7 @@ impl Peers {
         }?;
         removed.close.cancel();
         self.bump();
-        Some(Removed { info: removed.info })
+        Some(Removed { info: removed.info.clone() })
     }
 
     /// Removes every peer, queueing `last` (a goodbye) on each link first, or closing the

@@ -107,6 +107,13 @@ impl LinkQueue {
     }
 }
 
+impl Drop for QueueReceiver {
+    fn drop(&mut self) {
+        // The link is gone: senders waiting for room find the queue closed.
+        self.bytes.room.notify_waiters();
+    }
+}
+
 impl QueueReceiver {
     /// The writer wrote `len` bytes of queued frames: their room is free again.
     pub(crate) fn written(&self, len: usize) {
@@ -135,6 +142,22 @@ mod tests {
         assert!(matches!(q.try_send(vec![0; 1]), Err(QueueError::Full(_))), "over the frames");
         let (big, _r) = link_queue(4, 100);
         assert!(big.try_send(vec![0; 500]).is_ok(), "one large frame fits an empty queue");
+    }
+
+    #[test]
+    fn a_waiting_sender_fails_when_the_link_goes() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let (q, r) = link_queue(8, 100);
+            q.try_send(vec![0; 90]).expect("fits");
+            let waiting = tokio::spawn({
+                let q = q.clone();
+                async move { q.send(vec![0; 50]).await }
+            });
+            tokio::task::yield_now().await;
+            drop(r);
+            assert!(matches!(waiting.await.expect("task"), Err(QueueError::Closed)));
+        });
     }
 
     #[test]
