@@ -192,7 +192,7 @@ pub enum ClusterError {
 }
 
 /// Why no member could be chosen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum PlacementError {
     /// No member is up.
     #[error("no member is up to place the actor on")]

@@ -220,6 +220,11 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
     logs.wait_for("malformed membership frame").await;
     send(&mut s, &ask(8, target, add_id, &[1])).await;
     assert_eq!(expect_reply(&mut s, 8).await, (None, vec![8]), "served after an undecodable service body");
+    // The same on the placement channel.
+    send(&mut s, &Frame::Service { channel: Channel::PLACEMENT, body: &[0xee, 0xff, 0x01] }).await;
+    logs.wait_for("malformed placement frame").await;
+    send(&mut s, &ask(9, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 9).await, (None, vec![9]), "served after a bad placement frame");
     legit_still_works().await;
     drop(s);
 

@@ -149,3 +149,50 @@ async fn least_loaded_sends_new_actors_to_the_idle_nodes() {
     drop((busy, placed));
     shutdown(nodes).await;
 }
+
+#[actix_rt::test]
+async fn in_the_centralized_architecture_the_master_decides_for_every_worker() {
+    let mut nodes: Vec<ClusterSystem> = Vec::new();
+    for name in ["m", "w1", "w2", "w3"] {
+        let config = ClusterConfig::new()
+            .node_name(name)
+            .bind("127.0.0.1:0")
+            .architecture(Architecture::Centralized)
+            .master_nodes(["m"])
+            .seed_nodes(nodes.first().map(|m| m.local_addr().to_string()))
+            .probe_interval(Duration::from_millis(100))
+            .request_timeout(Duration::from_secs(2))
+            .build()
+            .expect("config");
+        nodes.push(ClusterSystem::new("central", config).start().await.expect("start"));
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !nodes.iter().all(|n| n.membership().up_members().len() == 4 && n.peers().len() == 3) {
+        assert!(tokio::time::Instant::now() < deadline, "cluster did not form");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Twelve spawns from two workers: one round robin, the master's, over all four members.
+    // (Each worker deciding for itself would put 4, 4, 2, 2.)
+    let mut placed = Vec::new();
+    for i in 0..12 {
+        let from = &nodes[1 + i % 2];
+        placed.push(from.spawn(Worker).placement(Placement::RoundRobin).await.expect("placed by the master"));
+    }
+    let expected: BTreeMap<String, usize> = ["m", "w1", "w2", "w3"].iter().map(|n| ((*n).to_owned(), 3)).collect();
+    assert_eq!(tally(&placed), expected);
+    // Without a master, workers decide themselves.
+    let master = nodes.remove(0);
+    master.shutdown().await;
+    let w1 = &nodes[0];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while w1.peer("m").is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the master's link stayed up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let alone = w1.spawn(Worker).placement(Placement::Role("none".into())).await.expect_err("no such role here");
+    assert!(matches!(alone, ClusterError::Placement(PlacementError::NoRole(_))), "decided by the worker: {alone}");
+    let on_its_own = w1.spawn(Worker).placement(Placement::RoundRobin).await.expect("decided by the worker");
+    assert!(on_its_own.node_name().is_some());
+    drop((placed, on_its_own));
+    shutdown(nodes).await;
+}

@@ -3,13 +3,14 @@
 //! injected RNG.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 pub use crate::error::PlacementError;
 use crate::proto::membership::ResourceReport;
 use crate::proto::registry::ring;
 
 /// A placement strategy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Strategy {
     /// On the node that asks.
     Local,
@@ -105,6 +106,42 @@ pub fn place<R: Rng + ?Sized>(
     }
 }
 
+/// The placement service's frames: in the centralized architecture a worker asks a master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementFrame {
+    /// Where should an actor placed by `strategy` go?
+    Request {
+        /// Names the request in the answer.
+        id: u64,
+        /// The strategy.
+        strategy: Strategy,
+    },
+    /// The master's answer.
+    Decision {
+        /// The request answered.
+        id: u64,
+        /// The chosen member, or why none.
+        result: Result<String, PlacementError>,
+    },
+}
+
+impl PlacementFrame {
+    /// Encodes the frame (the body of a service frame).
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding into a Vec fails only if serde reports an error, which these types never do.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a service frame body, rejecting trailing bytes.
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        match postcard::take_from_bytes::<Self>(body) {
+            Ok((frame, [])) => Ok(frame),
+            Ok((_, rest)) => Err(format!("{} trailing bytes after a placement frame", rest.len())),
+            Err(e) => Err(format!("malformed placement frame: {e}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::{rngs::SmallRng, SeedableRng};
@@ -144,6 +181,18 @@ mod tests {
         }
         let owner = ring::owner("cart-42", ["n1", "n2", "n3"]).expect("owner");
         assert_eq!(owner, "n1", "the table's consistent-hash row follows the ring");
+    }
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_an_error() {
+        for f in [
+            PlacementFrame::Request { id: 1, strategy: Strategy::Custom("x".into(), Some("k".into())) },
+            PlacementFrame::Decision { id: 1, result: Ok("n1".into()) },
+            PlacementFrame::Decision { id: 2, result: Err(PlacementError::NoRole("gpu".into())) },
+        ] {
+            assert_eq!(PlacementFrame::decode(&f.encode()), Ok(f));
+        }
+        assert!(PlacementFrame::decode(&[9, 9, 9]).is_err());
     }
 
     #[test]

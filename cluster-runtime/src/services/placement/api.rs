@@ -16,9 +16,9 @@ impl ClusterSystem {
         let (tx, rx) = oneshot::channel();
         self.node.to_control(Input::Call(
             Channel::PLACEMENT,
-            Box::new(move |service, _| {
+            Box::new(move |service, cx| {
                 if let Some(p) = service.as_any_mut().downcast_mut::<PlacementService>() {
-                    let _ = tx.send(p.decide(&strategy));
+                    p.decide(cx, strategy, tx);
                 }
             }),
         ));

@@ -1,22 +1,41 @@
 //! The placement service: keeps the up members (with roles and latest resource reports)
-//! from membership events, and decides where new actors go with the pure
-//! [`place`], on the node's control task.
+//! from membership events, and decides where new actors go with the pure [`place`], on the
+//! node's control task.
+//!
+//! In the centralized architecture a worker asks a master, which decides from its view of
+//! every worker (work distribution); while no master answers within the request timeout, the
+//! worker decides itself.
 
 pub mod api;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use tokio::sync::oneshot;
 
+use crate::config::membership::Architecture;
+use crate::ids::NodeId;
+use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Install, Service, ServiceFrameError};
 use crate::proto::membership::{Member, MembershipEvent};
-use crate::proto::placement::{place, Candidate, PlacementError, PlacementState, Strategy};
+use crate::proto::placement::{place, Candidate, PlacementError, PlacementFrame, PlacementState, Strategy};
 use crate::proto::wire::channel::Channel;
+use crate::transport::link::LinkEnd;
 
-/// The version of placement's (so far absent) frames.
+/// The version of placement's frames.
 const VERSION: u16 = 1;
+
+/// The answer a spawn waits for.
+pub(crate) type Decision = oneshot::Sender<Result<String, PlacementError>>;
+
+struct Pending {
+    strategy: Strategy,
+    deadline: Duration,
+    reply: Decision,
+}
 
 /// The placement service of one node.
 pub(crate) struct PlacementService {
@@ -25,6 +44,15 @@ pub(crate) struct PlacementService {
     members: BTreeMap<String, Candidate>,
     state: PlacementState,
     rng: SmallRng,
+    /// The masters to ask (empty unless this node is a centralized worker).
+    masters: Vec<String>,
+    /// Masters currently linked, by node id.
+    linked_masters: BTreeMap<NodeId, String>,
+    /// Peers currently linked, by node id: only they (and this node) can take an actor.
+    linked: BTreeMap<NodeId, String>,
+    next_request: u64,
+    pending: BTreeMap<u64, Pending>,
+    timeout: Duration,
 }
 
 /// What placement shares with its API: nothing yet, the API calls the service.
@@ -35,12 +63,24 @@ pub(crate) struct PlacementShared;
 pub(crate) fn install(i: &Install<'_>) -> (PlacementService, Arc<PlacementShared>) {
     let local = i.config.node_name().to_owned();
     let me = Candidate { name: local.clone(), roles: i.config.profile().roles.clone(), load: None };
+    let m = i.config.membership();
+    let masters = if m.architecture == Architecture::Centralized && !m.masters.contains(&local) {
+        m.masters.clone()
+    } else {
+        Vec::new()
+    };
     let service = PlacementService {
         policies: i.config.placement().clone(),
         members: BTreeMap::from([(local.clone(), me)]),
         local,
         state: PlacementState::default(),
         rng: SmallRng::seed_from_u64(i.seed),
+        masters,
+        linked_masters: BTreeMap::new(),
+        linked: BTreeMap::new(),
+        next_request: 1,
+        pending: BTreeMap::new(),
+        timeout: i.config.request_timeout(),
     };
     (service, Arc::new(PlacementShared))
 }
@@ -50,20 +90,38 @@ fn candidate(m: &Member) -> Candidate {
 }
 
 impl PlacementService {
-    /// Where an actor placed by `strategy` goes.
-    pub(crate) fn decide(&mut self, strategy: &Strategy) -> Result<String, PlacementError> {
-        let members: Vec<Candidate> = self.members.values().cloned().collect();
+    /// Where an actor placed by `strategy` goes, decided here.
+    fn decide_here(&mut self, strategy: &Strategy) -> Result<String, PlacementError> {
+        // Members that are up and reachable: this node, and the peers it is linked to.
+        let reachable = |name: &String| *name == self.local || self.linked.values().any(|l| l == name);
+        let members: Vec<Candidate> = self.members.values().filter(|c| reachable(&c.name)).cloned().collect();
         if let Strategy::Custom(name, key) = strategy {
             let policy = self.policies.policy(name).ok_or_else(|| PlacementError::UnknownPolicy(name.clone()))?;
             let chosen =
                 policy.choose(&members, key.as_deref()).ok_or_else(|| PlacementError::PolicyDeclined(name.clone()))?;
-            // A policy can only choose a member that is up.
-            if !self.members.contains_key(&chosen) {
+            // A policy can only choose a member that is up and reachable.
+            if !members.iter().any(|m| m.name == chosen) {
                 return Err(PlacementError::UnknownNode(chosen));
             }
             return Ok(chosen);
         }
         place(strategy, &self.local, &members, &mut self.state, &mut self.rng)
+    }
+
+    /// Decides where an actor placed by `strategy` goes and answers on `reply`: here, or
+    /// by asking a master (a centralized worker; it decides itself if none answers).
+    pub(crate) fn decide(&mut self, cx: &mut Cx<'_>, strategy: Strategy, reply: Decision) {
+        let explicit = matches!(strategy, Strategy::Local | Strategy::Node(_));
+        if let (false, Some((&master, _))) = (explicit, self.linked_masters.iter().next()) {
+            let id = self.next_request;
+            self.next_request += 1;
+            let frame = PlacementFrame::Request { id, strategy: strategy.clone() };
+            if cx.send(master, &frame.encode()) {
+                self.pending.insert(id, Pending { strategy, deadline: cx.now() + self.timeout, reply });
+                return;
+            }
+        }
+        let _ = reply.send(self.decide_here(&strategy));
     }
 }
 
@@ -76,13 +134,40 @@ impl Service for PlacementService {
         VERSION
     }
 
-    fn handle_frame(
-        &mut self,
-        _: &mut Cx<'_>,
-        _: &crate::node::peers::PeerInfo,
-        _: &[u8],
-    ) -> Result<(), ServiceFrameError> {
-        Err(ServiceFrameError("placement has no frames".into()))
+    fn handle_link_up(&mut self, _: &mut Cx<'_>, peer: &PeerInfo) {
+        self.linked.insert(peer.id, peer.name.clone());
+        if self.masters.contains(&peer.name) {
+            self.linked_masters.insert(peer.id, peer.name.clone());
+        }
+    }
+
+    fn handle_link_down(&mut self, _: &mut Cx<'_>, peer: &PeerInfo, _: &LinkEnd) {
+        self.linked.remove(&peer.id);
+        if self.linked_masters.remove(&peer.id).is_some() && self.linked_masters.is_empty() {
+            // No master left to answer: decide what was waiting here.
+            for (_, p) in std::mem::take(&mut self.pending) {
+                let result = self.decide_here(&p.strategy);
+                let _ = p.reply.send(result);
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
+        match PlacementFrame::decode(body).map_err(ServiceFrameError)? {
+            PlacementFrame::Request { id, strategy } => {
+                let result = self.decide_here(&strategy);
+                cx.send(from.id, &PlacementFrame::Decision { id, result }.encode());
+            }
+            PlacementFrame::Decision { id, result } => {
+                if !self.linked_masters.contains_key(&from.id) {
+                    return Err(ServiceFrameError(format!("placement decision from `{}`, not a master", from.name)));
+                }
+                if let Some(p) = self.pending.remove(&id) {
+                    let _ = p.reply.send(result);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn handle_membership(&mut self, _: &mut Cx<'_>, event: &MembershipEvent) {
@@ -105,6 +190,21 @@ impl Service for PlacementService {
                 }
             }
         }
+    }
+
+    fn handle_timeout(&mut self, _: &mut Cx<'_>, now: Duration) {
+        // No answer from the master in time: decide here.
+        let expired: Vec<u64> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                let result = self.decide_here(&p.strategy);
+                let _ = p.reply.send(result);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        self.pending.values().map(|p| p.deadline).min()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
