@@ -58,15 +58,33 @@ impl Format {
     /// Decodes a `T` from `bytes`, rejecting trailing bytes.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8], what: &str) -> Result<T, ClusterError> {
         let res = match self {
-            Format::Postcard => match postcard::take_from_bytes::<T>(bytes) {
-                Ok((value, [])) => Ok(value),
-                Ok((_, rest)) => Err(format!("{} trailing bytes after the value", rest.len())),
-                Err(e) => Err(e.to_string()),
-            },
+            Format::Postcard => postcard_exact::<T>(bytes).map_err(|e| match e {
+                Inexact::Malformed(e) => e,
+                Inexact::Trailing(n) => format!("{n} trailing bytes after the value"),
+            }),
             // serde_json::from_slice already rejects trailing non-whitespace.
             Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         };
         res.map_err(|detail| ClusterError::Decode { what: what.to_owned(), detail })
+    }
+}
+
+/// Why bytes are not exactly one postcard value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inexact {
+    /// Not a valid value.
+    Malformed(String),
+    /// A valid value followed by this many bytes.
+    Trailing(usize),
+}
+
+/// Decodes exactly one postcard value from `bytes`: postcard itself accepts trailing bytes,
+/// which on the wire would hide a framing error.
+pub(crate) fn postcard_exact<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Inexact> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Inexact::Trailing(rest.len())),
+        Err(e) => Err(Inexact::Malformed(e.to_string())),
     }
 }
 

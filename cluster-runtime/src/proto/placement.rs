@@ -6,6 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::PlacementError;
+use crate::format::{postcard_exact, Inexact};
 use crate::proto::membership::ResourceReport;
 use crate::proto::registry::ring;
 
@@ -134,11 +135,10 @@ impl PlacementFrame {
 
     /// Decodes a service frame body, rejecting trailing bytes.
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        match postcard::take_from_bytes::<Self>(body) {
-            Ok((frame, [])) => Ok(frame),
-            Ok((_, rest)) => Err(format!("{} trailing bytes after a placement frame", rest.len())),
-            Err(e) => Err(format!("malformed placement frame: {e}")),
-        }
+        postcard_exact(body).map_err(|e| match e {
+            Inexact::Malformed(e) => format!("malformed placement frame: {e}"),
+            Inexact::Trailing(n) => format!("{n} trailing bytes after a placement frame"),
+        })
     }
 }
 

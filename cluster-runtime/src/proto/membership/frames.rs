@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::{postcard_exact, Inexact};
+
 use crate::proto::membership::table::{Member, ResourceReport};
 
 /// The version of these frames this build speaks, announced in the hello.
@@ -47,11 +49,10 @@ impl MembershipFrame<'_> {
 
 /// Decodes a service frame body, rejecting trailing bytes.
 pub fn decode(body: &[u8]) -> Result<MembershipFrame<'_>, MembershipFrameError> {
-    match postcard::take_from_bytes::<MembershipFrame<'_>>(body) {
-        Ok((frame, [])) => Ok(frame),
-        Ok((_, rest)) => Err(MembershipFrameError::TrailingBytes(rest.len())),
-        Err(e) => Err(MembershipFrameError::Malformed(e.to_string())),
-    }
+    postcard_exact(body).map_err(|e| match e {
+        Inexact::Malformed(e) => MembershipFrameError::Malformed(e),
+        Inexact::Trailing(n) => MembershipFrameError::TrailingBytes(n),
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RemoteError;
-use crate::format::Format;
+use crate::format::{postcard_exact, Format, Inexact};
 use crate::ids::{ActorTypeId, LocalActorId, NodeId, RequestId, WireId};
 use crate::proto::flow::FlowWindow;
 use crate::proto::membership::Profile;
@@ -325,11 +325,10 @@ pub fn encode_into(frame: &Frame<'_>, buf: &mut BytesMut) -> Result<(), FrameErr
 
 /// Decodes one frame body (without its length prefix), rejecting trailing bytes.
 pub fn decode(body: &[u8]) -> Result<Frame<'_>, FrameError> {
-    match postcard::take_from_bytes::<Frame<'_>>(body) {
-        Ok((frame, [])) => Ok(frame),
-        Ok((_, rest)) => Err(FrameError::TrailingBytes(rest.len())),
-        Err(e) => Err(FrameError::Malformed(e.to_string())),
-    }
+    postcard_exact(body).map_err(|e| match e {
+        Inexact::Malformed(e) => FrameError::Malformed(e),
+        Inexact::Trailing(n) => FrameError::TrailingBytes(n),
+    })
 }
 
 #[cfg(test)]
