@@ -37,33 +37,7 @@ impl Message for Probe {
     type Result = ();
 }
 
-/// Where a new actor of a type goes when it is spawned through the cluster
-/// (`system.spawn::<A>(state)`): set per type with `#[distributed_actor(placement = "...")]`,
-/// or per call on the spawn builder.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Placement {
-    /// On the node that spawns it (`"local"`).
-    #[default]
-    Local,
-    /// On the named node (`"node:<name>"`).
-    Node(String),
-    /// On a node with this role, in turn (`"role:<role>"`).
-    Role(String),
-    /// On each member in turn (`"round_robin"`).
-    RoundRobin,
-    /// On a member drawn at random (`"random"`).
-    Random,
-    /// On the less loaded of two members drawn at random, from their resource reports
-    /// (`"least_loaded"`).
-    LeastLoaded,
-    /// On the member that owns the spawn's key on the ring, the same from every node
-    /// (`"consistent_hash"`; the spawn gives the key).
-    ConsistentHash,
-    /// By the user-defined policy registered under this name in the configuration
-    /// (`"custom:<name>"`).
-    Custom(String),
-}
+pub use crate::proto::placement::Placement;
 
 /// An actor that can be spawned remotely and receive messages from the network.
 /// Implemented by `#[distributed_actor]`.

@@ -8,7 +8,6 @@ use crate::actor::{DistributedActor, Placement};
 use crate::error::ClusterError;
 use crate::handle::actor_ref::ActorRef;
 use crate::node::ClusterSystem;
-use crate::proto::placement::{PlacementError, Strategy};
 
 /// A spawn being prepared; `.await` it to start the actor. Created by
 /// [`ClusterSystem::spawn`].
@@ -56,17 +55,10 @@ impl<'a, A: DistributedActor> Spawn<'a, A> {
     /// Chooses the node and starts the actor there.
     pub async fn start(self) -> Result<ActorRef<A>, ClusterError> {
         let Spawn { system, state, placement, key } = self;
-        let strategy = match placement {
-            Placement::Local => return Ok(system.spawn_local(state)),
-            Placement::Node(name) => Strategy::Node(name),
-            Placement::Role(role) => Strategy::Role(role),
-            Placement::RoundRobin => Strategy::RoundRobin,
-            Placement::Random => Strategy::Random,
-            Placement::LeastLoaded => Strategy::LeastLoaded,
-            Placement::ConsistentHash => Strategy::ConsistentHash(key.ok_or(PlacementError::NeedsKey)?),
-            Placement::Custom(name) => Strategy::Custom(name, key),
-        };
-        let node = system.choose_node(strategy).await?;
+        if placement == Placement::Local {
+            return Ok(system.spawn_local(state));
+        }
+        let node = system.choose_node(placement, key).await?;
         if node == system.node_name() {
             return Ok(system.spawn_local(state));
         }

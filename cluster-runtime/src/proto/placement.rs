@@ -10,27 +10,32 @@ use crate::format::{postcard_exact, Inexact};
 use crate::proto::membership::ResourceReport;
 use crate::proto::registry::ring;
 
-/// A placement strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Strategy {
-    /// On the node that asks.
+/// Where a new actor of a type goes when it is spawned through the cluster
+/// (`system.spawn::<A>(state)`): set per type with `#[distributed_actor(placement = "...")]`,
+/// or per call on the spawn builder.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Placement {
+    /// On the node that spawns it (`"local"`).
+    #[default]
     Local,
-    /// On the named node.
+    /// On the named node (`"node:<name>"`).
     Node(String),
-    /// On a node with this role (round robin among them).
+    /// On a node with this role, in turn (`"role:<role>"`).
     Role(String),
-    /// On each member in turn, in name order.
+    /// On each member in turn (`"round_robin"`).
     RoundRobin,
-    /// On a member drawn at random.
+    /// On a member drawn at random (`"random"`).
     Random,
-    /// On the less loaded of two members drawn at random ("power of two choices": close to
-    /// the least loaded, without every node piling onto the same one from stale reports).
+    /// On the less loaded of two members drawn at random, from their resource reports
+    /// (`"least_loaded"`).
     LeastLoaded,
-    /// On the member that owns the key on the ring, so every node picks the same one.
-    ConsistentHash(String),
-    /// By the user-defined policy of that name (decided by the caller of [`place`], which
-    /// holds the policies; `place` itself refuses it).
-    Custom(String, Option<String>),
+    /// On the member that owns the spawn's key on the ring, the same from every node
+    /// (`"consistent_hash"`; the spawn gives the key).
+    ConsistentHash,
+    /// By the user-defined policy registered under this name in the configuration
+    /// (`"custom:<name>"`).
+    Custom(String),
 }
 
 /// A member that can host actors.
@@ -58,10 +63,13 @@ pub struct PlacementState {
     next: u64,
 }
 
-/// Chooses the member for a new actor. `local` is the asking node; `members` are the up
-/// members (the asking node among them), in any order.
+/// Chooses the member for a new actor placed by `placement` (with the spawn's `key`, which
+/// consistent hashing needs). `local` is the asking node; `members` are the up members (the
+/// asking node among them), in any order. `Custom` policies are held by the caller, which
+/// decides them itself; `place` refuses them.
 pub fn place<R: Rng + ?Sized>(
-    strategy: &Strategy,
+    placement: &Placement,
+    key: Option<&str>,
     local: &str,
     members: &[Candidate],
     state: &mut PlacementState,
@@ -77,31 +85,32 @@ pub fn place<R: Rng + ?Sized>(
         state.next = state.next.wrapping_add(1);
         among[i].name.clone()
     };
-    match strategy {
-        Strategy::Local => Ok(local.to_owned()),
-        Strategy::Node(name) => sorted
+    match placement {
+        Placement::Local => Ok(local.to_owned()),
+        Placement::Node(name) => sorted
             .iter()
             .find(|c| &c.name == name)
             .map(|c| c.name.clone())
             .ok_or_else(|| PlacementError::UnknownNode(name.clone())),
-        Strategy::Role(role) => {
+        Placement::Role(role) => {
             let with: Vec<&Candidate> = sorted.iter().copied().filter(|c| c.roles.contains(role)).collect();
             if with.is_empty() {
                 return Err(PlacementError::NoRole(role.clone()));
             }
             Ok(turn(&with))
         }
-        Strategy::RoundRobin => Ok(turn(&sorted)),
-        Strategy::Random => Ok(sorted[rng.random_range(0..sorted.len())].name.clone()),
-        Strategy::LeastLoaded => {
+        Placement::RoundRobin => Ok(turn(&sorted)),
+        Placement::Random => Ok(sorted[rng.random_range(0..sorted.len())].name.clone()),
+        Placement::LeastLoaded => {
             let a = sorted[rng.random_range(0..sorted.len())];
             let b = sorted[rng.random_range(0..sorted.len())];
             // Ties go to the first draw, itself random, so no member is favoured by name.
             let pick = if b.load_score() < a.load_score() { b } else { a };
             Ok(pick.name.clone())
         }
-        Strategy::Custom(name, _) => Err(PlacementError::UnknownPolicy(name.clone())),
-        Strategy::ConsistentHash(key) => {
+        Placement::Custom(name) => Err(PlacementError::UnknownPolicy(name.clone())),
+        Placement::ConsistentHash => {
+            let key = key.ok_or(PlacementError::NeedsKey)?;
             ring::owner(key, sorted.iter().map(|c| c.name.as_str())).map(str::to_owned).ok_or(PlacementError::NoMember)
         }
     }
@@ -110,12 +119,14 @@ pub fn place<R: Rng + ?Sized>(
 /// The placement service's frames: in the centralized architecture a worker asks a master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlacementFrame {
-    /// Where should an actor placed by `strategy` go?
+    /// Where should an actor placed by `placement` go?
     Request {
         /// Names the request in the answer.
         id: u64,
-        /// The strategy.
-        strategy: Strategy,
+        /// The placement.
+        placement: Placement,
+        /// The spawn's key, if it has one.
+        key: Option<String>,
     },
     /// The master's answer.
     Decision {
@@ -160,21 +171,24 @@ mod tests {
         vec![member("n3", &["gpu"], Some(5)), member("n1", &["web"], Some(100)), member("n2", &["web", "gpu"], Some(7))]
     }
 
-    fn place_n(strategy: &Strategy, members: &[Candidate], n: usize, seed: u64) -> Vec<String> {
+    /// A placement and the spawn's key.
+    type Request<'a> = (Placement, Option<&'a str>);
+
+    fn place_n(placement: &Request<'_>, members: &[Candidate], n: usize, seed: u64) -> Vec<String> {
         let mut state = PlacementState::default();
         let mut rng = SmallRng::seed_from_u64(seed);
-        (0..n).map(|_| place(strategy, "n1", members, &mut state, &mut rng).expect("placed")).collect()
+        (0..n).map(|_| place(&placement.0, placement.1, "n1", members, &mut state, &mut rng).expect("placed")).collect()
     }
 
     #[test]
     fn each_strategy_decides_as_its_table_says() {
         let c = cluster();
-        let table: [(Strategy, Vec<&str>); 5] = [
-            (Strategy::Local, vec!["n1", "n1", "n1"]),
-            (Strategy::Node("n3".into()), vec!["n3", "n3", "n3"]),
-            (Strategy::Role("gpu".into()), vec!["n2", "n3", "n2"]),
-            (Strategy::RoundRobin, vec!["n1", "n2", "n3"]),
-            (Strategy::ConsistentHash("cart-42".into()), vec!["n1"; 3]),
+        let table: [(Request<'_>, Vec<&str>); 5] = [
+            ((Placement::Local, None), vec!["n1", "n1", "n1"]),
+            ((Placement::Node("n3".into()), None), vec!["n3", "n3", "n3"]),
+            ((Placement::Role("gpu".into()), None), vec!["n2", "n3", "n2"]),
+            ((Placement::RoundRobin, None), vec!["n1", "n2", "n3"]),
+            ((Placement::ConsistentHash, Some("cart-42")), vec!["n1"; 3]),
         ];
         for (strategy, expected) in table {
             assert_eq!(place_n(&strategy, &c, 3, 1), expected, "{strategy:?}");
@@ -186,7 +200,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_garbage_is_an_error() {
         for f in [
-            PlacementFrame::Request { id: 1, strategy: Strategy::Custom("x".into(), Some("k".into())) },
+            PlacementFrame::Request { id: 1, placement: Placement::Custom("x".into()), key: Some("k".into()) },
             PlacementFrame::Decision { id: 1, result: Ok("n1".into()) },
             PlacementFrame::Decision { id: 2, result: Err(PlacementError::NoRole("gpu".into())) },
         ] {
@@ -201,27 +215,27 @@ mod tests {
         let mut s = PlacementState::default();
         let mut rng = SmallRng::seed_from_u64(0);
         assert_eq!(
-            place(&Strategy::Node("n9".into()), "n1", &c, &mut s, &mut rng),
+            place(&Placement::Node("n9".into()), None, "n1", &c, &mut s, &mut rng),
             Err(PlacementError::UnknownNode("n9".into()))
         );
         assert_eq!(
-            place(&Strategy::Role("db".into()), "n1", &c, &mut s, &mut rng),
+            place(&Placement::Role("db".into()), None, "n1", &c, &mut s, &mut rng),
             Err(PlacementError::NoRole("db".into()))
         );
-        assert_eq!(place(&Strategy::Random, "n1", &[], &mut s, &mut rng), Err(PlacementError::NoMember));
-        let custom = Strategy::Custom("mine".into(), None);
-        assert_eq!(place(&custom, "n1", &c, &mut s, &mut rng), Err(PlacementError::UnknownPolicy("mine".into())));
+        assert_eq!(place(&Placement::Random, None, "n1", &[], &mut s, &mut rng), Err(PlacementError::NoMember));
+        let custom = Placement::Custom("mine".into());
+        assert_eq!(place(&custom, None, "n1", &c, &mut s, &mut rng), Err(PlacementError::UnknownPolicy("mine".into())));
     }
 
     #[test]
     fn random_reaches_every_member_and_the_same_seed_repeats_itself() {
         let c = cluster();
-        let picks = place_n(&Strategy::Random, &c, 300, 7);
+        let picks = place_n(&(Placement::Random, None), &c, 300, 7);
         for n in ["n1", "n2", "n3"] {
             let share = picks.iter().filter(|p| *p == n).count();
             assert!((70..=130).contains(&share), "{n}: {share} of 300");
         }
-        assert_eq!(picks, place_n(&Strategy::Random, &c, 300, 7));
+        assert_eq!(picks, place_n(&(Placement::Random, None), &c, 300, 7));
     }
 
     #[test]
@@ -234,7 +248,7 @@ mod tests {
             member("idle-1", &[], Some(3)),
             member("idle-2", &[], None),
         ];
-        let picks = place_n(&Strategy::LeastLoaded, &skewed, 1000, 3);
+        let picks = place_n(&(Placement::LeastLoaded, None), &skewed, 1000, 3);
         let idle = picks.iter().filter(|p| p.starts_with("idle")).count();
         // Two draws both land on a busy member with probability 9/25.
         assert!(idle >= 580, "idle members got {idle} of 1000");

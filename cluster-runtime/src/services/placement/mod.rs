@@ -21,7 +21,7 @@ use crate::ids::NodeId;
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Install, Service, ServiceFrameError};
 use crate::proto::membership::{Member, MembershipEvent};
-use crate::proto::placement::{place, Candidate, PlacementError, PlacementFrame, PlacementState, Strategy};
+use crate::proto::placement::{place, Candidate, Placement, PlacementError, PlacementFrame, PlacementState};
 use crate::proto::wire::channel::Channel;
 use crate::transport::link::LinkEnd;
 
@@ -32,7 +32,8 @@ const VERSION: u16 = 1;
 pub(crate) type Decision = oneshot::Sender<Result<String, PlacementError>>;
 
 struct Pending {
-    strategy: Strategy,
+    placement: Placement,
+    key: Option<String>,
     deadline: Duration,
     reply: Decision,
 }
@@ -90,38 +91,38 @@ fn candidate(m: &Member) -> Candidate {
 }
 
 impl PlacementService {
-    /// Where an actor placed by `strategy` goes, decided here.
-    fn decide_here(&mut self, strategy: &Strategy) -> Result<String, PlacementError> {
+    /// Where an actor placed by `placement` (with `key`) goes, decided here.
+    fn decide_here(&mut self, placement: &Placement, key: Option<&str>) -> Result<String, PlacementError> {
         // Members that are up and reachable: this node, and the peers it is linked to.
         let reachable = |name: &String| *name == self.local || self.linked.values().any(|l| l == name);
         let members: Vec<Candidate> = self.members.values().filter(|c| reachable(&c.name)).cloned().collect();
-        if let Strategy::Custom(name, key) = strategy {
+        if let Placement::Custom(name) = placement {
             let policy = self.policies.policy(name).ok_or_else(|| PlacementError::UnknownPolicy(name.clone()))?;
-            let chosen =
-                policy.choose(&members, key.as_deref()).ok_or_else(|| PlacementError::PolicyDeclined(name.clone()))?;
+            let chosen = policy.choose(&members, key).ok_or_else(|| PlacementError::PolicyDeclined(name.clone()))?;
             // A policy can only choose a member that is up and reachable.
             if !members.iter().any(|m| m.name == chosen) {
                 return Err(PlacementError::UnknownNode(chosen));
             }
             return Ok(chosen);
         }
-        place(strategy, &self.local, &members, &mut self.state, &mut self.rng)
+        place(placement, key, &self.local, &members, &mut self.state, &mut self.rng)
     }
 
-    /// Decides where an actor placed by `strategy` goes and answers on `reply`: here, or
-    /// by asking a master (a centralized worker; it decides itself if none answers).
-    pub(crate) fn decide(&mut self, cx: &mut Cx<'_>, strategy: Strategy, reply: Decision) {
-        let explicit = matches!(strategy, Strategy::Local | Strategy::Node(_));
+    /// Decides where an actor placed by `placement` (with `key`) goes and answers on
+    /// `reply`: here, or by asking a master (a centralized worker; it decides itself if
+    /// none answers).
+    pub(crate) fn decide(&mut self, cx: &mut Cx<'_>, placement: Placement, key: Option<String>, reply: Decision) {
+        let explicit = matches!(placement, Placement::Local | Placement::Node(_));
         if let (false, Some((&master, _))) = (explicit, self.linked_masters.iter().next()) {
             let id = self.next_request;
             self.next_request += 1;
-            let frame = PlacementFrame::Request { id, strategy: strategy.clone() };
+            let frame = PlacementFrame::Request { id, placement: placement.clone(), key: key.clone() };
             if cx.send(master, &frame.encode()) {
-                self.pending.insert(id, Pending { strategy, deadline: cx.now() + self.timeout, reply });
+                self.pending.insert(id, Pending { placement, key, deadline: cx.now() + self.timeout, reply });
                 return;
             }
         }
-        let _ = reply.send(self.decide_here(&strategy));
+        let _ = reply.send(self.decide_here(&placement, key.as_deref()));
     }
 }
 
@@ -146,7 +147,7 @@ impl Service for PlacementService {
         if self.linked_masters.remove(&peer.id).is_some() && self.linked_masters.is_empty() {
             // No master left to answer: decide what was waiting here.
             for (_, p) in std::mem::take(&mut self.pending) {
-                let result = self.decide_here(&p.strategy);
+                let result = self.decide_here(&p.placement, p.key.as_deref());
                 let _ = p.reply.send(result);
             }
         }
@@ -154,8 +155,8 @@ impl Service for PlacementService {
 
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
         match PlacementFrame::decode(body).map_err(ServiceFrameError)? {
-            PlacementFrame::Request { id, strategy } => {
-                let result = self.decide_here(&strategy);
+            PlacementFrame::Request { id, placement, key } => {
+                let result = self.decide_here(&placement, key.as_deref());
                 cx.send(from.id, &PlacementFrame::Decision { id, result }.encode());
             }
             PlacementFrame::Decision { id, result } => {
@@ -197,7 +198,7 @@ impl Service for PlacementService {
         let expired: Vec<u64> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(p) = self.pending.remove(&id) {
-                let result = self.decide_here(&p.strategy);
+                let result = self.decide_here(&p.placement, p.key.as_deref());
                 let _ = p.reply.send(result);
             }
         }
