@@ -34,9 +34,15 @@ id_type!(
     NodeId(u128), "{:032x}"
 );
 id_type!(
-    /// An actor's id on the node that runs it, handed out by that node. (A cluster-wide
-    /// identity independent of location is a different thing.)
+    /// An actor's id on the node that runs it, handed out by that node. The cluster-wide
+    /// identity, independent of where the actor runs, is its [`ActorId`].
     LocalActorId(u64), "{}"
+);
+id_type!(
+    /// An actor's identity in the whole cluster, independent of where it runs: it stays the
+    /// same when the actor moves, so a handle can find the actor again through the registry.
+    /// Made unique by the node that first starts the actor (see [`ActorId::first`]).
+    ActorId(u128), "{:032x}"
 );
 id_type!(
     /// A request's id, unique among the requests one node sends.
@@ -54,6 +60,15 @@ id_type!(
     /// An actor type's stable id, computed at compile time from its stable name.
     ActorTypeId(u64), "{:#018x}"
 );
+
+impl ActorId {
+    /// The identity of an actor first started on node `node` under local id `local`: the
+    /// node id's high half (random per incarnation) and the local id, so that both sides of
+    /// a remote spawn derive it without another message.
+    pub fn first(node: NodeId, local: LocalActorId) -> Self {
+        Self((node.0 & !u128::from(u64::MAX)) | u128::from(local.0))
+    }
+}
 
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
