@@ -73,17 +73,20 @@ impl ClusterSystemBuilder {
         };
         #[allow(
             clippy::disallowed_methods,
-            reason = "the default generation is the wall-clock start time, as documented"
+            reason = "the default generation is the wall-clock start time, as documented; the registry \
+                      stamps records with wall-clock time (conflict rules) from this origin plus the node's clock"
         )]
-        let generation = config.node().generation.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-        });
+        let system_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let generation = config.node().generation.unwrap_or(system_ms);
+        let wall_origin_ms = config.hooks().wall_clock_origin_ms.unwrap_or(system_ms);
         let set = services::build(&Install {
             config: &config,
             node_id: id,
             addr: &advertised,
             generation,
             seed: rng.random(),
+            wall_origin_ms,
         });
         let mut hello = Hello::new(cluster.clone(), id, config.node_name(), advertised);
         hello.generation = generation;
@@ -105,7 +108,7 @@ impl ClusterSystemBuilder {
             inbound_rate: config.limits().inbound_bytes_per_sec,
         };
         let limits = Limits::new(config.limits().clone());
-        let (actors, orphans) = Actors::new(
+        let (actors, orphans, departures) = Actors::new(
             config.limits().actor_window(),
             config.limits().link_window(),
             config.transport().max_frame_size,
@@ -141,6 +144,7 @@ impl ClusterSystemBuilder {
         tasks.spawn_local(driver::run(node.clone(), set.services, inputs));
         tasks.spawn_local(connect::accept_loop(node.clone(), listener));
         tasks.spawn_local(return_orphan_credit(node.me.clone(), orphans, node.life.stopping.clone()));
+        tasks.spawn_local(announce_departures(node.me.clone(), departures, node.life.stopping.clone()));
         for seed in node.config.seed_nodes() {
             tasks.spawn_local(connect::seed_loop(node.clone(), seed.clone()));
         }
@@ -163,5 +167,22 @@ async fn return_orphan_credit(
         };
         let (Some(c), Some(node)) = (credit, node.upgrade()) else { return };
         node.send_credit(c.link, c.actor, c.bytes, c.msgs);
+    }
+}
+
+/// Tells the services which of the actors they follow stopped.
+async fn announce_departures(
+    node: std::sync::Weak<Node>,
+    mut departures: mpsc::UnboundedReceiver<crate::ids::LocalActorId>,
+    stopping: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let departed = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return,
+            d = departures.recv() => d,
+        };
+        let (Some(actor), Some(node)) = (departed, node.upgrade()) else { return };
+        node.to_control(crate::node::service::Input::ActorStopped(actor));
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::LocalActorId;
+use crate::ids::{ActorId, LocalActorId};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -186,9 +186,58 @@ pub enum ClusterError {
     #[error(transparent)]
     Placement(#[from] PlacementError),
 
+    /// The cluster registry refused or could not answer.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
+}
+
+/// Why the cluster registry refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The name is registered to another actor (the first writer keeps it).
+    #[error("the name `{name}` is taken by actor {holder} on node `{node}`")]
+    Taken {
+        /// The name.
+        name: String,
+        /// The actor that holds it.
+        holder: ActorId,
+        /// The node that runs that actor.
+        node: String,
+    },
+    /// The name is bound to an actor of another type.
+    #[error("the name `{name}` is bound to a `{found}`, not a `{expected}`")]
+    WrongType {
+        /// The name.
+        name: String,
+        /// The type asked for.
+        expected: String,
+        /// The type of the registered actor (its stable name, or its type id if this node
+        /// does not know the type).
+        found: String,
+    },
+    /// `unregister` was called for a name no actor on this node holds.
+    #[error("no actor on this node is registered as `{0}`")]
+    NotRegisteredHere(String),
+    /// The actor was started without a cluster system (or its node stopped); it cannot be
+    /// reached from the network, so it cannot be registered.
+    #[error("actor `{0}` is not reachable from the network and cannot be registered")]
+    NotDistributed(String),
+    /// The node asked to register one of its actors no longer runs it.
+    #[error("node `{node}` no longer runs actor {actor}")]
+    NotHere {
+        /// The node asked.
+        node: String,
+        /// The actor's id on that node.
+        actor: LocalActorId,
+    },
+    /// No directory node is up (centralized architecture with no master up); cached and
+    /// local entries still resolve.
+    #[error("no directory node is up (no master is up)")]
+    NoDirectory,
 }
 
 /// Why no member could be chosen.

@@ -37,11 +37,13 @@ pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMess
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
-pub use error::PlacementError;
+pub use error::{PlacementError, RegistryError};
 pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, SendError, StartError};
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr, Spawn};
-pub use ids::{LocalActorId, NodeId};
+pub use ids::{ActorId, LocalActorId, NodeId};
 pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
+pub use proto::registry::record::ActorLocation;
 pub use services::membership::{MembersSnapshot, Membership};
+pub use services::registry::{NameEvent, NameWatch, Registry, RegistryStats};

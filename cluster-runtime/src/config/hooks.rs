@@ -19,6 +19,10 @@ pub struct Hooks {
     pub rng_seed: Option<u64>,
     /// Decides the fate of every frame the node writes (tests impose network conditions).
     pub shaper: Option<ShaperHandle>,
+    /// The wall-clock time the node takes as its start, in ms since the Unix epoch (its
+    /// wall clock then runs with the node's clock); the system clock when unset.
+    /// Simulations fix it so runs reproduce; tests skew it to model clock drift.
+    pub wall_clock_origin_ms: Option<u64>,
 }
 
 impl Hooks {

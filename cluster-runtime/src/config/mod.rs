@@ -8,6 +8,7 @@ pub mod limits;
 pub mod membership;
 pub mod node;
 pub mod placement;
+pub mod registry;
 pub mod transport;
 pub(crate) mod validate;
 
@@ -20,6 +21,7 @@ pub use limits::LimitsConfig;
 pub use membership::{Architecture, MembershipConfig};
 pub use node::{DiscoveryMethod, NodeConfig};
 pub use placement::{PlacementConfig, PlacementPolicy};
+pub use registry::RegistryConfig;
 pub use transport::TransportConfig;
 
 use crate::error::ConfigError;
@@ -40,6 +42,7 @@ pub struct ClusterConfig {
     limits: LimitsConfig,
     membership: MembershipConfig,
     placement: PlacementConfig,
+    registry: RegistryConfig,
     hooks: Hooks,
 }
 
@@ -74,6 +77,11 @@ impl ClusterConfig {
     /// The placement section.
     pub fn placement(&self) -> &PlacementConfig {
         &self.placement
+    }
+
+    /// The registry section.
+    pub fn registry(&self) -> &RegistryConfig {
+        &self.registry
     }
 
     /// The hooks.
@@ -169,6 +177,7 @@ pub struct ClusterConfigBuilder {
     limits: LimitsConfig,
     membership: MembershipConfig,
     placement: PlacementConfig,
+    registry: RegistryConfig,
     hooks: Hooks,
 }
 
@@ -188,6 +197,7 @@ impl Default for ClusterConfigBuilder {
             limits: LimitsConfig::default(),
             membership: MembershipConfig::default(),
             placement: PlacementConfig::default(),
+            registry: RegistryConfig::default(),
             hooks: Hooks::default(),
         }
     }
@@ -257,6 +267,12 @@ impl ClusterConfigBuilder {
     /// The whole transport section.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// The cluster directory's timings.
+    pub fn registry(mut self, registry: RegistryConfig) -> Self {
+        self.registry = registry;
         self
     }
 
@@ -405,12 +421,14 @@ impl ClusterConfigBuilder {
         self.transport.validate()?;
         self.limits.validate()?;
         self.membership.validate()?;
+        self.registry.validate()?;
         Ok(ClusterConfig {
             node,
             transport: self.transport,
             limits: self.limits,
             membership: self.membership,
             placement: self.placement,
+            registry: self.registry,
             hooks: self.hooks,
         })
     }

@@ -11,19 +11,41 @@ use std::time::Duration;
 use crate::dispatch::StopHandle;
 use actix::{Addr, MailboxError};
 
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, SendError};
 use crate::handle::remote_addr::RemoteAddr;
-use crate::ids::LocalActorId;
-use crate::node::ClusterSystem;
+use crate::ids::{ActorId, ActorTypeId, LocalActorId};
+use crate::node::{context, ClusterSystem};
+use crate::proto::registry::record::ActorLocation;
+
+/// A local actor reachable from the network: its node, its id there and its identity.
+#[derive(Clone)]
+pub(crate) struct Hosted {
+    pub(crate) system: ClusterSystem,
+    pub(crate) id: LocalActorId,
+    pub(crate) identity: ActorId,
+}
 
 enum Repr<A: DistributedActor> {
-    Local { addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>, stop: StopHandle },
+    Local { addr: Addr<A>, registered: Option<Hosted>, stop: StopHandle },
     Remote(RemoteAddr<A>),
 }
 
 /// A location-transparent handle: the same API whether the actor runs on this node or on
-/// another. Returned by `start_distributed()` and `ClusterSystem::remote_actor`.
+/// another. Returned by `start_distributed()`, `ClusterSystem::spawn` and
+/// `ClusterSystem::remote_actor`, and found by name with `system.registry().lookup(..)`.
+///
+/// It names the actor by its cluster-wide [`ActorId`] and keeps where the actor was last
+/// known to run. An ask whose target node answers that the actor is not there finds it
+/// again through the registry and is sent there, within the same deadline (never when the
+/// message may have been handled: an ask whose link dropped fails with `LinkDown`).
+///
+/// Handles are serializable: an `ActorRef` inside a cluster message, a reply or a spawn
+/// state arrives as a working handle on the receiving node (the reply-to pattern).
 pub struct ActorRef<A: DistributedActor> {
     repr: Repr<A>,
 }
@@ -43,16 +65,18 @@ impl<A: DistributedActor> Clone for ActorRef<A> {
 impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
-            Repr::Local { registered, .. } => {
-                f.debug_struct("ActorRef::Local").field("id", &registered.as_ref().map(|r| r.1)).finish()
-            }
+            Repr::Local { registered, .. } => f
+                .debug_struct("ActorRef::Local")
+                .field("identity", &registered.as_ref().map(|r| r.identity))
+                .field("id", &registered.as_ref().map(|r| r.id))
+                .finish(),
             Repr::Remote(r) => f.debug_tuple("ActorRef::Remote").field(r).finish(),
         }
     }
 }
 
 impl<A: DistributedActor> ActorRef<A> {
-    pub(crate) fn local(addr: Addr<A>, registered: Option<(ClusterSystem, LocalActorId)>, stop: StopHandle) -> Self {
+    pub(crate) fn local(addr: Addr<A>, registered: Option<Hosted>, stop: StopHandle) -> Self {
         Self { repr: Repr::Local { addr, registered, stop } }
     }
 
@@ -63,8 +87,30 @@ impl<A: DistributedActor> ActorRef<A> {
     /// The actor's id on its node (`None` for a local actor started without a cluster system).
     pub fn actor_id(&self) -> Option<LocalActorId> {
         match &self.repr {
-            Repr::Local { registered, .. } => registered.as_ref().map(|r| r.1),
+            Repr::Local { registered, .. } => registered.as_ref().map(|r| r.id),
             Repr::Remote(r) => Some(r.actor_id()),
+        }
+    }
+
+    /// The actor's cluster-wide identity, the same wherever it runs (`None` for a local
+    /// actor started without a cluster system).
+    pub fn identity(&self) -> Option<ActorId> {
+        match &self.repr {
+            Repr::Local { registered, .. } => registered.as_ref().map(|r| r.identity),
+            Repr::Remote(r) => Some(r.identity()),
+        }
+    }
+
+    /// Where the actor runs, as far as this handle knows (`None` for a local actor started
+    /// without a cluster system).
+    pub fn location(&self) -> Option<ActorLocation> {
+        match &self.repr {
+            Repr::Local { registered, .. } => registered.as_ref().map(|r| ActorLocation {
+                node: r.system.node_name().to_owned(),
+                node_id: r.system.node_id(),
+                actor: r.id,
+            }),
+            Repr::Remote(r) => Some(r.location()),
         }
     }
 
@@ -93,7 +139,7 @@ impl<A: DistributedActor> ActorRef<A> {
     /// cluster system).
     pub fn node_name(&self) -> Option<&str> {
         match &self.repr {
-            Repr::Local { registered, .. } => registered.as_ref().map(|(s, _)| s.node_name()),
+            Repr::Local { registered, .. } => registered.as_ref().map(|r| r.system.node_name()),
             Repr::Remote(r) => Some(r.node_name()),
         }
     }
@@ -107,7 +153,28 @@ impl<A: DistributedActor> ActorRef<A> {
         self.check_running()?;
         match &self.repr {
             Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
-            Repr::Remote(r) => r.send(msg).await,
+            Repr::Remote(r) => Self::ask_remote(r, msg, r.system().config().request_timeout()).await,
+        }
+    }
+
+    /// Asks a remote actor; if its node answers that it is not there, finds it again through
+    /// the registry and asks there, within `timeout` in all.
+    async fn ask_remote<M>(r: &RemoteAddr<A>, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = r.ask(&msg, timeout).await;
+        let Err(ClusterError::ActorNotFound { .. }) = &first else { return first };
+        // Not handled there: safe to send again where the directory says it is now.
+        let moved = match r.system().registry().relocate::<A>(r.identity()).await {
+            Ok(Some(moved)) if moved.location() != Some(r.location()) => moved,
+            _ => return first,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match &moved.repr {
+            Repr::Local { addr, .. } => M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left))),
+            Repr::Remote(there) => there.ask(&msg, left).await,
         }
     }
 
@@ -121,7 +188,7 @@ impl<A: DistributedActor> ActorRef<A> {
             Repr::Local { addr, .. } => {
                 M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
             }
-            Repr::Remote(r) => r.send_timeout(msg, timeout).await,
+            Repr::Remote(r) => Self::ask_remote(r, msg, timeout).await,
         }
     }
 
@@ -178,9 +245,7 @@ impl<A: DistributedActor> ActorRef<A> {
     /// Every call through a handle of a node that was shut down fails with `Shutdown`.
     fn check_running(&self) -> Result<(), ClusterError> {
         match &self.repr {
-            Repr::Local { registered: Some((system, _)), .. } if system.node.life.is_shut_down() => {
-                Err(ClusterError::Shutdown)
-            }
+            Repr::Local { registered: Some(r), .. } if r.system.node.life.is_shut_down() => Err(ClusterError::Shutdown),
             _ => Ok(()),
         }
     }
@@ -190,5 +255,42 @@ fn mailbox_error(e: MailboxError, timeout: Option<Duration>) -> ClusterError {
     match e {
         MailboxError::Closed => ClusterError::ActorStopped,
         MailboxError::Timeout => ClusterError::Timeout(timeout.unwrap_or_default()),
+    }
+}
+
+/// How a handle crosses the network.
+#[derive(Serialize, Deserialize)]
+struct WireRef {
+    identity: ActorId,
+    actor_type: ActorTypeId,
+    location: ActorLocation,
+}
+
+impl<A: DistributedActor> Serialize for ActorRef<A> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (Some(identity), Some(location)) = (self.identity(), self.location()) else {
+            return Err(S::Error::custom(format!(
+                "a handle to a `{}` started without a cluster system cannot leave its node",
+                A::NAME
+            )));
+        };
+        WireRef { identity, actor_type: ActorTypeId(A::TYPE_ID), location }.serialize(serializer)
+    }
+}
+
+impl<'de, A: DistributedActor> Deserialize<'de> for ActorRef<A> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let w = WireRef::deserialize(deserializer)?;
+        if w.actor_type != ActorTypeId(A::TYPE_ID) {
+            return Err(D::Error::custom(format!(
+                "a handle to actor type {} where a handle to a `{}` was expected",
+                w.actor_type,
+                A::NAME
+            )));
+        }
+        let node = context::decoder().ok_or_else(|| {
+            D::Error::custom("an ActorRef can only be decoded by a cluster node (in a message, reply or state it receives)")
+        })?;
+        Ok(ClusterSystem { node }.handle_at(w.identity, w.location))
     }
 }

@@ -5,9 +5,9 @@
 use crate::actor::DistributedActor;
 use crate::dispatch::{start_watched, StopHandle, StopNotice};
 use crate::error::{ClusterError, RemoteErrorKind};
-use crate::handle::actor_ref::ActorRef;
+use crate::handle::actor_ref::{ActorRef, Hosted};
 use crate::handle::remote_addr::RemoteAddr;
-use crate::ids::ActorTypeId;
+use crate::ids::{ActorId, ActorTypeId};
 use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::ClusterSystem;
@@ -42,7 +42,8 @@ impl ClusterSystem {
     /// The actor leaves the node's table when it stops.
     pub fn spawn_local<A: DistributedActor>(&self, actor: A) -> ActorRef<A> {
         let (id, addr, stop) = self.node.actors.start(actor);
-        ActorRef::local(addr, Some((self.clone(), id)), stop)
+        let hosted = Hosted { system: self.clone(), id, identity: ActorId::first(self.node_id(), id) };
+        ActorRef::local(addr, Some(hosted), stop)
     }
 
     /// Spawns a default-constructed `T` on node `node` and returns a handle to it.

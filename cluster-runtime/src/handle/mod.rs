@@ -4,6 +4,7 @@
 pub mod actor_ref;
 pub mod ext;
 pub mod remote_addr;
+mod resolve;
 pub mod spawn;
 
 pub use actor_ref::ActorRef;

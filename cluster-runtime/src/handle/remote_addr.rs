@@ -6,36 +6,76 @@ use std::time::Duration;
 
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, RemoteErrorKind, SendError};
-use crate::ids::{LocalActorId, NodeId, WireId};
+use crate::ids::{ActorId, LocalActorId, NodeId, WireId};
+use crate::node::context;
 use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::{ClusterSystem, PeerInfo};
 use crate::proto::wire::fast_path::{encode_message, MessageHead};
+use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::frame::{self, EncodedFrame, Frame};
 
-/// A typed handle to an actor of type `A` on another node.
+/// A typed handle to an actor of type `A` on another node: the actor's cluster-wide
+/// identity and where it was last known to run.
 pub struct RemoteAddr<A> {
     system: ClusterSystem,
     node: PeerInfo,
     actor: LocalActorId,
+    identity: ActorId,
+    /// The handle came from the network and its node may not be linked yet: calls link first.
+    unlinked: bool,
     _actor: PhantomData<fn() -> A>,
 }
 
 impl<A> Clone for RemoteAddr<A> {
     fn clone(&self) -> Self {
-        Self { system: self.system.clone(), node: self.node.clone(), actor: self.actor, _actor: PhantomData }
+        Self {
+            system: self.system.clone(),
+            node: self.node.clone(),
+            actor: self.actor,
+            identity: self.identity,
+            unlinked: self.unlinked,
+            _actor: PhantomData,
+        }
     }
 }
 
 impl<A> fmt::Debug for RemoteAddr<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteAddr").field("node", &self.node.name).field("actor", &self.actor).finish()
+        f.debug_struct("RemoteAddr")
+            .field("identity", &self.identity)
+            .field("node", &self.node.name)
+            .field("actor", &self.actor)
+            .finish()
     }
 }
 
 impl<A: DistributedActor> RemoteAddr<A> {
+    /// A handle to actor `actor` that linked peer `node` just spawned.
     pub(crate) fn new(system: ClusterSystem, node: PeerInfo, actor: LocalActorId) -> Self {
-        Self { system, node, actor, _actor: PhantomData }
+        let identity = ActorId::first(node.id, actor);
+        Self { system, node, actor, identity, unlinked: false, _actor: PhantomData }
+    }
+
+    /// A handle to the actor `identity` at `actor` on `node`; `unlinked` if the node may
+    /// not be linked yet.
+    pub(crate) fn at(system: ClusterSystem, node: PeerInfo, actor: LocalActorId, identity: ActorId, unlinked: bool) -> Self {
+        Self { system, node, actor, identity, unlinked, _actor: PhantomData }
+    }
+
+    /// The actor's cluster-wide identity.
+    pub fn identity(&self) -> ActorId {
+        self.identity
+    }
+
+    /// Where the actor was last known to run.
+    pub fn location(&self) -> ActorLocation {
+        ActorLocation { node: self.node.name.clone(), node_id: self.node.id, actor: self.actor }
+    }
+
+    /// The node this handle names, for calls that fail without reaching it.
+    pub(crate) fn system(&self) -> &ClusterSystem {
+        &self.system
     }
 
     /// The name of the node the actor lives on.
@@ -66,6 +106,18 @@ impl<A: DistributedActor> RemoteAddr<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.ask(&msg, timeout).await
+    }
+
+    /// Asks, keeping the message so that the caller can send it elsewhere if the actor was
+    /// not there.
+    pub(crate) async fn ask<M>(&self, msg: &M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.ready(deadline).await?;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let format = A::format();
         let target = self.actor;
         let reply = self
@@ -73,14 +125,15 @@ impl<A: DistributedActor> RemoteAddr<A> {
             .node
             .request(self.node.id, &self.node.name, timeout, |request| {
                 let bytes = encode_message(MessageHead::Ask { request, target }, WireId(M::WIRE_ID), format, |buf| {
-                    format.encode_into(&msg, buf, M::NAME)
+                    format.encode_into(msg, buf, M::NAME)
                 })?;
                 check_size(bytes, self.node.max_frame)
             })
             .await
             .map_err(|e| self.name_errors(e))?;
         match reply {
-            Reply::Value(bytes) => format.decode(&bytes, "reply"),
+            // A handle in the reply comes out bound to this node.
+            Reply::Value(bytes) => context::decoding(&self.system.node.me, || format.decode(&bytes, "reply")),
             Reply::Spawned(_) => {
                 Err(ClusterError::Decode { what: "reply".into(), detail: "node answered an ask with a spawn".into() })
             }
@@ -122,6 +175,9 @@ impl<A: DistributedActor> RemoteAddr<A> {
     where
         M: RemoteMessage<A>,
     {
+        if self.unlinked || self.node.id == self.system.node_id() {
+            self.ready(tokio::time::Instant::now() + self.system.config().request_timeout()).await?;
+        }
         let bytes = self.tell_frame(&msg)?;
         self.system.node.tell(self.node.id, &self.node.name, self.actor, bytes).await.map_err(|e| self.name_errors(e))
     }
@@ -135,6 +191,36 @@ impl<A: DistributedActor> RemoteAddr<A> {
             format.encode_into(msg, buf, M::NAME)
         })?;
         check_size(bytes, self.node.max_frame)
+    }
+
+    /// Before a call: an actor that was here is gone (`ActorNotFound`), and a handle that
+    /// came from the network links to its node first (until `deadline`).
+    async fn ready(&self, deadline: tokio::time::Instant) -> Result<(), ClusterError> {
+        if self.node.id == self.system.node_id() {
+            return Err(ClusterError::ActorNotFound { actor: self.actor, node: self.node.name.clone() });
+        }
+        if !self.unlinked {
+            return Ok(());
+        }
+        let mut changes = self.system.watch_peers();
+        loop {
+            match self.system.peer(&self.node.name) {
+                Some(p) if p.id == self.node.id => return Ok(()),
+                Some(_) => return Err(ClusterError::NodeRestarted { node: self.node.name.clone() }),
+                None => {}
+            }
+            if self.node_restarted() {
+                return Err(ClusterError::NodeRestarted { node: self.node.name.clone() });
+            }
+            if let Some(m) = self.system.membership().member(&self.node.name) {
+                self.system.node.connect_to(Some(&m.name), &m.addr);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ClusterError::Shutdown),
+                Err(_) => return Err(ClusterError::LinkDown { node: self.node.name.clone() }),
+            }
+        }
     }
 
     /// True if another incarnation of the actor's node is known (linked, or in membership):

@@ -17,6 +17,7 @@ pub struct Spawn<'a, A: DistributedActor> {
     state: A,
     placement: Placement,
     key: Option<String>,
+    name: Option<String>,
 }
 
 impl<A: DistributedActor> std::fmt::Debug for Spawn<'_, A> {
@@ -25,6 +26,7 @@ impl<A: DistributedActor> std::fmt::Debug for Spawn<'_, A> {
             .field("actor", &A::NAME)
             .field("placement", &self.placement)
             .field("key", &self.key)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -34,7 +36,7 @@ impl ClusterSystem {
     /// (`#[distributed_actor(placement = "...")]`, local by default). Await the result:
     /// `system.spawn(Counter::default()).await?`, or set the placement or key first.
     pub fn spawn<A: DistributedActor>(&self, state: A) -> Spawn<'_, A> {
-        Spawn { system: self, state, placement: A::placement(), key: None }
+        Spawn { system: self, state, placement: A::placement(), key: None, name: None }
     }
 }
 
@@ -52,9 +54,35 @@ impl<'a, A: DistributedActor> Spawn<'a, A> {
         self
     }
 
-    /// Chooses the node and starts the actor there.
+    /// Registers the actor under `name` in the cluster registry once it runs; the spawn
+    /// returns only when the name resolves from every node. If the name is taken, the new
+    /// actor is stopped and the spawn fails with
+    /// [`RegistryError::Taken`](crate::RegistryError::Taken).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Chooses the node, starts the actor there, and registers its name if it has one.
     pub async fn start(self) -> Result<ActorRef<A>, ClusterError> {
-        let Spawn { system, state, placement, key } = self;
+        let Spawn { system, state, placement, key, name } = self;
+        let actor = Self::place(system, state, placement, key).await?;
+        if let Some(name) = name {
+            if let Err(e) = system.registry().register(&name, &actor).await {
+                // Best effort: the actor exists only for this name.
+                let _ = actor.stop().await;
+                return Err(e);
+            }
+        }
+        Ok(actor)
+    }
+
+    async fn place(
+        system: &ClusterSystem,
+        state: A,
+        placement: Placement,
+        key: Option<String>,
+    ) -> Result<ActorRef<A>, ClusterError> {
         if placement == Placement::Local {
             return Ok(system.spawn_local(state));
         }

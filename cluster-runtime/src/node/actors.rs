@@ -46,6 +46,8 @@ struct LocalActor {
     /// Tells in its mailbox not yet seen handled, per link (flow control).
     inbound: InboundAccount,
     probe: ProbeFn,
+    /// The services are told when it stops (it is registered in the directory).
+    announce: bool,
 }
 
 /// Why a tell or ask was not delivered.
@@ -70,6 +72,8 @@ struct Table {
     links: IdMap<LinkId, LinkAccount>,
     /// Where the credit of tells left in a stopped actor's mailbox goes.
     orphans: mpsc::UnboundedSender<OrphanCredit>,
+    /// Where the ids of stopped actors the services follow go.
+    departed: mpsc::UnboundedSender<LocalActorId>,
 }
 
 /// Credit for tells a stopped actor will never handle, to send back on `link`.
@@ -97,6 +101,9 @@ impl Table {
                 account.credited(id, bytes, msgs, true);
             }
             let _ = self.orphans.send(OrphanCredit { link, actor: id, bytes, msgs });
+        }
+        if actor.announce {
+            let _ = self.departed.send(id);
         }
         if let Some(node) = actor.spawner {
             if let Some(n) = self.spawned.get_mut(&node) {
@@ -126,14 +133,17 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
 impl Actors {
     /// A table whose actors grant each link `window` (and `link_window` over all of them),
     /// with messages up to `max_frame` bytes; the credit of tells left in stopped actors'
-    /// mailboxes comes out of the receiver.
+    /// mailboxes comes out of the first receiver, the ids of stopped actors marked with
+    /// [`announce_stop`](Self::announce_stop) out of the second.
     pub(crate) fn new(
         window: FlowWindow,
         link_window: FlowWindow,
         max_frame: usize,
-    ) -> (Self, mpsc::UnboundedReceiver<OrphanCredit>) {
+    ) -> (Self, mpsc::UnboundedReceiver<OrphanCredit>, mpsc::UnboundedReceiver<LocalActorId>) {
         let (orphans, rx) = mpsc::unbounded_channel();
-        let table = Table { actors: IdMap::default(), spawned: IdMap::default(), links: IdMap::default(), orphans };
+        let (departed, departures) = mpsc::unbounded_channel();
+        let table =
+            Table { actors: IdMap::default(), spawned: IdMap::default(), links: IdMap::default(), orphans, departed };
         let actors = Self {
             next: AtomicU64::new(1),
             table: Arc::new(Mutex::new(table)),
@@ -141,7 +151,26 @@ impl Actors {
             link_window,
             max_frame: max_frame as u64,
         };
-        (actors, rx)
+        (actors, rx, departures)
+    }
+
+    /// The services are told (through the departures receiver) when actor `id` stops;
+    /// false if it already has.
+    pub(crate) fn announce_stop(&self, id: LocalActorId) -> bool {
+        lock(&self.table).actors.get_mut(&id).map(|a| a.announce = true).is_some()
+    }
+
+    /// The type of actor `id`, if it runs here.
+    pub(crate) fn type_of(&self, id: LocalActorId) -> Option<ActorTypeId> {
+        lock(&self.table).actors.get(&id).map(|a| a.type_id)
+    }
+
+    /// The address and stop handle of actor `id`, if it runs here and is an `A`.
+    pub(crate) fn local_handle<A: DistributedActor>(&self, id: LocalActorId) -> Option<(Addr<A>, StopHandle)> {
+        let table = lock(&self.table);
+        let a = table.actors.get(&id)?;
+        let addr = a.addr.downcast_ref::<Addr<A>>()?.clone();
+        Some((addr, a.stop.clone()))
     }
 
     fn account(&self) -> InboundAccount {
@@ -175,6 +204,7 @@ impl Actors {
             spawner: None,
             inbound: self.account(),
             probe: dispatch::probe::<A>,
+            announce: false,
         };
         lock(&self.table).insert(id, entry);
         (id, addr, stop)
@@ -206,6 +236,7 @@ impl Actors {
             spawner: Some(spawner),
             inbound: self.account(),
             probe: reg.probe,
+            announce: false,
         };
         lock(&self.table).insert(id, entry);
         Ok(id)

@@ -33,6 +33,14 @@ impl Kernel for Node {
         Node::discover(self, name, port);
     }
 
+    fn actor_type(&self, actor: crate::ids::LocalActorId) -> Option<crate::ids::ActorTypeId> {
+        self.actors.type_of(actor)
+    }
+
+    fn announce_stop(&self, actor: crate::ids::LocalActorId) -> bool {
+        self.actors.announce_stop(actor)
+    }
+
     fn stats(&self) -> NodeStats {
         NodeStats {
             actor_count: self.actors.len() as u64,
@@ -119,6 +127,7 @@ impl Driver {
                     self.with(i, call);
                 }
             }
+            Input::ActorStopped(actor) => self.each(|s, cx| s.handle_actor_stopped(cx, actor)),
             Input::Metrics(reply) => {
                 let mut out = Metrics::default();
                 for s in &self.services {

@@ -10,6 +10,7 @@
 pub(crate) mod actors;
 pub(crate) mod clock;
 pub(crate) mod connect;
+pub(crate) mod context;
 pub(crate) mod driver;
 pub(crate) mod kernel;
 pub mod limits;

@@ -11,6 +11,7 @@ use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, LinkId, LocalActorId, NodeId, RequestId, WireId};
 use crate::node::actors::{ProbeJob, Undelivered};
+use crate::node::context;
 use crate::node::kernel::Node;
 use crate::node::requests::Reply;
 use crate::node::service::Input;
@@ -59,7 +60,10 @@ impl LinkHandler for Node {
     fn on_frame(&self, link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError> {
         match frame {
             Frame::Tell { target, message, format, payload } => {
-                match self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len()) {
+                let delivered = context::decoding(&self.me, || {
+                    self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len())
+                });
+                match delivered {
                     Ok(probes) => probes.into_iter().for_each(|probe| self.spawn_probe(probe)),
                     Err(Undelivered::Flow(violation)) => return Err(violation.into()),
                     Err(Undelivered::Refused(e)) => {
@@ -86,7 +90,9 @@ impl LinkHandler for Node {
                     self.send_reply(peer, request, Outcome::Error(e));
                     return Ok(());
                 }
-                match self.actors.deliver_ask(&self.types, target, message, format, payload) {
+                let delivered =
+                    context::decoding(&self.me, || self.actors.deliver_ask(&self.types, target, message, format, payload));
+                match delivered {
                     Ok(Some(reply)) => self.spawn_reply(peer, request, size, reply),
                     Ok(None) => self.limits.ask_end(peer, size),
                     Err(e) => {
@@ -97,7 +103,7 @@ impl LinkHandler for Node {
                 }
             }
             Frame::Spawn { request, actor_type, format, state } => {
-                self.spawn_for(peer, request, actor_type, format, state)
+                context::decoding(&self.me, || self.spawn_for(peer, request, actor_type, format, state))
             }
             Frame::Reply { request, outcome } => {
                 let result = match outcome {

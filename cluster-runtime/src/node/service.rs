@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ids::NodeId;
+use crate::ids::{ActorTypeId, LocalActorId, NodeId};
 use crate::node::peers::PeerInfo;
 use crate::proto::membership::MembershipEvent;
 use crate::proto::wire::channel::{Channel, ServiceVersion};
@@ -69,6 +69,8 @@ pub(crate) trait Service: Any {
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError>;
     /// A membership event (from the membership service).
     fn handle_membership(&mut self, _cx: &mut Cx<'_>, _event: &MembershipEvent) {}
+    /// A local actor marked with [`Kernel::announce_stop`] stopped.
+    fn handle_actor_stopped(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId) {}
     /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
     fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
     /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
@@ -104,6 +106,10 @@ pub(crate) trait Kernel {
     fn discover(&self, name: &str, port: u16);
     /// Actor count and in-flight figures.
     fn stats(&self) -> NodeStats;
+    /// The type of local actor `actor`, if it runs here.
+    fn actor_type(&self, actor: LocalActorId) -> Option<ActorTypeId>;
+    /// Services are told when local actor `actor` stops; false if it already has.
+    fn announce_stop(&self, actor: LocalActorId) -> bool;
 }
 
 /// A service's view of the node during one call.
@@ -173,6 +179,9 @@ pub(crate) struct Install<'a> {
     pub(crate) generation: u64,
     /// A seed for the service's own randomness, drawn from the node's RNG.
     pub(crate) seed: u64,
+    /// The wall-clock time when the node started, in ms since the Unix epoch (services add
+    /// their `now` to it).
+    pub(crate) wall_origin_ms: u64,
 }
 
 /// The services of a node, in the order they were added.
@@ -215,6 +224,8 @@ pub(crate) enum Input {
     },
     /// An API call for the service on `channel`.
     Call(Channel, Call),
+    /// A local actor the services follow stopped.
+    ActorStopped(LocalActorId),
     /// The services' metrics are wanted.
     Metrics(tokio::sync::oneshot::Sender<Metrics>),
     /// The node stops; answered once every service has stopped.

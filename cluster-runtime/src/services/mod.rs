@@ -4,6 +4,7 @@
 
 pub mod membership;
 pub mod placement;
+pub mod registry;
 
 use crate::node::service::{Install, ServiceSet};
 
@@ -12,5 +13,6 @@ pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     let mut set = ServiceSet::default();
     set.add(membership::install(install));
     set.add(placement::install(install));
+    set.add(registry::install(install));
     set
 }

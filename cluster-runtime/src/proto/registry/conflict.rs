@@ -48,6 +48,11 @@ impl VersionVector {
         *self.0.entry(node.to_owned()).or_default() += 1;
     }
 
+    /// Records that `node` made `writes` writes.
+    pub fn set(&mut self, node: &str, writes: u64) {
+        self.0.insert(node.to_owned(), writes);
+    }
+
     /// The writes `node` made.
     pub fn get(&self, node: &str) -> u64 {
         self.0.get(node).copied().unwrap_or(0)

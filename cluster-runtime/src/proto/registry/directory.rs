@@ -428,8 +428,8 @@ impl Directory {
         if self.watched.contains_key(&key) {
             return;
         }
-        let known = self.hosted.get(&key).or_else(|| self.cache.get(&key)).cloned();
-        self.watched.insert(key.clone(), known);
+        // Unknown until the owner answers: the current holder, if any, is the first event.
+        self.watched.insert(key.clone(), None);
         self.request(now, None, Op::Lookup { key, watch: true });
     }
 
@@ -521,6 +521,12 @@ impl Directory {
                 }
             }
             RegistryFrame::Sync { view, records, last } => self.handle_sync(now, from, view, records, last),
+            RegistryFrame::Changed { key, .. } | RegistryFrame::Lost { key, .. }
+                if self.owner_of(&key) != Some(from) =>
+            {
+                // Only the key's owner speaks for it.
+                tracing::debug!(%key, %from, "registry update from a node that does not own the key; ignored");
+            }
             RegistryFrame::Changed { key, record } => {
                 match &record {
                     Some(r) if self.cache.contains_key(&key) || self.watched.contains_key(&key) => {

@@ -15,10 +15,11 @@ pub struct Channel(pub u16);
 impl Channel {
     /// Membership and failure detection.
     pub const MEMBERSHIP: Channel = Channel(1);
-    /// Placement (no frames yet: decisions are local).
+    /// The cluster registry (the directory of named actors and actor locations).
+    pub const REGISTRY: Channel = Channel(2);
+    /// Placement: a centralized worker asks a master where an actor goes.
     pub const PLACEMENT: Channel = Channel(3);
-    // Assigned as the services land: 2 registry, 4 migration, 5 delivery, 6 broker, 7 raft,
-    // 8 security.
+    // Assigned as the services land: 4 migration, 5 delivery, 6 broker, 7 raft, 8 security.
 }
 
 impl fmt::Display for Channel {
