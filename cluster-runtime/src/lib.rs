@@ -37,8 +37,8 @@ pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMess
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
-pub use error::{PlacementError, RegistryError};
 pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, SendError, StartError};
+pub use error::{PlacementError, RegistryError};
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr, Spawn};
 pub use ids::{ActorId, LocalActorId, NodeId};

@@ -87,16 +87,16 @@
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::config::MembershipConfig;
 pub use actix_cluster_runtime::config::{
-    Hooks, LimitsConfig, NodeConfig, PlacementConfig, PlacementPolicy, TransportConfig,
+    Hooks, LimitsConfig, NodeConfig, PlacementConfig, PlacementPolicy, RegistryConfig, TransportConfig,
 };
 pub use actix_cluster_runtime::proto::placement::Candidate;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
-    ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage, ClusterSystem,
-    ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
-    LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NodeId, PeerInfo, Placement,
-    PlacementError, Profile, Refusals, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport,
-    SendError, Spawn, StartError, WeakClusterSystem,
+    ActorId, ActorLocation, ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage,
+    ClusterSystem, ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
+    Handles, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NameEvent, NameWatch,
+    NodeId, PeerInfo, Placement, PlacementError, Profile, Refusals, Registry, RegistryError, RegistryStats, RemoteAddr,
+    RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, Spawn, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.

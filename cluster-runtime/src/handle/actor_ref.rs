@@ -173,7 +173,9 @@ impl<A: DistributedActor> ActorRef<A> {
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match &moved.repr {
-            Repr::Local { addr, .. } => M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left))),
+            Repr::Local { addr, .. } => {
+                M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)))
+            }
             Repr::Remote(there) => there.ask(&msg, left).await,
         }
     }
@@ -289,7 +291,9 @@ impl<'de, A: DistributedActor> Deserialize<'de> for ActorRef<A> {
             )));
         }
         let node = context::decoder().ok_or_else(|| {
-            D::Error::custom("an ActorRef can only be decoded by a cluster node (in a message, reply or state it receives)")
+            D::Error::custom(
+                "an ActorRef can only be decoded by a cluster node (in a message, reply or state it receives)",
+            )
         })?;
         Ok(ClusterSystem { node }.handle_at(w.identity, w.location))
     }

@@ -11,8 +11,8 @@ use crate::node::context;
 use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::{ClusterSystem, PeerInfo};
-use crate::proto::wire::fast_path::{encode_message, MessageHead};
 use crate::proto::registry::record::ActorLocation;
+use crate::proto::wire::fast_path::{encode_message, MessageHead};
 use crate::proto::wire::frame::{self, EncodedFrame, Frame};
 
 /// A typed handle to an actor of type `A` on another node: the actor's cluster-wide
@@ -59,7 +59,13 @@ impl<A: DistributedActor> RemoteAddr<A> {
 
     /// A handle to the actor `identity` at `actor` on `node`; `unlinked` if the node may
     /// not be linked yet.
-    pub(crate) fn at(system: ClusterSystem, node: PeerInfo, actor: LocalActorId, identity: ActorId, unlinked: bool) -> Self {
+    pub(crate) fn at(
+        system: ClusterSystem,
+        node: PeerInfo,
+        actor: LocalActorId,
+        identity: ActorId,
+        unlinked: bool,
+    ) -> Self {
         Self { system, node, actor, identity, unlinked, _actor: PhantomData }
     }
 

@@ -9,6 +9,14 @@ use crate::node::{ClusterSystem, PeerInfo};
 use crate::proto::registry::record::ActorLocation;
 
 impl ClusterSystem {
+    /// A handle to the actor `identity`, last known to run at `location` (both kept from
+    /// [`ActorRef::identity`] and [`ActorRef::location`], in a database for instance). If the
+    /// actor no longer runs there, asks find it again through the registry (when it is
+    /// registered); otherwise calls fail with `ActorNotFound`.
+    pub fn actor_ref_at<A: DistributedActor>(&self, identity: ActorId, location: ActorLocation) -> ActorRef<A> {
+        self.handle_at(identity, location)
+    }
+
     /// A handle to actor `identity` at `location`: local if it runs here, remote otherwise
     /// (linking to its node on first use if there is no link yet). A location on this node
     /// where the actor no longer runs gives a handle whose calls answer `ActorNotFound`

@@ -90,8 +90,9 @@ impl LinkHandler for Node {
                     self.send_reply(peer, request, Outcome::Error(e));
                     return Ok(());
                 }
-                let delivered =
-                    context::decoding(&self.me, || self.actors.deliver_ask(&self.types, target, message, format, payload));
+                let delivered = context::decoding(&self.me, || {
+                    self.actors.deliver_ask(&self.types, target, message, format, payload)
+                });
                 match delivered {
                     Ok(Some(reply)) => self.spawn_reply(peer, request, size, reply),
                     Ok(None) => self.limits.ask_end(peer, size),

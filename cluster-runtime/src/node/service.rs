@@ -205,7 +205,7 @@ impl ServiceSet {
 }
 
 /// A call into a service from its API, run on the control task.
-pub(crate) type Call = Box<dyn FnOnce(&mut dyn Service, &mut Cx<'_>)>;
+pub(crate) type Call = Box<dyn FnOnce(&mut dyn Service, &mut Cx<'_>) + Send>;
 
 /// What the control task receives.
 pub(crate) enum Input {

@@ -263,17 +263,10 @@ impl Directory {
         if let Some(id) = self.live.get(&self.me).copied() {
             live.entry(self.me.clone()).or_insert(id);
         }
-        let gone: Vec<(String, NodeId)> = self
-            .live
-            .iter()
-            .filter(|(name, id)| live.get(*name) != Some(id))
-            .map(|(n, id)| (n.clone(), *id))
-            .collect();
-        let owners: Vec<String> = live
-            .keys()
-            .filter(|n| self.masters.as_ref().is_none_or(|m| m.contains(*n)))
-            .cloned()
-            .collect();
+        let gone: Vec<(String, NodeId)> =
+            self.live.iter().filter(|(name, id)| live.get(*name) != Some(id)).map(|(n, id)| (n.clone(), *id)).collect();
+        let owners: Vec<String> =
+            live.keys().filter(|n| self.masters.as_ref().is_none_or(|m| m.contains(*n))).cloned().collect();
         let digest = view_digest(owners.iter().map(|n| (n.as_str(), live[n])));
         self.live = live;
         for (name, id) in &gone {
@@ -780,10 +773,8 @@ mod tests {
     impl Net {
         fn new(names: &[&str], masters: Option<&[&str]>) -> Self {
             let masters: Option<BTreeSet<String>> = masters.map(|m| m.iter().map(|s| (*s).to_owned()).collect());
-            let nodes = names
-                .iter()
-                .map(|n| ((*n).to_owned(), Directory::new(n, id(n), config(), masters.clone())))
-                .collect();
+            let nodes =
+                names.iter().map(|n| ((*n).to_owned(), Directory::new(n, id(n), config(), masters.clone()))).collect();
             let mut net = Self {
                 nodes,
                 now: Duration::ZERO,

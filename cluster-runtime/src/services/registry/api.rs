@@ -101,7 +101,10 @@ impl ClusterSystem {
 
 impl Registry<'_> {
     /// Runs `f` on the registry service and returns its result.
-    async fn call<R: 'static>(&self, f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) -> R + 'static) -> Option<R> {
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) -> R + Send + 'static,
+    ) -> Option<R> {
         let (tx, rx) = oneshot::channel();
         self.system.node.to_control(Input::Call(
             Channel::REGISTRY,
@@ -117,7 +120,7 @@ impl Registry<'_> {
     /// Runs a directory request and waits for its answer.
     async fn ask(
         &self,
-        f: impl FnOnce(&mut RegistryService, &mut Cx<'_>, oneshot::Sender<Result<Answer, Refusal>>) + 'static,
+        f: impl FnOnce(&mut RegistryService, &mut Cx<'_>, oneshot::Sender<Result<Answer, Refusal>>) + Send + 'static,
     ) -> Result<Answer, Refusal> {
         if self.system.node.life.is_shut_down() {
             return Err(Refusal::Timeout);
@@ -190,7 +193,10 @@ impl Registry<'_> {
     }
 
     /// Forgets the cached location of `actor` and asks the directory where it is now.
-    pub(crate) async fn relocate<A: DistributedActor>(&self, actor: ActorId) -> Result<Option<ActorRef<A>>, ClusterError> {
+    pub(crate) async fn relocate<A: DistributedActor>(
+        &self,
+        actor: ActorId,
+    ) -> Result<Option<ActorRef<A>>, ClusterError> {
         let key = DirKey::Actor(actor);
         let what = key.to_string();
         let stale = key.clone();
