@@ -10,6 +10,7 @@ use actix_cluster::prelude::*;
 use actix_cluster_runtime::error::RemoteErrorKind;
 use actix_cluster_runtime::ids::{LocalActorId, NodeId, RequestId, WireId};
 use actix_cluster_runtime::proto::membership::frames::MembershipFrame;
+use actix_cluster_runtime::proto::registry::record::{DirKey, Op, Refusal, RegistryFrame};
 use actix_cluster_runtime::proto::wire::channel::Channel;
 use actix_cluster_runtime::proto::wire::frame::{self, Frame, Hello, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,6 +132,19 @@ async fn expect_reply(stream: &mut TcpStream, request: u64) -> (Option<RemoteErr
     }
 }
 
+/// Reads frames until a registry frame for which `want` holds.
+async fn expect_registry(stream: &mut TcpStream, want: impl Fn(&RegistryFrame) -> bool) -> RegistryFrame {
+    loop {
+        let body = read_frame(stream).await;
+        if let Frame::Service { channel: Channel::REGISTRY, body } = frame::decode(&body).expect("valid frames") {
+            let f = RegistryFrame::decode(body).expect("the node sends valid registry frames");
+            if want(&f) {
+                return f;
+            }
+        }
+    }
+}
+
 /// An ask from the raw client.
 fn ask(request: u64, target: LocalActorId, message: u64, payload: &[u8]) -> Frame<'_> {
     Frame::Ask { request: RequestId(request), target, message: WireId(message), format: Format::Postcard, payload }
@@ -225,6 +239,23 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
     logs.wait_for("malformed placement frame").await;
     send(&mut s, &ask(9, target, add_id, &[1])).await;
     assert_eq!(expect_reply(&mut s, 9).await, (None, vec![9]), "served after a bad placement frame");
+    // The registry channel: an undecodable body is logged and dropped; a request to register
+    // an actor that does not run here, or one made in a view the node does not have, is
+    // refused with a reply; the link is kept throughout.
+    send(&mut s, &Frame::Service { channel: Channel::REGISTRY, body: &[0xee, 0xff, 0x01] }).await;
+    logs.wait_for("malformed registry frame").await;
+    let host = RegistryFrame::HostRegister { req: 41, name: "x".into(), actor: LocalActorId(999_999) }.encode();
+    send(&mut s, &Frame::Service { channel: Channel::REGISTRY, body: &host }).await;
+    expect_registry(&mut s, |f| matches!(f, RegistryFrame::HostReply { req: 41, result: Err(Refusal::NotHere) }))
+        .await;
+    logs.wait_for("asked to register an actor that does not run here").await;
+    let op = Op::Lookup { key: DirKey::Name("x".into()), watch: false };
+    let lookup = RegistryFrame::Request { req: 42, view: 12_345, op }.encode();
+    send(&mut s, &Frame::Service { channel: Channel::REGISTRY, body: &lookup }).await;
+    expect_registry(&mut s, |f| matches!(f, RegistryFrame::Reply { req: 42, result: Err(Refusal::ViewMismatch) }))
+        .await;
+    send(&mut s, &ask(10, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 10).await, (None, vec![10]), "served after bad registry frames");
     legit_still_works().await;
     drop(s);
 
