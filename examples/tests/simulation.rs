@@ -252,3 +252,153 @@ fn a_crashed_member_of_a_larger_cluster_is_marked_down_by_everyone() {
         times.len()
     );
 }
+
+/// Every (name, registering node) pair a simulated app got an `Ok` for, with its incarnation.
+type Registered = std::rc::Rc<std::cell::RefCell<Vec<(String, String, u64)>>>;
+
+/// Runs `fut` to completion, stepping the simulation while it waits.
+fn drive<T>(sim: &mut turmoil::Sim<'_>, fut: impl std::future::Future<Output = T>) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        sim.step().expect("simulation step");
+    }
+}
+
+/// Random crashes, restarts and partitions while every incarnation of every node registers
+/// names (its own, and one shared name all of them want); after faults stop and the views
+/// converge, every live node resolves every name to the same place, that place is a live
+/// incarnation, and no name of a dead incarnation remains.
+fn registry_chaos_run(seed: u64) {
+    let _report = SeedReport(seed);
+    let sim_builder = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(1))
+        .build();
+    let mut sim = sim_builder;
+    let log = EventLog::default();
+    let registered: Registered = Default::default();
+    let nodes: Vec<SimNode> = NAMES
+        .iter()
+        .map(|n| {
+            let registered = registered.clone();
+            SimNode::new(*n, PORT).with_app(move |system, incarnation| {
+                let registered = registered.clone();
+                Box::pin(async move {
+                    let me = system.node_name().to_owned();
+                    let names = (0..8).map(|k| format!("{me}/{incarnation}/{k}")).chain(["leader".to_owned()]);
+                    for name in names {
+                        let actor = system.spawn_local(Counter::default());
+                        // Retried until it answers: a partition may hold it up; the shared
+                        // name may be taken.
+                        loop {
+                            match system.registry().register(&name, &actor).await {
+                                Ok(()) => {
+                                    registered.borrow_mut().push((name.clone(), me.clone(), incarnation));
+                                    break;
+                                }
+                                Err(ClusterError::Registry(actix_cluster::RegistryError::Taken { .. }))
+                                | Err(ClusterError::Shutdown) => break,
+                                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                            }
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
+        sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
+    }
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x4e61_6d65);
+    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+    let mut down: Vec<usize> = Vec::new();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let chaos_end = sim.elapsed() + Duration::from_secs(6);
+    while sim.elapsed() < chaos_end {
+        for _ in 0..rng.random_range(200..800) {
+            sim.step().expect("simulation step");
+        }
+        match rng.random_range(0..4) {
+            0 if down.is_empty() => {
+                let i = rng.random_range(0..NAMES.len());
+                sim.crash(NAMES[i]);
+                nodes[i].crashed();
+                down.push(i);
+            }
+            1 if !down.is_empty() => sim.bounce(NAMES[down.remove(0)]),
+            2 => {
+                let a = rng.random_range(0..NAMES.len());
+                let b = (a + rng.random_range(1..NAMES.len())) % NAMES.len();
+                sim.partition(NAMES[a], NAMES[b]);
+                cut.push((a, b));
+            }
+            _ => {
+                if let Some((a, b)) = cut.pop() {
+                    sim.repair(NAMES[a], NAMES[b]);
+                }
+            }
+        }
+    }
+    for (a, b) in cut.drain(..) {
+        sim.repair(NAMES[a], NAMES[b]);
+    }
+    for i in down.drain(..) {
+        sim.bounce(NAMES[i]);
+    }
+    step_until(&mut sim, Duration::from_secs(30), "links and views converge", || converged(&nodes));
+    // Every app finished registering, and the directory settled (rebuild timeout is 2 s).
+    let settle = sim.elapsed() + Duration::from_secs(5);
+    while sim.elapsed() < settle {
+        sim.step().expect("simulation step");
+    }
+    let systems: Vec<ClusterSystem> = nodes.iter().map(|n| n.system().expect("up")).collect();
+    let live: BTreeSet<(String, actix_cluster::NodeId)> =
+        systems.iter().map(|s| (s.node_name().to_owned(), s.node_id())).collect();
+    let mut names: BTreeSet<String> = registered.borrow().iter().map(|(n, _, _)| n.clone()).collect();
+    names.insert("leader".into());
+    let mut resolved = 0;
+    for name in &names {
+        let mut answers = BTreeSet::new();
+        for s in &systems {
+            let found = drive(&mut sim, s.registry().locate(name))
+                .unwrap_or_else(|e| panic!("locate {name} on {} (seed {seed}): {e}", s.node_name()));
+            answers.insert(found);
+        }
+        assert_eq!(answers.len(), 1, "nodes disagree about {name} (seed {seed}): {answers:?}");
+        let answer = answers.into_iter().next().flatten();
+        resolved += usize::from(answer.is_some());
+        if let Some((_, location)) = &answer {
+            assert!(
+                live.contains(&(location.node.clone(), location.node_id)),
+                "{name} resolves to a dead incarnation {location:?} (seed {seed})"
+            );
+        }
+        // A name a live incarnation registered (and did not lose) resolves to it.
+        let owner = registered.borrow().iter().find(|(n, _, _)| n == name).cloned();
+        if let (Some((_, node, incarnation)), false) = (owner, name == "leader") {
+            let alive = nodes.iter().any(|n| n.name == node && n.incarnation() == incarnation);
+            assert_eq!(answer.is_some(), alive, "{name} of {node} incarnation {incarnation} (seed {seed})");
+        }
+    }
+    // Each node's current incarnation registered its eight names, and they resolve.
+    assert!(resolved >= 3 * 8, "only {resolved} names resolve (seed {seed})");
+}
+
+#[test]
+fn a_simulated_registry_converges_after_kills_and_partitions() {
+    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let seeds = sim::seeds(5000, count);
+    for seed in &seeds {
+        registry_chaos_run(*seed);
+    }
+    println!(
+        "{} seeded registry chaos runs: every node resolves every name alike, to live incarnations only",
+        seeds.len()
+    );
+}

@@ -99,7 +99,7 @@ impl EventLog {
 }
 
 /// A node of a simulation: its name, port, and the running system (if up).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimNode {
     /// The host and node name.
     pub name: String,
@@ -107,17 +107,39 @@ pub struct SimNode {
     pub port: u16,
     system: Rc<RefCell<Option<ClusterSystem>>>,
     incarnation: Rc<RefCell<u64>>,
+    app: Option<App>,
+}
+
+/// What a simulated node runs once it is up: given its system and incarnation number.
+pub type App = Rc<dyn Fn(ClusterSystem, u64) -> LocalFuture<'static, ()>>;
+
+impl std::fmt::Debug for SimNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode").field("name", &self.name).field("port", &self.port).finish()
+    }
 }
 
 impl SimNode {
     /// A node `name` listening on `port`.
     pub fn new(name: impl Into<String>, port: u16) -> Self {
-        Self { name: name.into(), port, system: Rc::default(), incarnation: Rc::default() }
+        Self { name: name.into(), port, system: Rc::default(), incarnation: Rc::default(), app: None }
+    }
+
+    /// Runs `app` on the node every time it starts (after its system is up), as the
+    /// application of a real node would.
+    pub fn with_app(mut self, app: impl Fn(ClusterSystem, u64) -> LocalFuture<'static, ()> + 'static) -> Self {
+        self.app = Some(Rc::new(app));
+        self
     }
 
     /// The running system, if the host is up.
     pub fn system(&self) -> Option<ClusterSystem> {
         self.system.borrow().clone()
+    }
+
+    /// The number of the node's current (or last) incarnation, from 1.
+    pub fn incarnation(&self) -> u64 {
+        *self.incarnation.borrow()
     }
 
     /// Forgets the system (call after crashing the host).
@@ -175,6 +197,9 @@ impl SimNode {
                 let system = ClusterSystem::new(cluster, config).start().await?;
                 log.record(format!("{} up (incarnation {incarnation})", node.name));
                 *node.system.borrow_mut() = Some(system.clone());
+                if let Some(app) = &node.app {
+                    tokio::task::spawn_local(app(system.clone(), incarnation));
+                }
                 let mut links = system.watch_peers();
                 let mut members = system.membership().watch();
                 let (mut last_links, mut last_up) = (BTreeSet::new(), BTreeSet::new());

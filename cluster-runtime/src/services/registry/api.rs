@@ -184,6 +184,17 @@ impl Registry<'_> {
         self.find(DirKey::Name(name.to_owned()), true, name).await
     }
 
+    /// Who holds `name` and where it runs, as its directory owner says now (no cache, no
+    /// handle built): for tools and checks.
+    pub async fn locate(&self, name: &str) -> Result<Option<(ActorId, ActorLocation)>, ClusterError> {
+        let key = DirKey::Name(name.to_owned());
+        match self.ask(move |s, cx, tx| s.lookup(cx, key, true, tx)).await {
+            Ok(Answer::Found(found)) => Ok(found.map(|r| (r.actor, r.location))),
+            Ok(Answer::Done) => Ok(None),
+            Err(r) => Err(self.refused(r, name)),
+        }
+    }
+
     /// Where the actor with identity `actor` runs now, if it is registered; `None` if the
     /// directory does not know it.
     pub async fn resolve<A: DistributedActor>(&self, actor: ActorId) -> Result<Option<ActorRef<A>>, ClusterError> {
