@@ -64,11 +64,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n== spawning a counter on node-3 under the name `orders`");
     let mut watch = system.registry().watch("orders");
-    let counter = system
-        .spawn(Counter::default())
-        .placement(Placement::Node("node-3".into()))
-        .name("orders")
-        .await?;
+    let counter = system.spawn(Counter::default()).placement(Placement::Node("node-3".into())).name("orders").await?;
     let owner = system.registry().owner_of("orders").await.unwrap_or_default();
     println!(
         "  registered: actor {} on {}; node-3 wrote the record, {owner} holds it in the directory",
@@ -109,11 +105,7 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let fresh = system.spawn(Counter::default()).placement(Placement::Node("node-2".into())).name("orders").await?;
     fresh.send(Add(1)).await?;
     let resolved = system.registry().lookup::<Counter>("orders").await?.ok_or("`orders` does not resolve")?;
-    println!(
-        "  orders now on {} counting {}",
-        resolved.node_name().unwrap_or("?"),
-        resolved.send(Get).await?
-    );
+    println!("  orders now on {} counting {}", resolved.node_name().unwrap_or("?"), resolved.send(Get).await?);
     system.shutdown().await;
     Ok(())
 }
