@@ -126,3 +126,35 @@ async fn a_paused_process_stops_answering_and_resumes() {
     frozen.stop(DEADLINE).await.expect("stops");
     node1.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_name_hosted_by_a_killed_process_disappears_from_the_registry() {
+    let node1 = parent("names").await;
+    let seed = vec![node1.local_addr().to_string()];
+    let _node2 = child("names", "node-2", &seed).await;
+    let mut node3 = child("names", "node-3", &seed).await;
+    let deadline = Instant::now() + DEADLINE;
+    while node1.membership().up_members().len() < 3 || node1.peers().len() < 2 {
+        assert!(Instant::now() < deadline, "the three processes did not form a cluster");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // node-3's process writes the record; node-1 (another process) resolves and uses it.
+    let counter = node1
+        .spawn(Counter::default())
+        .placement(Placement::Node("node-3".into()))
+        .name("orders")
+        .await
+        .expect("named spawn on node-3");
+    let found = node1.registry().lookup::<Counter>("orders").await.expect("lookup").expect("resolves");
+    assert_eq!(found.identity(), counter.identity());
+    assert_eq!(found.send(Add(2)).await.expect("ask"), 2);
+    let killed = Instant::now();
+    node3.kill().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node1.registry().lookup::<Counter>("orders").await.expect("lookup").is_some() {
+        assert!(Instant::now() < deadline, "a SIGKILLed process's name still resolves");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("registry: the name of a SIGKILLed process was gone after {:?}", killed.elapsed());
+    node1.shutdown().await;
+}

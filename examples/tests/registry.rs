@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster::testkit::harness::ClusterTestHarness;
-use actix_cluster::{ActorLocation, ClusterError, LocalActorId, NameEvent, RegistryError};
+use actix_cluster::{ActorLocation, Architecture, ClusterError, LocalActorId, NameEvent, RegistryError};
 use futures_util::future::join_all;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -429,5 +429,47 @@ async fn an_ask_to_a_stale_location_finds_the_actor_again_through_the_registry()
         ActorLocation { node: "node-3".into(), node_id: h.node(2).node_id(), actor: LocalActorId(77) },
     );
     assert!(matches!(gone.send(WhereAreYou).await, Err(ClusterError::ActorNotFound { .. })));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn centralized_workers_resolve_through_the_master_and_re_register_when_it_returns() {
+    let mut h = ClusterTestHarness::builder()
+        .nodes(4)
+        .configure(|_, c| c.architecture(Architecture::Centralized).master_nodes(["node-1"]))
+        .start()
+        .await
+        .expect("harness");
+    let svc = named(&h, 1);
+    h.node(1).registry().register("svc", &svc).await.expect("register on a worker");
+    assert_eq!(h.node(0).registry().stats().await.owned, 1, "the master holds the directory");
+    assert_eq!(h.node(2).registry().stats().await.owned, 0, "workers hold none");
+    let found = h.node(2).registry().lookup::<Named>("svc").await.expect("lookup").expect("through the master");
+    assert_eq!(found.send(WhereAreYou).await.expect("ask"), "node-2");
+
+    // The master goes: workers keep resolving their own entries and what they cached.
+    h.kill(0);
+    assert!(h.node(1).registry().lookup::<Named>("svc").await.expect("own entry").is_some());
+    assert!(h.node(2).registry().lookup::<Named>("svc").await.expect("cached entry").is_some());
+    // A new name cannot be agreed on without a master: it waits for one, then fails.
+    let late = named(&h, 3);
+    let refused = h.node(3).registry().register("late", &late).await;
+    assert!(
+        matches!(refused, Err(ClusterError::Timeout(_)) | Err(ClusterError::Registry(RegistryError::NoDirectory))),
+        "{refused:?}"
+    );
+
+    // The master returns (a new incarnation, with an empty directory): the hosts send it
+    // their entries again.
+    h.restart(0).await.expect("master restarts");
+    h.wait_for_stability(DEADLINE).await.expect("one view again");
+    let deadline = Instant::now() + DEADLINE;
+    while h.node(0).registry().stats().await.owned < 1 {
+        assert!(Instant::now() < deadline, "svc was not registered with the returning master");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = h.node(3).registry().lookup_uncached::<Named>("svc").await.expect("lookup").expect("resolves");
+    assert_eq!(again.identity(), svc.identity());
+    h.node(3).registry().register("late", &late).await.expect("registers with a master up");
     h.shutdown().await;
 }

@@ -288,8 +288,12 @@ impl Directory {
             slot.interest.retain(|n| live.contains_key(n));
         }
         self.syncing.clear();
-        // Owners now are other nodes: cached records would no longer be kept fresh.
-        self.cache.clear();
+        // Owners now are other nodes: cached records would no longer be kept fresh. With no
+        // owner at all (no master up) the cache is all there is, and it is kept until one
+        // returns.
+        if !self.owners.is_empty() {
+            self.cache.clear();
+        }
         self.push_syncs(now, None);
         if self.is_owner() {
             self.pull_at = Some(now);
@@ -1077,7 +1081,8 @@ mod tests {
         // The master goes; w1 still resolves its own entry, w2 its cached one.
         net.remove("m");
         assert!(net.node("w1").owners().is_empty());
-        assert!(net.lookup("w1", 3, "svc").is_some());
+        assert!(net.lookup("w1", 3, "svc").is_some(), "its own entry");
+        assert!(net.lookup("w2", 31, "svc").is_some(), "a cached entry");
         // A registration waits for a master until its deadline.
         let now = net.now;
         net.node("w2").register(now, 4, name("late"), record("w2", 2, 200));
