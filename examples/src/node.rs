@@ -107,6 +107,34 @@ pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
     Ok(())
 }
 
+/// The `main` of an example program: with `node` as its first argument it runs a node
+/// process (the children the example starts, configured by the flags that follow);
+/// otherwise it runs `demo`. Either way it exits non-zero on failure, naming `program`.
+pub fn main_or_node<F, Fut>(program: &str, demo: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+{
+    init_logging();
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("node") {
+        args.next();
+        let node_args = NodeArgs::parse(args).unwrap_or_else(|e| {
+            eprintln!("{program} node: {e}");
+            std::process::exit(2)
+        });
+        if let Err(e) = actix_cluster::rt::System::new().block_on(run(node_args)) {
+            eprintln!("{program} node: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Err(e) = actix_cluster::rt::System::new().block_on(demo()) {
+        eprintln!("{program} failed: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Initializes logging to stderr from `RUST_LOG` (default: warnings).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

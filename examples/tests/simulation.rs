@@ -113,19 +113,21 @@ fn the_same_seed_reproduces_the_same_run() {
     assert_eq!(first, second, "two runs with seed {seed} differ");
 }
 
-/// Random crashes, restarts, partitions and repairs for a while; then faults stop and
-/// every node must be linked to every other within a bound.
-fn chaos_run(seed: u64) {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-    let _report = SeedReport(seed);
-    let (mut sim, nodes, log) = build(seed);
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5eed);
-    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+/// For `duration` of simulated time, every `steps` steps, one fault at random: crash a node
+/// (one at a time), restart it, cut a pair of nodes apart, or repair a cut. Then every cut
+/// is repaired and every crashed node restarted.
+fn chaos(
+    sim: &mut turmoil::Sim<'_>,
+    nodes: &[SimNode],
+    rng: &mut SmallRng,
+    duration: Duration,
+    steps: std::ops::Range<i32>,
+) {
     let mut down: Vec<usize> = Vec::new();
     let mut cut: Vec<(usize, usize)> = Vec::new();
-    let chaos_end = sim.elapsed() + Duration::from_secs(8);
-    while sim.elapsed() < chaos_end {
-        for _ in 0..rng.random_range(100..600) {
+    let end = sim.elapsed() + duration;
+    while sim.elapsed() < end {
+        for _ in 0..rng.random_range(steps.clone()) {
             sim.step().expect("simulation step");
         }
         match rng.random_range(0..4) {
@@ -135,10 +137,7 @@ fn chaos_run(seed: u64) {
                 nodes[i].crashed();
                 down.push(i);
             }
-            1 if !down.is_empty() => {
-                let i = down.remove(0);
-                sim.bounce(NAMES[i]);
-            }
+            1 if !down.is_empty() => sim.bounce(NAMES[down.remove(0)]),
             2 => {
                 let a = rng.random_range(0..NAMES.len());
                 let b = (a + rng.random_range(1..NAMES.len())) % NAMES.len();
@@ -158,6 +157,17 @@ fn chaos_run(seed: u64) {
     for i in down.drain(..) {
         sim.bounce(NAMES[i]);
     }
+}
+
+/// Random crashes, restarts, partitions and repairs for a while; then faults stop and
+/// every node must be linked to every other within a bound.
+fn chaos_run(seed: u64) {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let _report = SeedReport(seed);
+    let (mut sim, nodes, log) = build(seed);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5eed);
+    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+    chaos(&mut sim, &nodes, &mut rng, Duration::from_secs(8), 100..600);
     let healed_at = sim.elapsed();
     let mut reached = false;
     while sim.elapsed() - healed_at < Duration::from_secs(30) {
@@ -317,40 +327,7 @@ fn registry_chaos_run(seed: u64) {
     }
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x4e61_6d65);
     step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
-    let mut down: Vec<usize> = Vec::new();
-    let mut cut: Vec<(usize, usize)> = Vec::new();
-    let chaos_end = sim.elapsed() + Duration::from_secs(6);
-    while sim.elapsed() < chaos_end {
-        for _ in 0..rng.random_range(200..800) {
-            sim.step().expect("simulation step");
-        }
-        match rng.random_range(0..4) {
-            0 if down.is_empty() => {
-                let i = rng.random_range(0..NAMES.len());
-                sim.crash(NAMES[i]);
-                nodes[i].crashed();
-                down.push(i);
-            }
-            1 if !down.is_empty() => sim.bounce(NAMES[down.remove(0)]),
-            2 => {
-                let a = rng.random_range(0..NAMES.len());
-                let b = (a + rng.random_range(1..NAMES.len())) % NAMES.len();
-                sim.partition(NAMES[a], NAMES[b]);
-                cut.push((a, b));
-            }
-            _ => {
-                if let Some((a, b)) = cut.pop() {
-                    sim.repair(NAMES[a], NAMES[b]);
-                }
-            }
-        }
-    }
-    for (a, b) in cut.drain(..) {
-        sim.repair(NAMES[a], NAMES[b]);
-    }
-    for i in down.drain(..) {
-        sim.bounce(NAMES[i]);
-    }
+    chaos(&mut sim, &nodes, &mut rng, Duration::from_secs(6), 200..800);
     step_until(&mut sim, Duration::from_secs(30), "links and views converge", || converged(&nodes));
     // Every app finished registering, and the directory settled (rebuild timeout is 2 s).
     let settle = sim.elapsed() + Duration::from_secs(5);

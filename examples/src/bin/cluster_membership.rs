@@ -39,24 +39,7 @@ impl Handler<MembershipEvent> for Printer {
 }
 
 fn main() {
-    node::init_logging();
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("node") {
-        args.next();
-        let a = NodeArgs::parse(args).unwrap_or_else(|e| {
-            eprintln!("cluster_membership node: {e}");
-            std::process::exit(2)
-        });
-        if let Err(e) = actix_cluster::rt::System::new().block_on(node::run(a)) {
-            eprintln!("cluster_membership node: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    if let Err(e) = actix_cluster::rt::System::new().block_on(demo()) {
-        eprintln!("cluster_membership failed: {e}");
-        std::process::exit(1);
-    }
+    node::main_or_node("cluster_membership", demo);
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), String> {

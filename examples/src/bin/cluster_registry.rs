@@ -17,24 +17,7 @@ const PROBE_MS: u64 = 300;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn main() {
-    node::init_logging();
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("node") {
-        args.next();
-        let a = NodeArgs::parse(args).unwrap_or_else(|e| {
-            eprintln!("cluster_registry node: {e}");
-            std::process::exit(2)
-        });
-        if let Err(e) = actix_cluster::rt::System::new().block_on(node::run(a)) {
-            eprintln!("cluster_registry node: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    if let Err(e) = actix_cluster::rt::System::new().block_on(demo()) {
-        eprintln!("cluster_registry failed: {e}");
-        std::process::exit(1);
-    }
+    node::main_or_node("cluster_registry", demo);
 }
 
 async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,24 +17,7 @@ use actix_cluster_examples::{Add, Counter, Get, Greet, Greeter, SlowGet};
 const READY: Duration = Duration::from_secs(20);
 
 fn main() {
-    node::init_logging();
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("node") {
-        args.next();
-        let node_args = NodeArgs::parse(args).unwrap_or_else(|e| {
-            eprintln!("quickstart node: {e}");
-            std::process::exit(2)
-        });
-        if let Err(e) = actix_cluster::rt::System::new().block_on(node::run(node_args)) {
-            eprintln!("quickstart node: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    if let Err(e) = actix_cluster::rt::System::new().block_on(demo()) {
-        eprintln!("quickstart failed: {e}");
-        std::process::exit(1);
-    }
+    node::main_or_node("quickstart", demo);
 }
 
 fn step(text: &str) {
