@@ -106,15 +106,22 @@ impl Registry<'_> {
         f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) -> R + Send + 'static,
     ) -> Option<R> {
         let (tx, rx) = oneshot::channel();
+        self.post(move |s, cx| {
+            let _ = tx.send(f(s, cx));
+        });
+        rx.await.ok()
+    }
+
+    /// Hands `f` to the registry service, to run on the node's control task.
+    fn post(&self, f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) + Send + 'static) {
         self.system.node.to_control(Input::Call(
             Channel::REGISTRY,
             Box::new(move |service, cx| {
                 if let Some(s) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    let _ = tx.send(f(s, cx));
+                    f(s, cx);
                 }
             }),
         ));
-        rx.await.ok()
     }
 
     /// Runs a directory request and waits for its answer.
@@ -246,14 +253,7 @@ impl Registry<'_> {
     pub fn watch(&self, name: &str) -> NameWatch {
         let (tx, events) = mpsc::unbounded_channel();
         let key = DirKey::Name(name.to_owned());
-        self.system.node.to_control(Input::Call(
-            Channel::REGISTRY,
-            Box::new(move |service, cx| {
-                if let Some(s) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    s.watch(cx, key, tx);
-                }
-            }),
-        ));
+        self.post(move |s, cx| s.watch(cx, key, tx));
         NameWatch { events }
     }
 

@@ -141,25 +141,21 @@ impl RegistryService {
     /// Registers the actor at `location` under `name`: here, or by asking its host.
     pub(crate) fn register(&mut self, cx: &mut Cx<'_>, name: String, location: ActorLocation, reply: Answered) {
         let token = self.token();
-        self.waiting.insert(token, reply);
-        if location.node == self.me {
-            if location.node_id != self.node_id {
-                self.finish(cx, token, Err(Refusal::NotHere));
-                return;
-            }
+        if location.node == self.me && location.node_id == self.node_id {
+            self.waiting.insert(token, reply);
             self.register_here(cx, token, name, location.actor);
             return;
         }
-        let Some(id) = self.linked.get(&location.node).copied().filter(|id| *id == location.node_id) else {
-            self.finish(cx, token, Err(Refusal::NotHere));
-            return;
-        };
-        let Some(reply) = self.waiting.remove(&token) else { return };
+        // Elsewhere: only a linked current incarnation of the host can write the record.
+        let host = self.linked.get(&location.node).copied().filter(|id| *id == location.node_id);
         let frame = RegistryFrame::HostRegister { req: token, name, actor: location.actor };
-        if cx.send(id, &frame.encode()) {
-            self.host_calls.insert(token, HostCall { reply, deadline: cx.now() + self.request_timeout });
-        } else {
-            let _ = reply.send(Err(Refusal::NotHere));
+        match host {
+            Some(id) if cx.send(id, &frame.encode()) => {
+                self.host_calls.insert(token, HostCall { reply, deadline: cx.now() + self.request_timeout });
+            }
+            _ => {
+                let _ = reply.send(Err(Refusal::NotHere));
+            }
         }
     }
 
