@@ -190,6 +190,17 @@ pub enum ClusterError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
 
+    /// The actor a handle from `start_distributed()` names could not be started where its
+    /// type's placement says; every call through that handle fails with this.
+    #[error("`{actor}` could not be started where its placement says: {cause}")]
+    NotStarted {
+        /// The stable name of the actor type.
+        actor: String,
+        /// Why the start failed.
+        #[source]
+        cause: std::sync::Arc<ClusterError>,
+    },
+
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,

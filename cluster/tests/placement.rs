@@ -35,6 +35,44 @@ impl Handler<Where> for Worker {
 #[derive(Default, Serialize, Deserialize)]
 struct Spread;
 
+/// Keeps the numbers it is told, in order.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Push(u32);
+
+#[cluster_message(result = "Vec<u32>")]
+#[derive(Serialize, Deserialize)]
+struct Seen;
+
+#[distributed_actor(messages(Push, Seen), placement = "role:gpu")]
+#[derive(Default, Serialize, Deserialize)]
+struct OnGpu {
+    seen: Vec<u32>,
+}
+
+impl actix::Handler<Push> for OnGpu {
+    type Result = ();
+    fn handle(&mut self, Push(n): Push, _: &mut Context<Self>) {
+        self.seen.push(n);
+    }
+}
+
+impl actix::Handler<Seen> for OnGpu {
+    type Result = actix::MessageResult<Seen>;
+    fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.seen.clone())
+    }
+}
+
+#[distributed_actor(messages(Push), placement = "role:tpu")]
+#[derive(Default, Serialize, Deserialize)]
+struct OnTpu;
+
+impl actix::Handler<Push> for OnTpu {
+    type Result = ();
+    fn handle(&mut self, _: Push, _: &mut Context<Self>) {}
+}
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn cluster(roles: [&[&str]; 3]) -> Vec<ClusterSystem> {
@@ -194,5 +232,42 @@ async fn in_the_centralized_architecture_the_master_decides_for_every_worker() {
     let on_its_own = w1.spawn(Worker).placement(Placement::RoundRobin).await.expect("decided by the worker");
     assert!(on_its_own.node_name().is_some());
     drop((placed, on_its_own));
+    shutdown(nodes).await;
+}
+
+#[actix_rt::test]
+async fn start_distributed_places_by_the_type_and_delivers_what_was_sent_while_it_started() {
+    let nodes = cluster([&[], &[], &["gpu"]]).await;
+    let n1 = &nodes[0];
+    // Placed by its type's attribute on the only `gpu` node; the handle comes back at once.
+    let actor = OnGpu::default().start_distributed_on(n1);
+    assert!(actor.is_starting(), "placed on another node: started in the background");
+    for n in 0..200 {
+        actor.do_send(Push(n)).expect("tells wait while the actor starts");
+    }
+    let seen = actor.send(Seen).await.expect("the ask waits for the start");
+    assert_eq!(seen, (0..200).collect::<Vec<_>>(), "tells sent while starting arrive, in order, before the ask");
+    assert!(!actor.is_starting());
+    assert_eq!(actor.node_name(), Some("node-3"));
+    assert!(actor.identity().is_some() && !actor.is_local());
+    // Once started, the handle is an ordinary one: it crosses the network and tells go straight out.
+    actor.do_send(Push(200)).expect("tell");
+    let seen = actor.send(Seen).await.expect("ask");
+    assert_eq!(seen.len(), 201);
+    let again = nodes[1].actor_ref_at::<OnGpu>(actor.identity().unwrap(), actor.location().unwrap());
+    assert_eq!(again.send(Seen).await.expect("from node-2").len(), 201);
+
+    // No node has the role: every call through the handle says why.
+    let nowhere = OnTpu.start_distributed_on(n1);
+    let _ = nowhere.do_send(Push(1));
+    let err = nowhere.started_handle().await.expect_err("no tpu node");
+    let ClusterError::NotStarted { actor, cause } = &err else { panic!("{err}") };
+    assert_eq!(actor, OnTpu::NAME);
+    assert!(matches!(**cause, ClusterError::Placement(PlacementError::NoRole(_))), "{cause}");
+    assert!(matches!(nowhere.tell(Push(2)).await, Err(ClusterError::NotStarted { .. })));
+    let back = nowhere.do_send(Push(3)).expect_err("failed start");
+    assert!(matches!(back.error, ClusterError::NotStarted { .. }) && back.message.0 == 3);
+    assert_eq!(nowhere.node_name(), None);
+    assert_eq!(nodes[2].local_actor_count(), 1, "only the gpu actor runs on node-3");
     shutdown(nodes).await;
 }

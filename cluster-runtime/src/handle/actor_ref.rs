@@ -6,6 +6,7 @@
 //! `#[distributed_actor(messages(...))]`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dispatch::StopHandle;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, SendError};
+use crate::handle::deferred::{not_started, Deferred};
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
 use crate::node::{context, ClusterSystem};
@@ -33,6 +35,8 @@ pub(crate) struct Hosted {
 enum Repr<A: DistributedActor> {
     Local { addr: Addr<A>, registered: Option<Hosted>, stop: StopHandle },
     Remote(RemoteAddr<A>),
+    /// Being started where its placement says (`start_distributed()`).
+    Deferred(Arc<Deferred<A>>),
 }
 
 /// A location-transparent handle: the same API whether the actor runs on this node or on
@@ -57,6 +61,7 @@ impl<A: DistributedActor> Clone for ActorRef<A> {
                 Repr::Local { addr: addr.clone(), registered: registered.clone(), stop: stop.clone() }
             }
             Repr::Remote(r) => Repr::Remote(r.clone()),
+            Repr::Deferred(d) => Repr::Deferred(d.clone()),
         };
         Self { repr }
     }
@@ -71,6 +76,11 @@ impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
                 .field("id", &registered.as_ref().map(|r| r.id))
                 .finish(),
             Repr::Remote(r) => f.debug_tuple("ActorRef::Remote").field(r).finish(),
+            Repr::Deferred(d) => match d.get() {
+                Some(Ok(started)) => started.fmt(f),
+                Some(Err(e)) => f.debug_struct("ActorRef::NotStarted").field("error", e).finish(),
+                None => f.write_str("ActorRef::Starting"),
+            },
         }
     }
 }
@@ -84,11 +94,46 @@ impl<A: DistributedActor> ActorRef<A> {
         Self { repr: Repr::Remote(remote) }
     }
 
+    pub(crate) fn deferred(deferred: Arc<Deferred<A>>) -> Self {
+        Self { repr: Repr::Deferred(deferred) }
+    }
+
+    /// The started actor's handle, for a handle whose start is over and succeeded.
+    fn started(&self) -> Option<&Self> {
+        match &self.repr {
+            Repr::Deferred(d) => d.get().and_then(|s| s.as_ref().ok()),
+            _ => Some(self),
+        }
+    }
+
+    /// For a handle still being started: waits until it is, and answers the started
+    /// actor's handle (or why it could not start). Any other handle is answered at once.
+    async fn ready(&self) -> Result<&Self, ClusterError> {
+        match &self.repr {
+            Repr::Deferred(d) => d.wait().await.as_ref().map_err(not_started::<A>),
+            _ => Ok(self),
+        }
+    }
+
+    /// True while the actor is still being started where its placement says (a handle
+    /// from `start_distributed()` for a type placed on other nodes). Tells sent meanwhile
+    /// go out, in order, once it runs; asks wait for it.
+    pub fn is_starting(&self) -> bool {
+        matches!(&self.repr, Repr::Deferred(d) if d.get().is_none())
+    }
+
+    /// Waits until the actor runs (for a handle still being started; any other handle is
+    /// ready at once). Fails with [`ClusterError::NotStarted`] if it could not be started.
+    pub async fn started_handle(&self) -> Result<Self, ClusterError> {
+        self.ready().await.cloned()
+    }
+
     /// The actor's id on its node (`None` for a local actor started without a cluster system).
     pub fn actor_id(&self) -> Option<LocalActorId> {
         match &self.repr {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.id),
             Repr::Remote(r) => Some(r.actor_id()),
+            Repr::Deferred(_) => self.started()?.actor_id(),
         }
     }
 
@@ -98,6 +143,7 @@ impl<A: DistributedActor> ActorRef<A> {
         match &self.repr {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.identity),
             Repr::Remote(r) => Some(r.identity()),
+            Repr::Deferred(_) => self.started()?.identity(),
         }
     }
 
@@ -111,12 +157,16 @@ impl<A: DistributedActor> ActorRef<A> {
                 actor: r.id,
             }),
             Repr::Remote(r) => Some(r.location()),
+            Repr::Deferred(_) => self.started()?.location(),
         }
     }
 
     /// True if the actor runs on this node.
     pub fn is_local(&self) -> bool {
-        matches!(self.repr, Repr::Local { .. })
+        match &self.repr {
+            Repr::Deferred(_) => self.started().is_some_and(Self::is_local),
+            repr => matches!(repr, Repr::Local { .. }),
+        }
     }
 
     /// The local actix address, if the actor runs on this node.
@@ -124,6 +174,7 @@ impl<A: DistributedActor> ActorRef<A> {
         match &self.repr {
             Repr::Local { addr, .. } => Some(addr),
             Repr::Remote(_) => None,
+            Repr::Deferred(_) => self.started()?.local_addr(),
         }
     }
 
@@ -132,6 +183,7 @@ impl<A: DistributedActor> ActorRef<A> {
         match &self.repr {
             Repr::Remote(r) => Some(r),
             Repr::Local { .. } => None,
+            Repr::Deferred(_) => self.started()?.remote_addr(),
         }
     }
 
@@ -141,6 +193,7 @@ impl<A: DistributedActor> ActorRef<A> {
         match &self.repr {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.system.node_name()),
             Repr::Remote(r) => Some(r.node_name()),
+            Repr::Deferred(_) => self.started()?.node_name(),
         }
     }
 
@@ -150,10 +203,12 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
-        self.check_running()?;
-        match &self.repr {
+        let this = self.ready().await?;
+        this.check_running()?;
+        match &this.repr {
             Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
             Repr::Remote(r) => Self::ask_remote(r, msg, r.system().config().request_timeout()).await,
+            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
         }
     }
 
@@ -177,6 +232,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)))
             }
             Repr::Remote(there) => there.ask(&msg, left).await,
+            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
         }
     }
 
@@ -185,17 +241,25 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
-        self.check_running()?;
-        match &self.repr {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let this = match tokio::time::timeout_at(deadline, self.ready()).await {
+            Ok(ready) => ready?,
+            Err(_) => return Err(ClusterError::Timeout(timeout)),
+        };
+        this.check_running()?;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match &this.repr {
             Repr::Local { addr, .. } => {
                 M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
             }
             Repr::Remote(r) => Self::ask_remote(r, msg, timeout).await,
+            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
         }
     }
 
     /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`].
-    /// On failure the message comes back in the error.
+    /// While the actor is still being started, the message waits (in order with the other
+    /// tells) and goes out once it runs. On failure the message comes back in the error.
     pub fn do_send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: RemoteMessage<A>,
@@ -209,21 +273,25 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(())
             }
             Repr::Remote(r) => r.do_send(msg),
+            Repr::Deferred(d) => d.tell_when_started(msg).map_err(|(error, message)| SendError { error, message }),
         }
     }
 
-    /// Tells, waiting for room in the link's queue if the actor is remote.
+    /// Tells, waiting for room in the link's queue if the actor is remote (and for the
+    /// actor to run if it is still being started).
     pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
     where
         M: RemoteMessage<A>,
     {
-        self.check_running()?;
-        match &self.repr {
+        let this = self.ready().await?;
+        this.check_running()?;
+        match &this.repr {
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
                 Ok(())
             }
             Repr::Remote(r) => r.tell(msg).await,
+            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
         }
     }
 }
@@ -234,13 +302,15 @@ impl<A: DistributedActor> ActorRef<A> {
     /// `ActorNotFound` if a remote actor no longer exists; stopping a local actor that
     /// already stopped does nothing.
     pub async fn stop(&self) -> Result<(), ClusterError> {
-        self.check_running()?;
-        match &self.repr {
+        let this = self.ready().await?;
+        this.check_running()?;
+        match &this.repr {
             Repr::Local { stop, .. } => {
                 stop.stop_and_wait().await;
                 Ok(())
             }
             Repr::Remote(r) => r.stop().await,
+            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
         }
     }
 
@@ -248,6 +318,11 @@ impl<A: DistributedActor> ActorRef<A> {
     fn check_running(&self) -> Result<(), ClusterError> {
         match &self.repr {
             Repr::Local { registered: Some(r), .. } if r.system.node.life.is_shut_down() => Err(ClusterError::Shutdown),
+            Repr::Deferred(d) => match d.get() {
+                Some(Ok(started)) => started.check_running(),
+                Some(Err(cause)) => Err(not_started::<A>(cause)),
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -270,9 +345,15 @@ struct WireRef {
 
 impl<A: DistributedActor> Serialize for ActorRef<A> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.is_starting() {
+            return Err(S::Error::custom(format!(
+                "a handle to a `{}` still being started cannot leave its node (await `started_handle()` first)",
+                A::NAME
+            )));
+        }
         let (Some(identity), Some(location)) = (self.identity(), self.location()) else {
             return Err(S::Error::custom(format!(
-                "a handle to a `{}` started without a cluster system cannot leave its node",
+                "a handle to a `{}` started without a cluster system, or whose start failed, cannot leave its node",
                 A::NAME
             )));
         };

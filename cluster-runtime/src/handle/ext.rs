@@ -1,11 +1,14 @@
-//! Starting actors so the cluster can address them: on this node
-//! ([`DistributedActorExt::start_distributed`], [`ClusterSystem::spawn_local`]) or on
-//! another ([`ClusterSystem::remote_actor`]).
+//! Starting actors so the cluster can address them: where their placement says
+//! ([`DistributedActorExt::start_distributed`]), on this node
+//! ([`ClusterSystem::spawn_local`]) or on another ([`ClusterSystem::remote_actor`]).
 
-use crate::actor::DistributedActor;
+use std::sync::Arc;
+
+use crate::actor::{DistributedActor, Placement};
 use crate::dispatch::{start_watched, StopHandle, StopNotice};
 use crate::error::{ClusterError, RemoteErrorKind};
 use crate::handle::actor_ref::{ActorRef, Hosted};
+use crate::handle::deferred::Deferred;
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::{ActorId, ActorTypeId};
 use crate::node::outbound::check_size;
@@ -16,11 +19,19 @@ use crate::proto::wire::frame::{self, Frame};
 /// Starting actors so that the cluster can address them.
 pub trait DistributedActorExt: DistributedActor {
     /// Starts the actor on the current thread's cluster system (the one started last on
-    /// this thread) and returns a location-transparent handle. Without a running system
-    /// the actor still starts, with a handle usable only on this node.
+    /// this thread), on the node its type's placement chooses
+    /// (`#[distributed_actor(placement = "...")]`; this node by default), and returns a
+    /// location-transparent handle at once. Without a running system the actor starts
+    /// here, with a handle usable only on this node.
+    ///
+    /// Placed on this node, the actor runs when this returns. Placed elsewhere, it is
+    /// started in the background: tells sent meanwhile go out in order once it runs, asks
+    /// wait for it, and if it cannot be started every call through the handle fails with
+    /// [`ClusterError::NotStarted`]. Use `system.spawn(state).await` to see the outcome
+    /// of the start itself.
     fn start_distributed(self) -> ActorRef<Self> {
         match ClusterSystem::current() {
-            Some(system) => system.spawn_local(self),
+            Some(system) => system.start_placed(self),
             None => {
                 let stop = StopHandle::default();
                 let addr = start_watched(self, stop.watch(StopNotice::none()));
@@ -29,15 +40,40 @@ pub trait DistributedActorExt: DistributedActor {
         }
     }
 
-    /// Starts the actor on the given cluster system.
+    /// Like [`start_distributed`](Self::start_distributed), on the given cluster system.
     fn start_distributed_on(self, system: &ClusterSystem) -> ActorRef<Self> {
-        system.spawn_local(self)
+        system.start_placed(self)
     }
 }
 
 impl<A: DistributedActor> DistributedActorExt for A {}
 
 impl ClusterSystem {
+    /// Starts `actor` where its type's placement says, returning at once: a local actor
+    /// runs already, any other is started by a task of the node behind a deferred handle.
+    fn start_placed<A: DistributedActor>(&self, actor: A) -> ActorRef<A> {
+        let placement = A::placement();
+        if placement == Placement::Local {
+            return self.spawn_local(actor);
+        }
+        let deferred = Arc::new(Deferred::new());
+        let handle = ActorRef::deferred(deferred.clone());
+        let system = self.clone();
+        let stopping = self.node.life.stopping.clone();
+        self.node.life.tasks.spawn_local(async move {
+            let started = tokio::select! {
+                biased;
+                () = stopping.cancelled() => Err(ClusterError::Shutdown),
+                started = system.spawn(actor).placement(placement) => started,
+            };
+            if let Err(e) = &started {
+                tracing::warn!(node = %system.node_name(), actor = A::NAME, error = %e, "could not start the actor where its placement says");
+            }
+            deferred.finish(started.map_err(Arc::new)).await;
+        });
+        handle
+    }
+
     /// Starts `actor` on this node, reachable from the network, and returns its handle.
     /// The actor leaves the node's table when it stops.
     pub fn spawn_local<A: DistributedActor>(&self, actor: A) -> ActorRef<A> {

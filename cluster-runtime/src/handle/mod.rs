@@ -2,6 +2,7 @@
 //! anywhere, and the ways to start actors the cluster can address.
 
 pub mod actor_ref;
+mod deferred;
 pub mod ext;
 pub mod remote_addr;
 mod resolve;
