@@ -254,7 +254,7 @@ async fn start_distributed_places_by_the_type_and_delivers_what_was_sent_while_i
     actor.do_send(Push(200)).expect("tell");
     let seen = actor.send(Seen).await.expect("ask");
     assert_eq!(seen.len(), 201);
-    let again = nodes[1].actor_ref_at::<OnGpu>(actor.identity().unwrap(), actor.location().unwrap());
+    let again = nodes[1].actor_ref_at::<OnGpu>(actor.identity().expect("started"), actor.location().expect("started"));
     assert_eq!(again.send(Seen).await.expect("from node-2").len(), 201);
 
     // No node has the role: every call through the handle says why.

@@ -20,10 +20,34 @@ const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Serialize, Deserialize)]
 struct WhereAreYou;
 
-#[distributed_actor(messages(WhereAreYou))]
+/// A tell: counts.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Poke;
+
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Pokes;
+
+#[distributed_actor(messages(WhereAreYou, Poke, Pokes))]
 #[derive(Default, Serialize, Deserialize)]
 struct Named {
     node: String,
+    pokes: u64,
+}
+
+impl Handler<Poke> for Named {
+    type Result = ();
+    fn handle(&mut self, _: Poke, _: &mut Context<Self>) {
+        self.pokes += 1;
+    }
+}
+
+impl Handler<Pokes> for Named {
+    type Result = u64;
+    fn handle(&mut self, _: Pokes, _: &mut Context<Self>) -> u64 {
+        self.pokes
+    }
 }
 
 impl Handler<WhereAreYou> for Named {
@@ -92,7 +116,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn named(h: &ClusterTestHarness, i: usize) -> ActorRef<Named> {
-    h.node(i).spawn_local(Named { node: h.name(i).to_owned() })
+    h.node(i).spawn_local(Named { node: h.name(i).to_owned(), pokes: 0 })
 }
 
 /// Looks `names` up from node `i`, 64 at a time; returns the latencies, checking each name
@@ -210,7 +234,7 @@ async fn a_named_spawn_resolves_everywhere_when_it_returns_and_goes_when_the_act
     let mut watch = h.node(0).registry().watch("cart-7");
     let cart = h
         .node(0)
-        .spawn(Named { node: "node-3".into() })
+        .spawn(Named { node: "node-3".into(), pokes: 0 })
         .placement(Placement::Node("node-3".into()))
         .name("cart-7")
         .await
@@ -413,7 +437,7 @@ async fn handles_cross_the_network_inside_messages_and_replies() {
 }
 
 #[actix_rt::test]
-async fn an_ask_to_a_stale_location_finds_the_actor_again_through_the_registry() {
+async fn a_handle_to_a_stale_location_finds_the_actor_again_through_the_registry() {
     let h = ClusterTestHarness::start(3).await.expect("harness");
     let real = named(&h, 1);
     h.node(1).registry().register("mover", &real).await.expect("register");
@@ -423,6 +447,18 @@ async fn an_ask_to_a_stale_location_finds_the_actor_again_through_the_registry()
     let stale = ActorLocation { node: "node-3".into(), node_id: h.node(2).node_id(), actor: LocalActorId(123_456) };
     let handle = h.node(0).actor_ref_at::<Named>(identity, stale);
     assert_eq!(handle.send(WhereAreYou).await.expect("re-resolved"), "node-2");
+    // A handle naming an incarnation of node-3 that is gone (as after a restart, with the
+    // actor recovered elsewhere): asks and awaiting tells look the actor up before sending.
+    let dead = ActorLocation { node: "node-3".into(), node_id: actix_cluster::NodeId(7), actor: LocalActorId(1) };
+    let old = h.node(0).actor_ref_at::<Named>(identity, dead.clone());
+    old.tell(Poke).await.expect("told where it runs now");
+    assert_eq!(old.send(Pokes).await.expect("asked where it runs now"), 1);
+    // `do_send` does not wait for a look-up: the message comes back.
+    let back = old.do_send(Poke).expect_err("the named incarnation is gone");
+    assert!(matches!(back.error, ClusterError::NodeRestarted { .. } | ClusterError::LinkDown { .. }), "{}", back.error);
+    let unknown = h.node(0).actor_ref_at::<Named>(actix_cluster::ActorId(43), dead);
+    let err = unknown.send(WhereAreYou).await.expect_err("nothing to find");
+    assert!(matches!(err, ClusterError::NodeRestarted { .. }), "{err}");
     // An actor the directory does not know stays not found.
     let gone = h.node(0).actor_ref_at::<Named>(
         actix_cluster::ActorId(42),

@@ -33,7 +33,11 @@ pub(crate) struct Hosted {
 }
 
 enum Repr<A: DistributedActor> {
-    Local { addr: Addr<A>, registered: Option<Hosted>, stop: StopHandle },
+    Local {
+        addr: Addr<A>,
+        registered: Option<Hosted>,
+        stop: StopHandle,
+    },
     Remote(RemoteAddr<A>),
     /// Being started where its placement says (`start_distributed()`).
     Deferred(Arc<Deferred<A>>),
@@ -44,9 +48,11 @@ enum Repr<A: DistributedActor> {
 /// `ClusterSystem::remote_actor`, and found by name with `system.registry().lookup(..)`.
 ///
 /// It names the actor by its cluster-wide [`ActorId`] and keeps where the actor was last
-/// known to run. An ask whose target node answers that the actor is not there finds it
-/// again through the registry and is sent there, within the same deadline (never when the
-/// message may have been handled: an ask whose link dropped fails with `LinkDown`).
+/// known to run. An ask whose target node answers that the actor is not there, or whose
+/// node incarnation is known gone (restarted, down) before it is sent, finds the actor
+/// again through the registry and is sent there, within the same deadline; the awaiting
+/// [`tell`](Self::tell) does the same for a gone node. A message that may have been
+/// handled is never sent again: an ask whose link dropped fails with `LinkDown`.
 ///
 /// Handles are serializable: an `ActorRef` inside a cluster message, a reply or a spawn
 /// state arrives as a working handle on the receiving node (the reply-to pattern).
@@ -212,22 +218,45 @@ impl<A: DistributedActor> ActorRef<A> {
         }
     }
 
-    /// Asks a remote actor; if its node answers that it is not there, finds it again through
-    /// the registry and asks there, within `timeout` in all.
+    /// Asks a remote actor; if its node answers that it is not there, or the node
+    /// incarnation the handle names is gone before anything was sent, finds the actor again
+    /// through the registry and asks there, within `timeout` in all.
     async fn ask_remote<M>(r: &RemoteAddr<A>, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
     where
         M: RemoteMessage<A>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
+        if r.node_gone() {
+            // Nothing was sent: the actor may run elsewhere now (recovered, moved).
+            if let Some(moved) = Self::relocated(r, deadline).await {
+                return moved.ask_by(msg, deadline).await;
+            }
+        }
         let first = r.ask(&msg, timeout).await;
         let Err(ClusterError::ActorNotFound { .. }) = &first else { return first };
         // Not handled there: safe to send again where the directory says it is now.
-        let moved = match r.system().registry().relocate::<A>(r.identity()).await {
-            Ok(Some(moved)) if moved.location() != Some(r.location()) => moved,
-            _ => return first,
-        };
+        match Self::relocated(r, deadline).await {
+            Some(moved) => moved.ask_by(msg, deadline).await,
+            None => first,
+        }
+    }
+
+    /// Where the directory says the actor `r` names runs now, if somewhere else (looked up
+    /// until `deadline`).
+    async fn relocated(r: &RemoteAddr<A>, deadline: tokio::time::Instant) -> Option<Self> {
+        match tokio::time::timeout_at(deadline, r.system().registry().relocate::<A>(r.identity())).await {
+            Ok(Ok(Some(moved))) if moved.location() != Some(r.location()) => Some(moved),
+            _ => None,
+        }
+    }
+
+    /// Asks through a handle the registry just gave, until `deadline`, without looking again.
+    async fn ask_by<M>(&self, msg: M, deadline: tokio::time::Instant) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match &moved.repr {
+        match &self.repr {
             Repr::Local { addr, .. } => {
                 M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)))
             }
@@ -257,9 +286,11 @@ impl<A: DistributedActor> ActorRef<A> {
         }
     }
 
-    /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`].
-    /// While the actor is still being started, the message waits (in order with the other
-    /// tells) and goes out once it runs. On failure the message comes back in the error.
+    /// Tells without waiting. Local: like actix's `do_send`. Remote: see [`RemoteAddr::do_send`]
+    /// (it does not look the actor up again: if its node is gone, the message comes back
+    /// with `NodeRestarted` or `LinkDown`, and the awaiting [`tell`](Self::tell) will). While
+    /// the actor is still being started, the message waits (in order with the other tells)
+    /// and goes out once it runs. On failure the message comes back in the error.
     pub fn do_send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: RemoteMessage<A>,
@@ -278,7 +309,9 @@ impl<A: DistributedActor> ActorRef<A> {
     }
 
     /// Tells, waiting for room in the link's queue if the actor is remote (and for the
-    /// actor to run if it is still being started).
+    /// actor to run if it is still being started). If the node incarnation the handle names
+    /// is gone, the actor is looked up again through the registry first and told where it
+    /// runs now.
     pub async fn tell<M>(&self, msg: M) -> Result<(), ClusterError>
     where
         M: RemoteMessage<A>,
@@ -290,7 +323,22 @@ impl<A: DistributedActor> ActorRef<A> {
                 M::do_send_local(addr, msg);
                 Ok(())
             }
-            Repr::Remote(r) => r.tell(msg).await,
+            Repr::Remote(r) => {
+                if r.node_gone() {
+                    let deadline = tokio::time::Instant::now() + r.system().config().request_timeout();
+                    if let Some(moved) = Self::relocated(r, deadline).await {
+                        return match &moved.repr {
+                            Repr::Local { addr, .. } => {
+                                M::do_send_local(addr, msg);
+                                Ok(())
+                            }
+                            Repr::Remote(there) => there.tell(msg).await,
+                            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
+                        };
+                    }
+                }
+                r.tell(msg).await
+            }
             Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
         }
     }

@@ -11,6 +11,7 @@ use crate::node::context;
 use crate::node::outbound::check_size;
 use crate::node::requests::Reply;
 use crate::node::{ClusterSystem, PeerInfo};
+use crate::proto::membership::MemberStatus;
 use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::fast_path::{encode_message, MessageHead};
 use crate::proto::wire::frame::{self, EncodedFrame, Frame};
@@ -227,6 +228,18 @@ impl<A: DistributedActor> RemoteAddr<A> {
                 Err(_) => return Err(ClusterError::LinkDown { node: self.node.name.clone() }),
             }
         }
+    }
+
+    /// True if the node incarnation this handle names is gone for good: another
+    /// incarnation of its node is known, or membership marked it down or removed. Nothing
+    /// sent through this handle can reach the actor any more.
+    pub(crate) fn node_gone(&self) -> bool {
+        self.node_restarted()
+            || self
+                .system
+                .membership()
+                .member(&self.node.name)
+                .is_some_and(|m| m.id == self.node.id && matches!(m.status, MemberStatus::Down | MemberStatus::Removed))
     }
 
     /// True if another incarnation of the actor's node is known (linked, or in membership):
