@@ -116,6 +116,7 @@ impl ClusterSystemBuilder {
         let (control, inputs) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
+            slot: crate::node::context::Slot::new(me.clone()),
             cluster,
             config,
             id,

@@ -316,30 +316,42 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
-        let this = self.ready().await?;
+        // The rare paths are boxed: this future stays as small as the tell itself.
+        let this = match &self.repr {
+            Repr::Deferred(_) => Box::pin(self.ready()).await?,
+            _ => self,
+        };
         this.check_running()?;
         match &this.repr {
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
                 Ok(())
             }
-            Repr::Remote(r) => {
-                if r.node_gone() {
-                    let deadline = tokio::time::Instant::now() + r.system().config().request_timeout();
-                    if let Some(moved) = Self::relocated(r, deadline).await {
-                        return match &moved.repr {
-                            Repr::Local { addr, .. } => {
-                                M::do_send_local(addr, msg);
-                                Ok(())
-                            }
-                            Repr::Remote(there) => there.tell(msg).await,
-                            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
-                        };
-                    }
+            Repr::Remote(r) => match r.tell_ref(&msg).await {
+                Err(e @ (ClusterError::NodeRestarted { .. } | ClusterError::LinkDown { .. })) if r.node_gone() => {
+                    Box::pin(Self::tell_elsewhere(r, msg, e)).await
                 }
-                r.tell(msg).await
-            }
+                told => told,
+            },
             Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
+        }
+    }
+
+    /// A tell that could not be queued for a node incarnation that is gone: told where the
+    /// directory says the actor runs now, or failed with `e` if it knows no other place.
+    async fn tell_elsewhere<M>(r: &RemoteAddr<A>, msg: M, e: ClusterError) -> Result<(), ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let deadline = tokio::time::Instant::now() + r.system().config().request_timeout();
+        let Some(moved) = Self::relocated(r, deadline).await else { return Err(e) };
+        match &moved.repr {
+            Repr::Local { addr, .. } => {
+                M::do_send_local(addr, msg);
+                Ok(())
+            }
+            Repr::Remote(there) => there.tell(msg).await,
+            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
         }
     }
 }

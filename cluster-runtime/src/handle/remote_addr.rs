@@ -140,7 +140,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
             .map_err(|e| self.name_errors(e))?;
         match reply {
             // A handle in the reply comes out bound to this node.
-            Reply::Value(bytes) => context::decoding(&self.system.node.me, || format.decode(&bytes, "reply")),
+            Reply::Value(bytes) => context::decoding(&self.system.node.slot, || format.decode(&bytes, "reply")),
             Reply::Spawned(_) => {
                 Err(ClusterError::Decode { what: "reply".into(), detail: "node answered an ask with a spawn".into() })
             }
@@ -182,10 +182,19 @@ impl<A: DistributedActor> RemoteAddr<A> {
     where
         M: RemoteMessage<A>,
     {
+        self.tell_ref(&msg).await
+    }
+
+    /// Tells, keeping the message so that the caller can send it elsewhere if it could not
+    /// be queued (an error means it was not).
+    pub(crate) async fn tell_ref<M>(&self, msg: &M) -> Result<(), ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
         if self.unlinked || self.node.id == self.system.node_id() {
             self.ready(tokio::time::Instant::now() + self.system.config().request_timeout()).await?;
         }
-        let bytes = self.tell_frame(&msg)?;
+        let bytes = self.tell_frame(msg)?;
         self.system.node.tell(self.node.id, &self.node.name, self.actor, bytes).await.map_err(|e| self.name_errors(e))
     }
 
@@ -234,6 +243,9 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// incarnation of its node is known, or membership marked it down or removed. Nothing
     /// sent through this handle can reach the actor any more.
     pub(crate) fn node_gone(&self) -> bool {
+        if self.system.node.peers.contains(self.node.id) {
+            return false;
+        }
         self.node_restarted()
             || self
                 .system

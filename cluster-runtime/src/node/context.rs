@@ -2,33 +2,75 @@
 //! state (an `ActorRef` is serializable) comes out bound to the node that received it.
 //!
 //! Several nodes can share a thread (tests, the harness), so the node is set for the span of
-//! one decode and the previous one restored after.
+//! one decode and the previous one restored after. Setting it is on every message's path,
+//! so it is one thread-local integer: the node's slot in a process-wide table, which only
+//! the rare decode of a handle reads.
 
-use std::cell::RefCell;
-use std::sync::{Arc, Weak};
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::node::kernel::Node;
 
+/// Every node of the process, by slot; `None` is a free slot.
+static NODES: Mutex<Vec<Option<Weak<Node>>>> = Mutex::new(Vec::new());
+
+/// No node is decoding.
+const NONE: usize = usize::MAX;
+
 thread_local! {
-    static DECODING: RefCell<Weak<Node>> = const { RefCell::new(Weak::new()) };
+    static DECODING: Cell<usize> = const { Cell::new(NONE) };
 }
 
-/// Runs `f` with `node` as the node decoding on this thread.
-pub(crate) fn decoding<R>(node: &Weak<Node>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Weak<Node>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(previous) = self.0.take() {
-                DECODING.with(|d| *d.borrow_mut() = previous);
+fn nodes() -> MutexGuard<'static, Vec<Option<Weak<Node>>>> {
+    NODES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A node's place in the process-wide table, held by the node and freed when it drops.
+#[derive(Debug)]
+pub(crate) struct Slot(usize);
+
+impl Slot {
+    /// Takes a free slot for `node`.
+    pub(crate) fn new(node: Weak<Node>) -> Self {
+        let mut nodes = nodes();
+        match nodes.iter().position(Option::is_none) {
+            Some(free) => {
+                nodes[free] = Some(node);
+                Self(free)
+            }
+            None => {
+                nodes.push(Some(node));
+                Self(nodes.len() - 1)
             }
         }
     }
-    let previous = DECODING.with(|d| std::mem::replace(&mut *d.borrow_mut(), node.clone()));
-    let _restore = Restore(Some(previous));
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(entry) = nodes().get_mut(self.0) {
+            *entry = None;
+        }
+    }
+}
+
+/// Runs `f` with the node in `slot` as the node decoding on this thread.
+pub(crate) fn decoding<R>(slot: &Slot, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DECODING.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DECODING.with(|d| d.replace(slot.0)));
     f()
 }
 
 /// The node decoding on this thread, if any.
 pub(crate) fn decoder() -> Option<Arc<Node>> {
-    DECODING.with(|d| d.borrow().upgrade())
+    let slot = DECODING.with(Cell::get);
+    if slot == NONE {
+        return None;
+    }
+    nodes().get(slot)?.as_ref()?.upgrade()
 }

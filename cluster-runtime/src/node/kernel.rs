@@ -62,6 +62,8 @@ impl Lifecycle {
 pub(crate) struct Node {
     /// This node, for the tasks it spawns (which must not keep it alive).
     pub(crate) me: Weak<Node>,
+    /// Its slot in the table of the nodes that decode on this process's threads.
+    pub(crate) slot: crate::node::context::Slot,
     pub(crate) cluster: String,
     pub(crate) config: ClusterConfig,
     pub(crate) id: NodeId,

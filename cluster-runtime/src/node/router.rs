@@ -60,7 +60,7 @@ impl LinkHandler for Node {
     fn on_frame(&self, link: LinkId, peer: NodeId, frame: Frame<'_>, body: &Bytes) -> Result<(), ProtocolError> {
         match frame {
             Frame::Tell { target, message, format, payload } => {
-                let delivered = context::decoding(&self.me, || {
+                let delivered = context::decoding(&self.slot, || {
                     self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len())
                 });
                 match delivered {
@@ -90,7 +90,7 @@ impl LinkHandler for Node {
                     self.send_reply(peer, request, Outcome::Error(e));
                     return Ok(());
                 }
-                let delivered = context::decoding(&self.me, || {
+                let delivered = context::decoding(&self.slot, || {
                     self.actors.deliver_ask(&self.types, target, message, format, payload)
                 });
                 match delivered {
@@ -104,7 +104,7 @@ impl LinkHandler for Node {
                 }
             }
             Frame::Spawn { request, actor_type, format, state } => {
-                context::decoding(&self.me, || self.spawn_for(peer, request, actor_type, format, state))
+                context::decoding(&self.slot, || self.spawn_for(peer, request, actor_type, format, state))
             }
             Frame::Reply { request, outcome } => {
                 let result = match outcome {
