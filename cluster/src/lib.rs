@@ -31,7 +31,7 @@
 //!     let system = ClusterSystem::new("shop", config).start().await?;
 //!     system.wait_for_peers(&["node-2"], std::time::Duration::from_secs(10)).await?;
 //!
-//!     let local = Counter::default().start_distributed();          // on this node
+//!     let local = Counter::default().start_distributed();          // where its placement says: here
 //!     let remote = system.remote_actor::<Counter>("node-2").await?; // spawned on node-2
 //!     assert_eq!(local.send(Add(1)).await?, 1);
 //!     assert_eq!(remote.send(Add(5)).await?, 5);                    // typed ask over TCP
