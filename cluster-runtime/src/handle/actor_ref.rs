@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, SendError};
-use crate::handle::deferred::{not_started, Deferred};
+use crate::handle::deferred::Deferred;
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
 use crate::node::{context, ClusterSystem};
@@ -40,7 +40,7 @@ enum Repr<A: DistributedActor> {
     },
     Remote(RemoteAddr<A>),
     /// Being started where its placement says (`start_distributed()`).
-    Deferred(Arc<Deferred<A>>),
+    Deferred(Arc<Deferred<ActorRef<A>>>),
 }
 
 /// A location-transparent handle: the same API whether the actor runs on this node or on
@@ -100,7 +100,7 @@ impl<A: DistributedActor> ActorRef<A> {
         Self { repr: Repr::Remote(remote) }
     }
 
-    pub(crate) fn deferred(deferred: Arc<Deferred<A>>) -> Self {
+    pub(crate) fn deferred(deferred: Arc<Deferred<ActorRef<A>>>) -> Self {
         Self { repr: Repr::Deferred(deferred) }
     }
 
@@ -304,7 +304,25 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(())
             }
             Repr::Remote(r) => r.do_send(msg),
-            Repr::Deferred(d) => d.tell_when_started(msg).map_err(|(error, message)| SendError { error, message }),
+            Repr::Deferred(d) => {
+                let mut waiting = Some(msg);
+                let queued = d.queue_unless_started(|| {
+                    let msg = waiting.take().expect("built once");
+                    Box::new(move |actor: ActorRef<A>| {
+                        Box::pin(async move {
+                            if let Err(e) = actor.tell(msg).await {
+                                tracing::warn!(actor = A::NAME, message = M::NAME, error = %e, "a tell sent while the actor was starting was lost");
+                            }
+                        })
+                    })
+                });
+                let Some(started) = queued else { return Ok(()) };
+                let msg = waiting.take().expect("not queued");
+                match started {
+                    Ok(actor) => actor.do_send(msg),
+                    Err(cause) => Err(SendError { error: not_started::<A>(cause), message: msg }),
+                }
+            }
         }
     }
 
@@ -386,6 +404,11 @@ impl<A: DistributedActor> ActorRef<A> {
             _ => Ok(()),
         }
     }
+}
+
+/// The error every call through a handle whose start failed returns.
+fn not_started<A: DistributedActor>(cause: &Arc<ClusterError>) -> ClusterError {
+    ClusterError::NotStarted { actor: A::NAME.to_owned(), cause: cause.clone() }
 }
 
 fn mailbox_error(e: MailboxError, timeout: Option<Duration>) -> ClusterError {

@@ -56,7 +56,7 @@ impl ClusterSystem {
         if placement == Placement::Local {
             return self.spawn_local(actor);
         }
-        let deferred = Arc::new(Deferred::new());
+        let deferred = Arc::new(Deferred::new(A::NAME));
         let handle = ActorRef::deferred(deferred.clone());
         let system = self.clone();
         let stopping = self.node.life.stopping.clone();

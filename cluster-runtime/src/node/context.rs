@@ -6,13 +6,15 @@
 //! so it is one thread-local integer: the node's slot in a process-wide table, which only
 //! the rare decode of a handle reads.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::node::kernel::Node;
+/// A node, as the table holds it (the node module depends on this one, not the reverse).
+type AnyNode = Weak<dyn Any + Send + Sync>;
 
 /// Every node of the process, by slot; `None` is a free slot.
-static NODES: Mutex<Vec<Option<Weak<Node>>>> = Mutex::new(Vec::new());
+static NODES: Mutex<Vec<Option<AnyNode>>> = Mutex::new(Vec::new());
 
 /// No node is decoding.
 const NONE: usize = usize::MAX;
@@ -21,7 +23,7 @@ thread_local! {
     static DECODING: Cell<usize> = const { Cell::new(NONE) };
 }
 
-fn nodes() -> MutexGuard<'static, Vec<Option<Weak<Node>>>> {
+fn nodes() -> MutexGuard<'static, Vec<Option<AnyNode>>> {
     NODES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -31,7 +33,7 @@ pub(crate) struct Slot(usize);
 
 impl Slot {
     /// Takes a free slot for `node`.
-    pub(crate) fn new(node: Weak<Node>) -> Self {
+    pub(crate) fn new(node: AnyNode) -> Self {
         let mut nodes = nodes();
         match nodes.iter().position(Option::is_none) {
             Some(free) => {
@@ -66,11 +68,12 @@ pub(crate) fn decoding<R>(slot: &Slot, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The node decoding on this thread, if any.
-pub(crate) fn decoder() -> Option<Arc<Node>> {
+/// The node decoding on this thread, if any (and if it is a `N`).
+pub(crate) fn decoder<N: Any + Send + Sync>() -> Option<Arc<N>> {
     let slot = DECODING.with(Cell::get);
     if slot == NONE {
         return None;
     }
-    nodes().get(slot)?.as_ref()?.upgrade()
+    let node = nodes().get(slot)?.as_ref()?.upgrade()?;
+    node.downcast::<N>().ok()
 }
