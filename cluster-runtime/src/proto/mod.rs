@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod flow;
 pub mod membership;
+pub mod migration;
 pub mod placement;
 pub mod registry;
 pub mod timer;
