@@ -5,6 +5,7 @@
 //! origin and randomness comes from seeded generators. The [`transport`](crate::transport),
 //! [`node`](crate::node) and [`services`](crate::services) layers drive it.
 
+pub mod activation;
 pub mod backoff;
 pub mod flow;
 pub mod membership;
