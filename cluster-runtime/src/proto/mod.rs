@@ -12,6 +12,7 @@ pub mod membership;
 pub mod migration;
 pub mod placement;
 pub mod registry;
+pub mod snapshot;
 pub mod timer;
 pub mod wire;
 pub mod wire_id;

@@ -1,0 +1,673 @@
+//! Snapshots of actors with a recovery policy and their re-creation after their node is
+//! lost, pure. Every node plays both roles.
+//!
+//! - **Host** (where the actor runs): an actor with `recovery = "restart"` keeps a replica
+//!   on `max(replicas, 1)` other live members, the first ones by rendezvous score for its
+//!   identity. With `replicas = 0` the replica is a descriptor (identity, type, no state):
+//!   the actor restarts from `Default`. Otherwise the state is snapshotted after each
+//!   handled message or every interval ([`SnapshotSchedule`]) and sent to every holder.
+//!   Holders change with the view; a normal stop or a move drops the replicas.
+//! - **Holder**: keeps the newest replica of each actor (by [`SnapshotVersion`]: epoch,
+//!   then sequence) from its host only. A replica lists all its holders in rank order; when
+//!   its host is no longer in the view (marked down — never merely suspected), the first
+//!   listed holder still in the view re-creates the actor ([`Output::Recreate`]) with the
+//!   next epoch, and tells the other holders to drop the older epoch. If that holder is lost
+//!   too before it re-created the actor, the next one does.
+//!
+//! A crash loses what the actor did since its last snapshot reached the first live holder.
+//! Two sides of a partition that each see the host down can both re-create it: the same
+//! limit as single activation until split-brain resolution.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{postcard_exact, Format, Inexact};
+use crate::ids::{ActorId, ActorTypeId};
+use crate::proto::registry::ring;
+
+/// When a host snapshots an actor that keeps replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSchedule {
+    /// After each handled message (at most one snapshot in flight; messages handled
+    /// meanwhile are in the next one).
+    EveryMessage,
+    /// At most once per interval, if a message was handled since the last one.
+    Every(Duration),
+}
+
+/// What happens to an actor when its node is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryPolicy {
+    /// Re-create it on a surviving node (`recovery = "restart"`); false: `"none"`.
+    pub restart: bool,
+    /// How many other nodes keep its latest state (0: it restarts from `Default`).
+    pub replicas: usize,
+    /// When the state is snapshotted.
+    pub schedule: SnapshotSchedule,
+}
+
+impl RecoveryPolicy {
+    /// How many nodes keep a replica (a descriptor at least, when it restarts).
+    pub fn holders(&self) -> usize {
+        if self.restart {
+            self.replicas.max(1)
+        } else {
+            0
+        }
+    }
+}
+
+/// Orders the replicas of one actor: the epoch grows with each re-creation, the sequence
+/// with each snapshot within an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct SnapshotVersion {
+    /// Re-creations so far.
+    pub epoch: u64,
+    /// Snapshots in this epoch.
+    pub seq: u64,
+}
+
+/// An actor's replica, as its host sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The actor's identity (kept when it is re-created).
+    pub identity: ActorId,
+    /// Its type.
+    pub actor_type: ActorTypeId,
+    /// The node it runs on.
+    pub host: String,
+    /// This replica's version.
+    pub version: SnapshotVersion,
+    /// Every holder, first in rank (the first live one re-creates the actor).
+    pub holders: Vec<String>,
+    /// The state and its format; `None`: restart from `Default`.
+    pub state: Option<(Format, Vec<u8>)>,
+}
+
+/// The frames between hosts and holders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotFrame {
+    /// Keep this replica (it replaces an older one).
+    Store(Replica),
+    /// Drop the replicas of `identity` older than `below`.
+    Drop {
+        /// The actor.
+        identity: ActorId,
+        /// Replicas older than this go.
+        below: SnapshotVersion,
+    },
+}
+
+impl SnapshotFrame {
+    /// The frame's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding into a Vec fails only if serde reports an error, which these types never do.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a frame (exactly: no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard_exact(bytes).map_err(|e| match e {
+            Inexact::Malformed(e) => format!("malformed snapshot frame: {e}"),
+            Inexact::Trailing(n) => format!("{n} trailing bytes after a snapshot frame"),
+        })
+    }
+}
+
+/// What the state machine wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `frame` to node `to`.
+    Send {
+        /// The node.
+        to: String,
+        /// The frame.
+        frame: SnapshotFrame,
+    },
+    /// Host: serialize the actor's state and report [`Snapshots::handle_snapshot`].
+    TakeSnapshot {
+        /// The actor.
+        identity: ActorId,
+    },
+    /// Holder: re-create this actor where its placement says, from the replica's state (or
+    /// `Default`), keeping its identity, in epoch `replica.version.epoch + 1`; then report
+    /// [`Snapshots::host`] on the node it runs on.
+    Recreate {
+        /// The replica it starts from.
+        replica: Replica,
+    },
+}
+
+#[derive(Debug)]
+struct Hosted {
+    actor_type: ActorTypeId,
+    policy: RecoveryPolicy,
+    version: SnapshotVersion,
+    holders: Vec<String>,
+    /// A message was handled since the last snapshot was taken.
+    dirty: bool,
+    /// A snapshot was asked for and not reported yet.
+    in_flight: bool,
+    /// Interval schedule: when the next snapshot may be taken.
+    next_at: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Held {
+    replica: Replica,
+    /// This node asked for the re-creation.
+    recreating: bool,
+}
+
+/// Snapshots and replicas of one node.
+#[derive(Debug)]
+pub struct Snapshots {
+    me: String,
+    /// Members in the view (not marked down), this node included.
+    live: BTreeSet<String>,
+    hosted: BTreeMap<ActorId, Hosted>,
+    held: BTreeMap<ActorId, Held>,
+    out: Vec<Output>,
+}
+
+/// The `n` holders of `identity`'s replicas among `live` (its host excluded), by rank.
+pub fn holders_of(identity: ActorId, host: &str, live: &BTreeSet<String>, n: usize) -> Vec<String> {
+    let key = format!("r/{}", identity.0);
+    let mut ranked: Vec<&String> = live.iter().filter(|m| *m != host).collect();
+    ranked.sort_by(|a, b| ring::score(&key, b).cmp(&ring::score(&key, a)).then_with(|| a.cmp(b)));
+    ranked.into_iter().take(n).cloned().collect()
+}
+
+impl Snapshots {
+    /// The snapshots of node `me`.
+    pub fn new(me: &str) -> Self {
+        Self {
+            me: me.to_owned(),
+            live: BTreeSet::from([me.to_owned()]),
+            hosted: BTreeMap::new(),
+            held: BTreeMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes the next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
+    }
+
+    /// The next deadline (interval snapshots).
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.hosted.values().filter(|h| h.dirty && !h.in_flight).filter_map(|h| h.next_at).min()
+    }
+
+    /// Replicas held here.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The version of the replica of `identity` held here.
+    pub fn held_version(&self, identity: ActorId) -> Option<SnapshotVersion> {
+        self.held.get(&identity).map(|h| h.replica.version)
+    }
+
+    /// The holders of a hosted actor's replicas.
+    pub fn holders(&self, identity: ActorId) -> Option<&[String]> {
+        self.hosted.get(&identity).map(|h| h.holders.as_slice())
+    }
+
+    /// Host: actor `identity` runs here now (started, moved in, or re-created) in `epoch`.
+    pub fn host(
+        &mut self,
+        now: Duration,
+        identity: ActorId,
+        actor_type: ActorTypeId,
+        policy: RecoveryPolicy,
+        epoch: u64,
+    ) {
+        if policy.holders() == 0 {
+            return;
+        }
+        let holders = holders_of(identity, &self.me, &self.live, policy.holders());
+        let h = Hosted {
+            actor_type,
+            policy,
+            version: SnapshotVersion { epoch, seq: 0 },
+            holders,
+            dirty: false,
+            in_flight: false,
+            next_at: None,
+        };
+        self.hosted.insert(identity, h);
+        self.replicate(now, identity);
+    }
+
+    /// Host: the actor handled a message.
+    pub fn handle_handled(&mut self, now: Duration, identity: ActorId) {
+        let Some(h) = self.hosted.get_mut(&identity) else { return };
+        if h.policy.replicas == 0 {
+            return;
+        }
+        h.dirty = true;
+        match h.policy.schedule {
+            SnapshotSchedule::EveryMessage => {
+                if !h.in_flight {
+                    self.take(identity);
+                }
+            }
+            SnapshotSchedule::Every(interval) => {
+                if h.next_at.is_none() {
+                    h.next_at = Some(now + interval);
+                }
+            }
+        }
+    }
+
+    /// Host: the state asked for with [`Output::TakeSnapshot`] (`None`: it could not be
+    /// taken; the previous replica stays).
+    pub fn handle_snapshot(&mut self, now: Duration, identity: ActorId, state: Option<(Format, Vec<u8>)>) {
+        let Some(h) = self.hosted.get_mut(&identity) else { return };
+        h.in_flight = false;
+        if let Some(state) = state {
+            h.version.seq += 1;
+            let replica = Replica {
+                identity,
+                actor_type: h.actor_type,
+                host: self.me.clone(),
+                version: h.version,
+                holders: h.holders.clone(),
+                state: Some(state),
+            };
+            for to in &h.holders {
+                self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
+            }
+        }
+        if h.dirty && h.policy.schedule == SnapshotSchedule::EveryMessage {
+            self.take(identity);
+        } else if let (true, SnapshotSchedule::Every(interval)) = (h.dirty, h.policy.schedule) {
+            h.next_at = Some(now + interval);
+        }
+    }
+
+    /// Host: the actor stopped normally or moved away: its replicas go.
+    pub fn handle_left(&mut self, identity: ActorId) {
+        let Some(h) = self.hosted.remove(&identity) else { return };
+        let below = SnapshotVersion { epoch: h.version.epoch, seq: h.version.seq + 1 };
+        for to in h.holders {
+            self.out.push(Output::Send { to, frame: SnapshotFrame::Drop { identity, below } });
+        }
+    }
+
+    /// Holder: the actor asked for with [`Output::Recreate`] runs again (or could not be
+    /// re-created: `false`, and the next holder in line will not know; it is logged).
+    pub fn handle_recreated(&mut self, identity: ActorId) {
+        let Some(held) = self.held.remove(&identity) else { return };
+        let below = SnapshotVersion { epoch: held.replica.version.epoch + 1, seq: 0 };
+        for to in held.replica.holders.iter().filter(|h| **h != self.me) {
+            self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Drop { identity, below } });
+        }
+    }
+
+    /// Both roles: the members in the view (not marked down). Hosts move replicas to the
+    /// new holders; holders re-create the actors of lost hosts they are first in line for.
+    pub fn handle_view(&mut self, now: Duration, mut live: BTreeSet<String>) {
+        live.insert(self.me.clone());
+        self.live = live;
+        let ids: Vec<ActorId> = self.hosted.keys().copied().collect();
+        for identity in ids {
+            let Some(h) = self.hosted.get_mut(&identity) else { continue };
+            let holders = holders_of(identity, &self.me, &self.live, h.policy.holders());
+            if holders == h.holders {
+                continue;
+            }
+            let below = SnapshotVersion { epoch: h.version.epoch, seq: h.version.seq + 1 };
+            // Former holders still in the view drop theirs; lost ones are gone anyway.
+            for gone in h.holders.iter().filter(|o| !holders.contains(o) && self.live.contains(*o)) {
+                self.out.push(Output::Send { to: gone.clone(), frame: SnapshotFrame::Drop { identity, below } });
+            }
+            h.holders = holders;
+            self.replicate(now, identity);
+        }
+        for held in self.held.values_mut() {
+            let r = &held.replica;
+            if held.recreating || self.live.contains(&r.host) {
+                continue;
+            }
+            if r.holders.iter().find(|h| self.live.contains(*h)) == Some(&self.me) {
+                held.recreating = true;
+                self.out.push(Output::Recreate { replica: r.clone() });
+            }
+        }
+    }
+
+    /// Holder: a frame from node `from`. A replica must come from its own host.
+    pub fn handle_frame(&mut self, _now: Duration, from: &str, frame: SnapshotFrame) -> Result<(), String> {
+        match frame {
+            SnapshotFrame::Store(replica) => {
+                if replica.host != from {
+                    return Err(format!("`{from}` sent a replica of an actor hosted by `{}`", replica.host));
+                }
+                if !replica.holders.contains(&self.me) {
+                    return Err(format!("`{from}` sent a replica that does not list this node as a holder"));
+                }
+                match self.held.get(&replica.identity) {
+                    Some(held) if held.replica.version >= replica.version => {}
+                    _ => {
+                        self.held.insert(replica.identity, Held { replica, recreating: false });
+                    }
+                }
+            }
+            SnapshotFrame::Drop { identity, below } => {
+                if self.held.get(&identity).is_some_and(|h| h.replica.version < below && !h.recreating) {
+                    self.held.remove(&identity);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, identity: ActorId) {
+        if let Some(h) = self.hosted.get_mut(&identity) {
+            h.dirty = false;
+            h.in_flight = true;
+            h.next_at = None;
+            self.out.push(Output::TakeSnapshot { identity });
+        }
+    }
+
+    /// Sends the holders what they need: a fresh snapshot, or the descriptor.
+    fn replicate(&mut self, _now: Duration, identity: ActorId) {
+        let Some(h) = self.hosted.get(&identity) else { return };
+        if h.policy.replicas > 0 {
+            if !h.in_flight {
+                self.take(identity);
+            } else if let Some(h) = self.hosted.get_mut(&identity) {
+                // The snapshot in flight goes to the old holders: take another after it.
+                h.dirty = true;
+            }
+            return;
+        }
+        let replica = Replica {
+            identity,
+            actor_type: h.actor_type,
+            host: self.me.clone(),
+            version: h.version,
+            holders: h.holders.clone(),
+            state: None,
+        };
+        for to in &h.holders {
+            self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
+        }
+    }
+
+    /// Host: takes the interval snapshots that are due.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let due: Vec<ActorId> = self
+            .hosted
+            .iter()
+            .filter(|(_, h)| h.dirty && !h.in_flight && h.next_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for identity in due {
+            self.take(identity);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ActorId = ActorId(77);
+    const TYPE: ActorTypeId = ActorTypeId(3);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn members(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn drain(s: &mut Snapshots) -> Vec<Output> {
+        std::iter::from_fn(|| s.poll_output()).collect()
+    }
+
+    /// A cluster of snapshot tables; frames are delivered until none is left.
+    struct Net {
+        nodes: BTreeMap<String, Snapshots>,
+        /// Non-frame outputs, by node.
+        seen: Vec<(String, Output)>,
+    }
+
+    impl Net {
+        fn new(names: &[&str]) -> Self {
+            let mut nodes = BTreeMap::new();
+            for n in names {
+                let mut s = Snapshots::new(n);
+                s.handle_view(ms(0), members(names));
+                nodes.insert(n.to_string(), s);
+            }
+            Self { nodes, seen: Vec::new() }
+        }
+
+        fn node(&mut self, name: &str) -> &mut Snapshots {
+            self.nodes.get_mut(name).expect("node")
+        }
+
+        fn run(&mut self, now: Duration) {
+            loop {
+                let mut frames = Vec::new();
+                for (name, s) in &mut self.nodes {
+                    for o in drain(s) {
+                        match o {
+                            Output::Send { to, frame } => frames.push((name.clone(), to, frame)),
+                            other => self.seen.push((name.clone(), other)),
+                        }
+                    }
+                }
+                if frames.is_empty() {
+                    return;
+                }
+                for (from, to, frame) in frames {
+                    if let Some(s) = self.nodes.get_mut(&to) {
+                        s.handle_frame(now, &from, frame).expect("valid frame");
+                    }
+                }
+            }
+        }
+
+        fn take(&mut self) -> Vec<(String, Output)> {
+            std::mem::take(&mut self.seen)
+        }
+
+        fn kill(&mut self, now: Duration, name: &str) {
+            self.nodes.remove(name);
+            let live: BTreeSet<String> = self.nodes.keys().cloned().collect();
+            for s in self.nodes.values_mut() {
+                s.handle_view(now, live.clone());
+            }
+        }
+    }
+
+    fn policy(replicas: usize, schedule: SnapshotSchedule) -> RecoveryPolicy {
+        RecoveryPolicy { restart: true, replicas, schedule }
+    }
+
+    #[test]
+    fn holders_are_ranked_the_same_everywhere_and_exclude_the_host() {
+        let live = members(&["n1", "n2", "n3", "n4", "n5"]);
+        let h = holders_of(A, "n1", &live, 2);
+        assert_eq!(h.len(), 2);
+        assert!(!h.contains(&"n1".to_string()));
+        assert_eq!(h, holders_of(A, "n1", &live, 2));
+        // Adding a member changes at most the holders it outranks.
+        let more = members(&["n1", "n2", "n3", "n4", "n5", "n6"]);
+        let h2 = holders_of(A, "n1", &more, 2);
+        assert!(h2.iter().filter(|m| !h.contains(m)).count() <= 1, "{h:?} -> {h2:?}");
+    }
+
+    #[test]
+    fn every_message_is_snapshotted_to_every_holder_and_the_first_live_holder_recreates() {
+        let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
+        net.node("n1").host(ms(0), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 0);
+        let holders = net.node("n1").holders(A).expect("hosted").to_vec();
+        assert_eq!(drain(net.node("n1")), vec![Output::TakeSnapshot { identity: A }]);
+        net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![0])));
+        // Three messages while a snapshot is in flight make one more snapshot, not three.
+        net.node("n1").handle_handled(ms(2), A);
+        assert_eq!(drain(net.node("n1")).iter().filter(|o| matches!(o, Output::TakeSnapshot { .. })).count(), 1);
+        net.node("n1").handle_handled(ms(3), A);
+        net.node("n1").handle_handled(ms(4), A);
+        assert!(drain(net.node("n1")).iter().all(|o| !matches!(o, Output::TakeSnapshot { .. })));
+        net.node("n1").handle_snapshot(ms(5), A, Some((Format::Postcard, vec![1])));
+        assert_eq!(drain(net.node("n1")).iter().filter(|o| matches!(o, Output::TakeSnapshot { .. })).count(), 1);
+        net.node("n1").handle_snapshot(ms(6), A, Some((Format::Postcard, vec![3])));
+        net.run(ms(6));
+        for h in &holders {
+            assert_eq!(net.node(h).held_version(A), Some(SnapshotVersion { epoch: 0, seq: 3 }), "{h}");
+        }
+        net.kill(ms(10), "n1");
+        net.run(ms(10));
+        let recreated = net.take();
+        assert_eq!(recreated.len(), 1, "exactly one holder re-creates: {recreated:?}");
+        let (who, Output::Recreate { replica }) = &recreated[0] else { panic!("{recreated:?}") };
+        assert_eq!(who, &holders[0]);
+        assert_eq!(replica.state, Some((Format::Postcard, vec![3])), "the latest snapshot");
+        // It runs again (on n4, say) in epoch 1; the other holder drops the old epoch.
+        let who = who.clone();
+        net.node(&who).handle_recreated(A);
+        net.node("n4").host(ms(11), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 1);
+        net.node("n4").handle_snapshot(ms(12), A, Some((Format::Postcard, vec![3])));
+        net.run(ms(12));
+        let now_holders = net.node("n4").holders(A).expect("hosted").to_vec();
+        for name in ["n2", "n3", "n4"] {
+            let v = net.node(name).held_version(A);
+            if now_holders.contains(&name.to_string()) {
+                assert_eq!(v, Some(SnapshotVersion { epoch: 1, seq: 1 }), "{name}");
+            } else {
+                assert_eq!(v, None, "{name} dropped the old epoch");
+            }
+        }
+    }
+
+    #[test]
+    fn if_the_first_holder_is_lost_too_the_next_one_recreates() {
+        let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
+        net.node("n1").host(ms(0), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 0);
+        drain(net.node("n1"));
+        net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![9])));
+        net.run(ms(1));
+        let holders = net.node("n1").holders(A).expect("hosted").to_vec();
+        // Host and first holder go at once.
+        net.nodes.remove("n1");
+        net.kill(ms(5), &holders[0]);
+        net.run(ms(5));
+        let recreated = net.take();
+        assert!(matches!(&recreated[..], [(who, Output::Recreate { .. })] if *who == holders[1]), "{recreated:?}");
+    }
+
+    #[test]
+    fn a_descriptor_restarts_from_default_and_recovery_none_keeps_nothing() {
+        let mut net = Net::new(&["n1", "n2", "n3"]);
+        net.node("n1").host(ms(0), A, TYPE, policy(0, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").handle_handled(ms(1), A);
+        net.run(ms(1));
+        assert!(net.take().is_empty(), "no snapshots without replicas");
+        let holder = net.node("n1").holders(A).expect("hosted")[0].clone();
+        assert_eq!(net.node(&holder).held(), 1);
+        net.kill(ms(2), "n1");
+        net.run(ms(2));
+        let recreated = net.take();
+        assert!(matches!(&recreated[..], [(_, Output::Recreate { replica })] if replica.state.is_none()));
+
+        let mut net = Net::new(&["n1", "n2"]);
+        let none = RecoveryPolicy { restart: false, replicas: 3, schedule: SnapshotSchedule::EveryMessage };
+        net.node("n1").host(ms(0), ActorId(1), TYPE, none, 0);
+        net.run(ms(0));
+        assert_eq!(net.node("n2").held(), 0);
+        assert!(net.take().is_empty());
+    }
+
+    #[test]
+    fn interval_snapshots_only_when_something_was_handled() {
+        let mut s = Snapshots::new("n1");
+        s.handle_view(ms(0), members(&["n1", "n2"]));
+        s.host(ms(0), A, TYPE, policy(1, SnapshotSchedule::Every(ms(100))), 0);
+        drain(&mut s);
+        s.handle_snapshot(ms(1), A, Some((Format::Postcard, vec![])));
+        drain(&mut s);
+        assert_eq!(s.poll_timeout(), None, "nothing handled: nothing to take");
+        s.handle_handled(ms(10), A);
+        s.handle_handled(ms(20), A);
+        assert_eq!(s.poll_timeout(), Some(ms(110)));
+        s.handle_timeout(ms(110));
+        assert_eq!(drain(&mut s), vec![Output::TakeSnapshot { identity: A }]);
+        s.handle_snapshot(ms(111), A, Some((Format::Postcard, vec![])));
+        assert!(matches!(&drain(&mut s)[..], [Output::Send { .. }]));
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_normal_stop_drops_the_replicas_and_suspicion_alone_recreates_nothing() {
+        let mut net = Net::new(&["n1", "n2", "n3"]);
+        net.node("n1").host(ms(0), A, TYPE, policy(1, SnapshotSchedule::EveryMessage), 0);
+        drain(net.node("n1"));
+        net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![1])));
+        net.run(ms(1));
+        let holder = net.node("n1").holders(A).expect("hosted")[0].clone();
+        assert_eq!(net.node(&holder).held(), 1);
+        // A view that still has n1 (suspected, not down): nothing happens.
+        net.node(&holder).handle_view(ms(2), members(&["n1", "n2", "n3"]));
+        net.run(ms(2));
+        assert!(net.take().is_empty());
+        net.node("n1").handle_left(A);
+        net.run(ms(3));
+        assert_eq!(net.node(&holder).held(), 0);
+        net.kill(ms(4), "n1");
+        net.run(ms(4));
+        assert!(net.take().is_empty(), "a stopped actor is not re-created");
+    }
+
+    #[test]
+    fn holders_follow_the_view_and_replicas_only_come_from_their_host() {
+        let mut net = Net::new(&["n1", "n2", "n3", "n4", "n5"]);
+        net.node("n1").host(ms(0), A, TYPE, policy(1, SnapshotSchedule::EveryMessage), 0);
+        drain(net.node("n1"));
+        net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![1])));
+        net.run(ms(1));
+        let first = net.node("n1").holders(A).expect("hosted")[0].clone();
+        // The holder leaves the view: the host picks the next one and sends it a snapshot.
+        net.kill(ms(2), &first);
+        let out = drain(net.node("n1"));
+        assert_eq!(out, vec![Output::TakeSnapshot { identity: A }]);
+        net.node("n1").handle_snapshot(ms(3), A, Some((Format::Postcard, vec![2])));
+        net.run(ms(3));
+        let second = net.node("n1").holders(A).expect("hosted")[0].clone();
+        assert_ne!(first, second);
+        assert_eq!(net.node(&second).held_version(A), Some(SnapshotVersion { epoch: 0, seq: 2 }));
+        // A replica sent by another node than its host is refused.
+        let forged = Replica {
+            identity: ActorId(5),
+            actor_type: TYPE,
+            host: "n1".into(),
+            version: SnapshotVersion::default(),
+            holders: vec![second.clone()],
+            state: None,
+        };
+        let third = ["n2", "n3", "n4", "n5"].into_iter().find(|n| *n != second && *n != first).expect("another");
+        assert!(net.node(&second).handle_frame(ms(4), third, SnapshotFrame::Store(forged)).is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_an_error() {
+        let frame = SnapshotFrame::Drop { identity: A, below: SnapshotVersion { epoch: 2, seq: 9 } };
+        assert_eq!(SnapshotFrame::decode(&frame.encode()), Ok(frame));
+        assert!(SnapshotFrame::decode(&[0xff; 4]).is_err());
+    }
+}
