@@ -65,6 +65,14 @@ pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + Wi
     }
 }
 
+/// A keyed (virtual) actor, as Orleans grains and Akka sharded entities: one activation per
+/// key in the cluster, reached with `system.actor_for::<A>(key)` from any node and built
+/// from its key when the first message for it arrives.
+pub trait KeyedActor: DistributedActor {
+    /// The actor for `key`, as its activation starts.
+    fn from_key(key: &str) -> Self;
+}
+
 /// Marks that actor `Self` accepts message `M` from the network. Implemented by
 /// `#[distributed_actor(messages(M, ...))]` for every listed message.
 #[diagnostic::on_unimplemented(

@@ -33,7 +33,7 @@ pub mod testkit;
 pub mod transport;
 pub mod types;
 
-pub use actor::{ClusterMessage, DistributedActor, Handles, Placement, RemoteMessage};
+pub use actor::{ClusterMessage, DistributedActor, Handles, KeyedActor, Placement, RemoteMessage};
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
 pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};

@@ -94,9 +94,10 @@ pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, S
 pub use actix_cluster_runtime::{
     ActorId, ActorLocation, ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage,
     ClusterSystem, ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
-    Handles, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NameEvent, NameWatch,
-    NodeId, PeerInfo, Placement, PlacementError, Profile, Refusals, Registry, RegistryError, RegistryStats, RemoteAddr,
-    RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, Spawn, StartError, WeakClusterSystem,
+    Handles, KeyedActor, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NameEvent,
+    NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Refusals, Registry, RegistryError, RegistryStats,
+    RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, Spawn, StartError,
+    WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -113,8 +114,8 @@ pub mod prelude {
 
     pub use crate::{
         cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
-        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, Member, MemberStatus,
-        MembershipEvent, Placement, RemoteAddr, StartError,
+        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, KeyedActor, Member,
+        MemberStatus, MembershipEvent, Placement, RemoteAddr, StartError,
     };
 }
 

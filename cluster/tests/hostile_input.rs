@@ -244,7 +244,8 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
     // refused with a reply; the link is kept throughout.
     send(&mut s, &Frame::Service { channel: Channel::REGISTRY, body: &[0xee, 0xff, 0x01] }).await;
     logs.wait_for("malformed registry frame").await;
-    let host = RegistryFrame::HostRegister { req: 41, name: "x".into(), actor: LocalActorId(999_999) }.encode();
+    let host =
+        RegistryFrame::HostRegister { req: 41, key: DirKey::Name("x".into()), actor: LocalActorId(999_999) }.encode();
     send(&mut s, &Frame::Service { channel: Channel::REGISTRY, body: &host }).await;
     expect_registry(&mut s, |f| matches!(f, RegistryFrame::HostReply { req: 41, result: Err(Refusal::NotHere) })).await;
     logs.wait_for("asked to register an actor that does not run here").await;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::actor::{DistributedActor, RemoteMessage};
 use crate::error::{ClusterError, SendError};
 use crate::handle::deferred::Deferred;
+use crate::handle::keyed::Keyed;
 use crate::handle::remote_addr::RemoteAddr;
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
 use crate::node::{context, ClusterSystem};
@@ -41,6 +42,8 @@ enum Repr<A: DistributedActor> {
     Remote(RemoteAddr<A>),
     /// Being started where its placement says (`start_distributed()`).
     Deferred(Arc<Deferred<ActorRef<A>>>),
+    /// A keyed actor: whichever activation its key has (`actor_for`).
+    Keyed(Arc<Keyed<A>>),
 }
 
 /// A location-transparent handle: the same API whether the actor runs on this node or on
@@ -68,6 +71,7 @@ impl<A: DistributedActor> Clone for ActorRef<A> {
             }
             Repr::Remote(r) => Repr::Remote(r.clone()),
             Repr::Deferred(d) => Repr::Deferred(d.clone()),
+            Repr::Keyed(k) => Repr::Keyed(k.clone()),
         };
         Self { repr }
     }
@@ -87,6 +91,12 @@ impl<A: DistributedActor> fmt::Debug for ActorRef<A> {
                 Some(Err(e)) => f.debug_struct("ActorRef::NotStarted").field("error", e).finish(),
                 None => f.write_str("ActorRef::Starting"),
             },
+            Repr::Keyed(k) => f
+                .debug_struct("ActorRef::Keyed")
+                .field("actor", &A::NAME)
+                .field("key", &k.key())
+                .field("activation", &k.started())
+                .finish(),
         }
     }
 }
@@ -102,6 +112,18 @@ impl<A: DistributedActor> ActorRef<A> {
 
     pub(crate) fn deferred(deferred: Arc<Deferred<ActorRef<A>>>) -> Self {
         Self { repr: Repr::Deferred(deferred) }
+    }
+
+    pub(crate) fn keyed(keyed: Arc<Keyed<A>>) -> Self {
+        Self { repr: Repr::Keyed(keyed) }
+    }
+
+    /// The key, for a handle from [`ClusterSystem::actor_for`].
+    pub fn key(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Keyed(k) => Some(k.key()),
+            _ => None,
+        }
     }
 
     /// The started actor's handle, for a handle whose start is over and succeeded.
@@ -140,6 +162,7 @@ impl<A: DistributedActor> ActorRef<A> {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.id),
             Repr::Remote(r) => Some(r.actor_id()),
             Repr::Deferred(_) => self.started()?.actor_id(),
+            Repr::Keyed(k) => k.started()?.actor_id(),
         }
     }
 
@@ -150,6 +173,7 @@ impl<A: DistributedActor> ActorRef<A> {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.identity),
             Repr::Remote(r) => Some(r.identity()),
             Repr::Deferred(_) => self.started()?.identity(),
+            Repr::Keyed(k) => Some(k.identity()),
         }
     }
 
@@ -164,6 +188,7 @@ impl<A: DistributedActor> ActorRef<A> {
             }),
             Repr::Remote(r) => Some(r.location()),
             Repr::Deferred(_) => self.started()?.location(),
+            Repr::Keyed(k) => k.started()?.location(),
         }
     }
 
@@ -171,35 +196,40 @@ impl<A: DistributedActor> ActorRef<A> {
     pub fn is_local(&self) -> bool {
         match &self.repr {
             Repr::Deferred(_) => self.started().is_some_and(Self::is_local),
+            Repr::Keyed(k) => k.started().is_some_and(|a| a.is_local()),
             repr => matches!(repr, Repr::Local { .. }),
         }
     }
 
-    /// The local actix address, if the actor runs on this node.
+    /// The local actix address, if the actor runs on this node (`None` for a keyed handle,
+    /// whose activation may change: use [`location`](Self::location)).
     pub fn local_addr(&self) -> Option<&Addr<A>> {
         match &self.repr {
             Repr::Local { addr, .. } => Some(addr),
             Repr::Remote(_) => None,
             Repr::Deferred(_) => self.started()?.local_addr(),
+            Repr::Keyed(_) => None,
         }
     }
 
-    /// The remote address, if the actor runs on another node.
+    /// The remote address, if the actor runs on another node (`None` for a keyed handle).
     pub fn remote_addr(&self) -> Option<&RemoteAddr<A>> {
         match &self.repr {
             Repr::Remote(r) => Some(r),
             Repr::Local { .. } => None,
             Repr::Deferred(_) => self.started()?.remote_addr(),
+            Repr::Keyed(_) => None,
         }
     }
 
     /// The name of the node the actor runs on (`None` for a local actor started without a
-    /// cluster system).
+    /// cluster system, and for a keyed handle: see [`location`](Self::location)).
     pub fn node_name(&self) -> Option<&str> {
         match &self.repr {
             Repr::Local { registered, .. } => registered.as_ref().map(|r| r.system.node_name()),
             Repr::Remote(r) => Some(r.node_name()),
             Repr::Deferred(_) => self.started()?.node_name(),
+            Repr::Keyed(_) => None,
         }
     }
 
@@ -209,12 +239,16 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        if let Repr::Keyed(k) = &self.repr {
+            let timeout = k.system().config().request_timeout();
+            return Box::pin(Self::ask_keyed(k, msg, timeout)).await;
+        }
         let this = self.ready().await?;
         this.check_running()?;
         match &this.repr {
             Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
             Repr::Remote(r) => Self::ask_remote(r, msg, r.system().config().request_timeout()).await,
-            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         }
     }
 
@@ -261,7 +295,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)))
             }
             Repr::Remote(there) => there.ask(&msg, left).await,
-            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("the registry answers started handles"),
         }
     }
 
@@ -270,6 +304,9 @@ impl<A: DistributedActor> ActorRef<A> {
     where
         M: RemoteMessage<A>,
     {
+        if let Repr::Keyed(k) = &self.repr {
+            return Box::pin(Self::ask_keyed(k, msg, timeout)).await;
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let this = match tokio::time::timeout_at(deadline, self.ready()).await {
             Ok(ready) => ready?,
@@ -282,7 +319,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
             }
             Repr::Remote(r) => Self::ask_remote(r, msg, timeout).await,
-            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         }
     }
 
@@ -304,6 +341,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(())
             }
             Repr::Remote(r) => r.do_send(msg),
+            Repr::Keyed(k) => Self::do_send_keyed(k, msg),
             Repr::Deferred(d) => {
                 let mut waiting = Some(msg);
                 let queued = d.queue_unless_started(|| {
@@ -336,6 +374,7 @@ impl<A: DistributedActor> ActorRef<A> {
     {
         // The rare paths are boxed: this future stays as small as the tell itself.
         let this = match &self.repr {
+            Repr::Keyed(k) => return Box::pin(Self::tell_keyed(k, msg)).await,
             Repr::Deferred(_) => Box::pin(self.ready()).await?,
             _ => self,
         };
@@ -351,7 +390,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 }
                 told => told,
             },
-            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         }
     }
 
@@ -369,7 +408,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(())
             }
             Repr::Remote(there) => there.tell(msg).await,
-            Repr::Deferred(_) => unreachable!("the registry answers started handles"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("the registry answers started handles"),
         }
     }
 }
@@ -380,6 +419,13 @@ impl<A: DistributedActor> ActorRef<A> {
     /// `ActorNotFound` if a remote actor no longer exists; stopping a local actor that
     /// already stopped does nothing.
     pub async fn stop(&self) -> Result<(), ClusterError> {
+        if let Repr::Keyed(k) = &self.repr {
+            // The current activation, if any; the next message activates the key again.
+            return match k.started() {
+                Some(activation) => Box::pin(activation.stop()).await,
+                None => Ok(()),
+            };
+        }
         let this = self.ready().await?;
         this.check_running()?;
         match &this.repr {
@@ -388,7 +434,7 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(())
             }
             Repr::Remote(r) => r.stop().await,
-            Repr::Deferred(_) => unreachable!("a started handle is not deferred"),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         }
     }
 
@@ -401,7 +447,124 @@ impl<A: DistributedActor> ActorRef<A> {
                 Some(Err(cause)) => Err(not_started::<A>(cause)),
                 None => Ok(()),
             },
+            Repr::Keyed(k) if k.system().node.life.is_shut_down() => Err(ClusterError::Shutdown),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Keyed handles: calls go to the key's current activation; one that is gone is replaced
+/// (found again, or activated anew) and the call goes to the next one when it certainly did
+/// not reach the old one.
+impl<A: DistributedActor> ActorRef<A> {
+    async fn ask_keyed<M>(k: &Keyed<A>, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut activation = k.current();
+        for first in [true, false] {
+            let started = match tokio::time::timeout_at(deadline, activation.wait()).await {
+                Err(_) => return Err(ClusterError::Timeout(timeout)),
+                Ok(Err(cause)) => {
+                    k.renew(&activation);
+                    return Err(not_started::<A>(cause));
+                }
+                Ok(Ok(started)) => started.clone(),
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match &started.repr {
+                Repr::Local { addr, .. } => {
+                    if first && !addr.connected() {
+                        activation = k.renew(&activation);
+                        continue;
+                    }
+                    return M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)));
+                }
+                Repr::Remote(r) => {
+                    if first && r.node_gone() {
+                        activation = k.renew(&activation);
+                        continue;
+                    }
+                    match r.ask(&msg, left).await {
+                        // Not handled there: the next activation gets it.
+                        Err(ClusterError::ActorNotFound { .. }) if first => {
+                            activation = k.renew(&activation);
+                        }
+                        Err(e @ (ClusterError::LinkDown { .. } | ClusterError::NodeRestarted { .. })) => {
+                            // It may have been handled: not sent again, but the next call finds
+                            // the key's next activation.
+                            k.renew(&activation);
+                            return Err(e);
+                        }
+                        answered => return answered,
+                    }
+                }
+                Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("activations are started handles"),
+            }
+        }
+        Err(ClusterError::Timeout(timeout))
+    }
+
+    async fn tell_keyed<M>(k: &Keyed<A>, msg: M) -> Result<(), ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        let mut activation = k.current();
+        for first in [true, false] {
+            let started = match activation.wait().await {
+                Err(cause) => {
+                    k.renew(&activation);
+                    return Err(not_started::<A>(cause));
+                }
+                Ok(started) => started.clone(),
+            };
+            match &started.repr {
+                Repr::Local { addr, .. } => {
+                    if first && !addr.connected() {
+                        activation = k.renew(&activation);
+                        continue;
+                    }
+                    M::do_send_local(addr, msg);
+                    return Ok(());
+                }
+                Repr::Remote(r) => match r.tell_ref(&msg).await {
+                    // Not queued: the next activation gets it.
+                    Err(ClusterError::NodeRestarted { .. } | ClusterError::LinkDown { .. }) if first => {
+                        activation = k.renew(&activation);
+                    }
+                    told => return told,
+                },
+                Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("activations are started handles"),
+            }
+        }
+        Err(ClusterError::Timeout(k.system().config().request_timeout()))
+    }
+
+    fn do_send_keyed<M>(k: &Keyed<A>, msg: M) -> Result<(), SendError<M>>
+    where
+        M: RemoteMessage<A>,
+    {
+        let mut activation = k.current();
+        let gone = match activation.get() {
+            Some(Ok(started)) => match &started.repr {
+                Repr::Local { addr, .. } => !addr.connected(),
+                Repr::Remote(r) => r.node_gone(),
+                _ => false,
+            },
+            Some(Err(_)) => true,
+            None => false,
+        };
+        if gone {
+            activation = k.renew(&activation);
+        }
+        match ActorRef::deferred(activation.clone()).do_send(msg) {
+            Err(SendError {
+                error:
+                    ClusterError::NodeRestarted { .. } | ClusterError::LinkDown { .. } | ClusterError::NotStarted { .. },
+                message,
+            }) => ActorRef::deferred(k.renew(&activation)).do_send(message),
+            sent => sent,
         }
     }
 }
@@ -428,6 +591,16 @@ struct WireRef {
 
 impl<A: DistributedActor> Serialize for ActorRef<A> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Repr::Keyed(k) = &self.repr {
+            return match k.started() {
+                Some(activation) => activation.serialize(serializer),
+                None => Err(S::Error::custom(format!(
+                    "a handle to the `{}` of key `{}` cannot leave its node before it is activated (send it a message first)",
+                    A::NAME,
+                    k.key()
+                ))),
+            };
+        }
         if self.is_starting() {
             return Err(S::Error::custom(format!(
                 "a handle to a `{}` still being started cannot leave its node (await `started_handle()` first)",

@@ -4,6 +4,7 @@
 pub mod actor_ref;
 mod deferred;
 pub mod ext;
+pub mod keyed;
 pub mod remote_addr;
 mod resolve;
 pub mod spawn;

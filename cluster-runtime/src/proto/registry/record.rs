@@ -8,7 +8,7 @@ use crate::ids::{ActorId, ActorTypeId, LocalActorId, NodeId};
 use crate::proto::registry::conflict::{Holder, Registration, VersionVector};
 
 /// The version of the registry's frames this build speaks, announced in the hello.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// A directory key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -17,6 +17,13 @@ pub enum DirKey {
     Name(String),
     /// An actor's identity, so a handle whose cached location is stale finds it again.
     Actor(ActorId),
+    /// The activation of a keyed (virtual) actor: first writer wins, like a name.
+    Keyed {
+        /// The actor type.
+        actor_type: ActorTypeId,
+        /// The key.
+        key: String,
+    },
 }
 
 impl DirKey {
@@ -25,6 +32,7 @@ impl DirKey {
         match self {
             DirKey::Name(n) => format!("n/{n}"),
             DirKey::Actor(a) => format!("a/{a}"),
+            DirKey::Keyed { actor_type, key } => format!("k/{}/{key}", actor_type.0),
         }
     }
 }
@@ -34,6 +42,7 @@ impl std::fmt::Display for DirKey {
         match self {
             DirKey::Name(n) => write!(f, "name `{n}`"),
             DirKey::Actor(a) => write!(f, "actor {a}"),
+            DirKey::Keyed { actor_type, key } => write!(f, "key `{key}` of actor type {actor_type}"),
         }
     }
 }
@@ -195,8 +204,8 @@ pub enum RegistryFrame {
     HostRegister {
         /// The asker's request number.
         req: u64,
-        /// The name.
-        name: String,
+        /// The name (or key) to register it under.
+        key: DirKey,
         /// The actor's id on the host.
         actor: LocalActorId,
     },

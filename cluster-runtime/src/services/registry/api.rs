@@ -159,13 +159,22 @@ impl Registry<'_> {
     /// actor fails with [`RegistryError::Taken`], naming the holder. Returns once the name
     /// resolves from every node. The record goes when the actor stops or its node leaves.
     pub async fn register<A: DistributedActor>(&self, name: &str, actor: &ActorRef<A>) -> Result<(), ClusterError> {
+        self.register_key(DirKey::Name(name.to_owned()), name, actor).await
+    }
+
+    /// Registers `actor` under `key` (a name, or a keyed activation); `what` names it in errors.
+    pub(crate) async fn register_key<A: DistributedActor>(
+        &self,
+        key: DirKey,
+        what: &str,
+        actor: &ActorRef<A>,
+    ) -> Result<(), ClusterError> {
         let location = actor.location().ok_or_else(|| RegistryError::NotDistributed(A::NAME.to_owned()))?;
         let (node, local) = (location.node.clone(), location.actor);
-        let key = name.to_owned();
         match self.ask(move |s, cx, tx| s.register(cx, key, location, tx)).await {
             Ok(_) => Ok(()),
             Err(Refusal::NotHere) => Err(RegistryError::NotHere { node, actor: local }.into()),
-            Err(r) => Err(self.refused(r, name)),
+            Err(r) => Err(self.refused(r, what)),
         }
     }
 
@@ -220,6 +229,21 @@ impl Registry<'_> {
         let stale = key.clone();
         self.call(move |s, _| s.invalidate(&stale)).await;
         self.find(key, true, &what).await
+    }
+
+    /// Where the activation registered under `key` runs, through the cache unless
+    /// `uncached`.
+    pub(crate) async fn find_key<A: DistributedActor>(
+        &self,
+        key: DirKey,
+        uncached: bool,
+    ) -> Result<Option<ActorRef<A>>, ClusterError> {
+        let what = key.to_string();
+        if uncached {
+            let stale = key.clone();
+            self.call(move |s, _| s.invalidate(&stale)).await;
+        }
+        self.find(key, uncached, &what).await
     }
 
     async fn find<A: DistributedActor>(

@@ -117,8 +117,8 @@ impl RegistryService {
         }
     }
 
-    /// Registers local actor `actor` under `name`; the answer goes to `token`.
-    fn register_here(&mut self, cx: &mut Cx<'_>, token: Token, name: String, actor: LocalActorId) {
+    /// Registers local actor `actor` under `key`; the answer goes to `token`.
+    fn register_here(&mut self, cx: &mut Cx<'_>, token: Token, key: DirKey, actor: LocalActorId) {
         let Some(actor_type) = cx.node().actor_type(actor) else {
             self.finish(cx, token, Err(Refusal::NotHere));
             return;
@@ -126,7 +126,7 @@ impl RegistryService {
         let now = cx.now();
         let record = self.record(now, actor, actor_type);
         let identity = record.actor;
-        self.dir.register(now, token, DirKey::Name(name), record.clone());
+        self.dir.register(now, token, key, record.clone());
         // The identity record lets handles whose location went stale find the actor again.
         let quiet = self.token();
         self.dir.register(now, quiet, DirKey::Actor(identity), record);
@@ -138,17 +138,17 @@ impl RegistryService {
         self.flush(cx);
     }
 
-    /// Registers the actor at `location` under `name`: here, or by asking its host.
-    pub(crate) fn register(&mut self, cx: &mut Cx<'_>, name: String, location: ActorLocation, reply: Answered) {
+    /// Registers the actor at `location` under `key`: here, or by asking its host.
+    pub(crate) fn register(&mut self, cx: &mut Cx<'_>, key: DirKey, location: ActorLocation, reply: Answered) {
         let token = self.token();
         if location.node == self.me && location.node_id == self.node_id {
             self.waiting.insert(token, reply);
-            self.register_here(cx, token, name, location.actor);
+            self.register_here(cx, token, key, location.actor);
             return;
         }
         // Elsewhere: only a linked current incarnation of the host can write the record.
         let host = self.linked.get(&location.node).copied().filter(|id| *id == location.node_id);
-        let frame = RegistryFrame::HostRegister { req: token, name, actor: location.actor };
+        let frame = RegistryFrame::HostRegister { req: token, key, actor: location.actor };
         match host {
             Some(id) if cx.send(id, &frame.encode()) => {
                 self.host_calls.insert(token, HostCall { reply, deadline: cx.now() + self.request_timeout });
@@ -271,13 +271,17 @@ impl Service for RegistryService {
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
         let frame = RegistryFrame::decode(body).map_err(|e| ServiceFrameError(e.to_string()))?;
         match frame {
-            RegistryFrame::HostRegister { req, name, actor } => {
+            RegistryFrame::HostRegister { req, key, actor } => {
                 let token = self.token();
                 self.relays.insert(token, (from.id, req));
                 if cx.node().actor_type(actor).is_none() {
                     tracing::warn!(node = %self.me, peer = %from.name, %actor, "asked to register an actor that does not run here");
                 }
-                self.register_here(cx, token, name, actor);
+                if matches!(key, DirKey::Actor(_)) {
+                    // Identity records are written by the host itself, with every registration.
+                    return Err(ServiceFrameError(format!("`{}` asked to register an identity record", from.name)));
+                }
+                self.register_here(cx, token, key, actor);
             }
             RegistryFrame::HostReply { req, result } => match self.host_calls.remove(&req) {
                 Some(call) => {
