@@ -37,6 +37,15 @@ impl Message for Probe {
     type Result = ();
 }
 
+/// Asks an actor for its serialized state, in mailbox order: everything sent before it has
+/// been handled when it is answered. `#[distributed_actor]` implements its handler.
+#[derive(Debug)]
+pub struct TakeState;
+
+impl Message for TakeState {
+    type Result = Result<Vec<u8>, String>;
+}
+
 pub use crate::proto::placement::Placement;
 
 /// An actor that can be spawned remotely and receive messages from the network.
@@ -46,7 +55,7 @@ pub use crate::proto::placement::Placement;
     label = "not a distributed actor",
     note = "add `#[distributed_actor(messages(...))]` to the definition of `{Self}`"
 )]
-pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + WireType {
+pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + Handler<TakeState> + WireType {
     /// The stable name the type id is derived from.
     const NAME: &'static str;
     /// The stable 64-bit type id used for remote spawn.

@@ -161,5 +161,26 @@ pub fn probe<A: DistributedActor>(target: &(dyn Any + Send + Sync)) -> Option<Pr
     Some(Box::pin(async move { addr.send(Probe).await.is_ok() }))
 }
 
+/// The serialized state of an actor, once it answered (`Err`: it has stopped, or its state
+/// does not serialize).
+pub type StateFuture = Pin<Box<dyn Future<Output = Result<(Format, Vec<u8>), String>>>>;
+
+/// Serializes `actor` in its type's format. Generated `TakeState` handlers call it.
+pub fn encode_state<A: DistributedActor>(actor: &A) -> Result<Vec<u8>, String> {
+    A::format().encode(actor, A::NAME).map_err(|e| e.to_string())
+}
+
+/// Asks the actor behind `target` (an `Addr<A>`) for its serialized state, in mailbox
+/// order. Generated registrations point here.
+pub fn take_state<A: DistributedActor>(target: &(dyn Any + Send + Sync)) -> Option<StateFuture> {
+    let addr = target.downcast_ref::<Addr<A>>()?.clone();
+    Some(Box::pin(async move {
+        match addr.send(crate::actor::TakeState).await {
+            Ok(state) => state.map(|bytes| (A::format(), bytes)),
+            Err(_) => Err(format!("the `{}` stopped before its state was taken", A::NAME)),
+        }
+    }))
+}
+
 /// Compiles only if `T` can cross the network. Used by generated code, with the user's spans.
 pub fn assert_wire_type<T: WireType>() {}

@@ -4,13 +4,16 @@
 
 use std::any::Any;
 
-use crate::dispatch::{ErasedAddr, ProbeFuture, ReplyFuture, Watch};
+use crate::dispatch::{ErasedAddr, ProbeFuture, ReplyFuture, StateFuture, Watch};
 use crate::error::{RemoteError, StartError};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, IdMap, WireId};
 
 /// Builds and starts an actor from serialized state, under the node's watch.
 pub type SpawnFn = fn(Format, &[u8], Watch) -> Result<ErasedAddr, RemoteError>;
+
+/// Asks a type-erased `Addr` for its actor's serialized state.
+pub type TakeStateFn = fn(&(dyn Any + Send + Sync)) -> Option<StateFuture>;
 
 /// Sends the flow-control probe to a type-erased `Addr`.
 pub type ProbeFn = fn(&(dyn Any + Send + Sync)) -> Option<ProbeFuture>;
@@ -43,6 +46,8 @@ pub struct ActorRegistration {
     pub spawn: SpawnFn,
     /// Sends the flow-control probe.
     pub probe: ProbeFn,
+    /// Asks for the actor's serialized state.
+    pub take_state: TakeStateFn,
 }
 
 /// One (actor, message) pair the actor accepts from the network.
@@ -160,10 +165,25 @@ mod tests {
     fn probe_nothing(_: &(dyn std::any::Any + Send + Sync)) -> Option<ProbeFuture> {
         None
     }
-    static X: ActorRegistration =
-        ActorRegistration { name: "x", type_id: 9, rust_path: "m::X", spawn: spawn_nothing, probe: probe_nothing };
-    static Y: ActorRegistration =
-        ActorRegistration { name: "y", type_id: 9, rust_path: "m::Y", spawn: spawn_nothing, probe: probe_nothing };
+    fn no_state(_: &(dyn std::any::Any + Send + Sync)) -> Option<StateFuture> {
+        None
+    }
+    static X: ActorRegistration = ActorRegistration {
+        name: "x",
+        type_id: 9,
+        rust_path: "m::X",
+        spawn: spawn_nothing,
+        probe: probe_nothing,
+        take_state: no_state,
+    };
+    static Y: ActorRegistration = ActorRegistration {
+        name: "y",
+        type_id: 9,
+        rust_path: "m::Y",
+        spawn: spawn_nothing,
+        probe: probe_nothing,
+        take_state: no_state,
+    };
 
     #[test]
     fn distinct_ids_build() {

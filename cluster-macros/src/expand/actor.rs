@@ -90,6 +90,15 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             fn handle(&mut self, _: #p::Probe, _: &mut #p::actix::Context<Self>) {}
         }
     };
+    // The actor's state, serialized in mailbox order (migration, snapshots).
+    let take_state_impl = quote! {
+        impl #p::actix::Handler<#p::TakeState> for #ident {
+            type Result = ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>;
+            fn handle(&mut self, _: #p::TakeState, _: &mut #p::actix::Context<Self>) -> Self::Result {
+                #p::encode_state::<Self>(self)
+            }
+        }
+    };
     let handles = args.messages.iter().map(|m| {
         // Spanned at the listed message, so a missing `Handler<M>` impl points there.
         quote_spanned! {m.span()=>
@@ -117,6 +126,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
 
         #probe_impl
 
+        #take_state_impl
+
         #(#handles)*
 
         const _: () = {
@@ -127,6 +138,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     rust_path: #rust_path,
                     spawn: #p::spawn_from_state::<#ident>,
                     probe: #p::probe::<#ident>,
+                    take_state: #p::take_state::<#ident>,
                 }
             }
             #(#handler_entries)*
