@@ -10,10 +10,10 @@
 //!    taking messages) and answers `Built` with its new location, or `Refused`.
 //! 4. [`Output::Swap`]: the driver swaps the directory entry from the old location to the
 //!    new one only if it still names the old one, and reports [`Migrations::handle_swapped`].
-//! 5. Swapped: `Commit` goes to the target (its actor starts taking messages) and
-//!    [`Output::Moved`] tells the driver to forward the buffered messages to the new location
-//!    in order, answer `Moved { to }` for stragglers for the grace period, and stop the old
-//!    actor.
+//! 5. Swapped: [`Output::Moved`] tells the driver to forward the buffered messages to the
+//!    new location in order, then send the target `Commit` on the same link (so everything
+//!    forwarded is there before its actor takes messages), forward stragglers for the grace
+//!    period, and stop the old actor.
 //!
 //! Any failure before the swap (the target refuses, is down, or does not answer by the
 //! deadline; the actor refuses; the directory names another location) ends in
@@ -160,8 +160,9 @@ pub enum Output {
         /// The new one.
         to: ActorLocation,
     },
-    /// Source: the move is done. Forward the buffered messages to `to` in order, answer
-    /// `Moved { to }` for stragglers for the grace period, stop the old actor.
+    /// Source: the move is done. Forward the buffered messages to `to` in order, then send
+    /// `MigrationFrame::Commit { id }` to `to.node`; forward stragglers for the grace period;
+    /// stop the old actor.
     Moved {
         /// The migration.
         id: MigrationId,
@@ -373,7 +374,6 @@ impl Migrations {
         let Some(o) = self.outgoing.remove(&id) else { return };
         self.timers.set(Due::Out(id), None);
         let to = o.built.unwrap_or_else(|| o.from.clone());
-        self.out.push(Output::Send { to: o.to.clone(), frame: MigrationFrame::Commit { id } });
         self.out.push(Output::Moved { id, actor: o.actor, to });
     }
 
@@ -620,9 +620,11 @@ mod tests {
         src.handle_timeout(ms(60_000));
         assert!(drain(&mut src).is_empty());
         src.handle_swapped(ms(60_001), 1, true);
-        let (moved, activated) = exchange(ms(60_002), ("n1", &mut src), ("n2", &mut dst));
+        let (moved, _) = exchange(ms(60_002), ("n1", &mut src), ("n2", &mut dst));
         assert_eq!(moved, vec![Output::Moved { id: 1, actor: LocalActorId(7), to: loc("n2", 40) }]);
-        assert_eq!(activated, vec![Output::Activate { actor: LocalActorId(40) }]);
+        // The driver forwards what it held, then commits on the same link.
+        dst.handle_frame(ms(60_003), "n1", MigrationFrame::Commit { id: 1 });
+        assert_eq!(drain(&mut dst), vec![Output::Activate { actor: LocalActorId(40) }]);
         assert_eq!(src.in_progress(), (0, 0));
         assert_eq!(dst.in_progress(), (0, 0));
         assert_eq!(dst.poll_timeout(), None, "nothing left to wait for");
@@ -739,7 +741,7 @@ mod tests {
         src.handle_node_lost(ms(6), "n2");
         assert!(drain(&mut src).is_empty(), "the directory's answer decides once the swap is asked");
         src.handle_swapped(ms(7), 1, true);
-        assert!(matches!(&drain(&mut src)[..], [Output::Send { .. }, Output::Moved { .. }]));
+        assert!(matches!(&drain(&mut src)[..], [Output::Moved { .. }]));
     }
 
     #[test]

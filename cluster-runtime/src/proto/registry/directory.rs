@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::ids::NodeId;
 use crate::proto::registry::conflict::{self, Winner};
-use crate::proto::registry::record::{Answer, DirKey, Op, Record, Refusal, RegistryFrame};
+use crate::proto::registry::record::{ActorLocation, Answer, DirKey, Op, Record, Refusal, RegistryFrame};
 use crate::proto::registry::ring;
 
 /// The directory's timings and sizes.
@@ -383,6 +383,45 @@ impl Directory {
         self.request(now, Some(token), Op::Register { key, record });
     }
 
+    /// A migration: moves this node's records of `actor` (now at `from`) to `record`'s
+    /// location. Each key's owner replaces the record only if it still names `from`; `token`
+    /// gets the outcome for the identity key (or the first key; an actor without records gets
+    /// its identity record written at the new location).
+    /// This node no longer hosts them: returns them, for the new host to [`adopt`] (or this
+    /// node again, if the migration fails).
+    ///
+    /// [`adopt`]: Self::adopt
+    pub fn move_out(
+        &mut self,
+        now: Duration,
+        token: Token,
+        actor: crate::ids::ActorId,
+        from: ActorLocation,
+        record: Record,
+    ) -> Vec<(DirKey, Record)> {
+        let keys: Vec<DirKey> = self.hosted.iter().filter(|(_, r)| r.actor == actor).map(|(k, _)| k.clone()).collect();
+        let identity = DirKey::Actor(actor);
+        if keys.is_empty() {
+            // Never registered: its identity record is written at the new location.
+            self.request(now, Some(token), Op::Register { key: identity.clone(), record: record.clone() });
+            return vec![(identity, record)];
+        }
+        // The token follows the identity record, or the first key if the actor has none.
+        let main = if keys.contains(&identity) { identity } else { keys[0].clone() };
+        for key in &keys {
+            self.hosted.remove(key);
+            let token = (*key == main).then_some(token);
+            self.request(now, token, Op::Move { key: key.clone(), from: from.clone(), record: record.clone() });
+        }
+        keys.into_iter().map(|k| (k, record.clone())).collect()
+    }
+
+    /// This node hosts `record` under `key` from now on (after a migration), without asking
+    /// the owner: it already holds it.
+    pub fn adopt(&mut self, key: DirKey, record: Record) {
+        self.hosted.insert(key, record);
+    }
+
     /// Removes this node's record for `key`.
     pub fn unregister(&mut self, now: Duration, token: Token, key: DirKey) {
         match self.hosted.remove(&key) {
@@ -615,6 +654,17 @@ impl Directory {
                         self.set_record(now, &key, Some(record));
                         Ok(Answer::Done)
                     }
+                }
+            }
+            Op::Move { key, from, record } => {
+                let current = self.slots.get(&key).and_then(|s| s.record.clone());
+                match current {
+                    Some(held) if held == record => Ok(Answer::Done),
+                    Some(held) if held.actor == record.actor && held.location == from => {
+                        self.set_record(now, &key, Some(record));
+                        Ok(Answer::Done)
+                    }
+                    _ => Err(Refusal::Superseded),
                 }
             }
             Op::Unregister { key, actor } => {
@@ -977,6 +1027,46 @@ mod tests {
             .map(|i| format!("key-{i}"))
             .find(|k| ring::owner(&name(k).ring_key(), members.iter().copied()) == Some(owner))
             .expect("some key")
+    }
+
+    #[test]
+    fn a_move_swaps_every_record_only_from_the_location_it_names_and_the_new_host_adopts_them() {
+        let mut net = Net::new(&["a", "b", "c"], None);
+        let at_a = record("a", 1, 100);
+        assert_eq!(net.register("a", 1, "cart", at_a.clone()), Ok(Answer::Done));
+        let now = net.now;
+        net.node("a").register(now, 10, DirKey::Actor(at_a.actor), at_a.clone());
+        net.run();
+        // The actor moves to b, keeping its identity.
+        let mut at_b = at_a.clone();
+        at_b.location = ActorLocation { node: "b".into(), node_id: id("b"), actor: LocalActorId(9) };
+        at_b.version.bump("a");
+        let now = net.now;
+        let moved = net.node("a").move_out(now, 2, at_a.actor, at_a.location.clone(), at_b.clone());
+        net.run();
+        assert_eq!(net.done.remove(&("a".into(), 2)), Some(Ok(Answer::Done)));
+        let keys: BTreeSet<DirKey> = moved.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, BTreeSet::from([name("cart"), DirKey::Actor(at_a.actor)]), "the name and the identity record");
+        assert_eq!(net.node("a").hosted().count(), 0, "a no longer writes them");
+        for (key, record) in moved {
+            net.node("b").adopt(key, record);
+        }
+        for n in ["a", "b", "c"] {
+            assert_eq!(net.lookup(n, 3, "cart").map(|r| r.location.node), Some("b".to_owned()), "{n}");
+        }
+        // A second move from the old location is refused: the record names b now.
+        let now = net.now;
+        let mut at_c = at_b.clone();
+        at_c.location.node = "c".into();
+        net.node("c").adopt(name("cart"), at_a.clone());
+        net.node("c").move_out(now, 4, at_a.actor, at_a.location.clone(), at_c);
+        net.run();
+        assert_eq!(net.done.remove(&("c".into(), 4)), Some(Err(Refusal::Superseded)));
+        // After a view change the new host's syncs rebuild the records where they belong.
+        net.join("d");
+        net.tick(600 * MS);
+        net.tick(600 * MS);
+        assert_eq!(net.lookup("d", 5, "cart").map(|r| r.location.node), Some("b".to_owned()));
     }
 
     #[test]

@@ -106,6 +106,15 @@ pub enum Op {
         /// The actor whose record it was.
         actor: ActorId,
     },
+    /// A migration: replace the record of `key` with `record` only if it still names `from`.
+    Move {
+        /// The key.
+        key: DirKey,
+        /// The location the record must name now.
+        from: ActorLocation,
+        /// The record at the new location.
+        record: Record,
+    },
     /// Where `key` is; with `watch`, the owner also reports every later change.
     Lookup {
         /// The key.
@@ -119,7 +128,9 @@ impl Op {
     /// The key the operation is about.
     pub fn key(&self) -> &DirKey {
         match self {
-            Op::Register { key, .. } | Op::Unregister { key, .. } | Op::Lookup { key, .. } => key,
+            Op::Register { key, .. } | Op::Unregister { key, .. } | Op::Move { key, .. } | Op::Lookup { key, .. } => {
+                key
+            }
         }
     }
 }
@@ -148,6 +159,8 @@ pub enum Refusal {
     Timeout,
     /// No directory node is up (centralized architecture without a master).
     NoDirectory,
+    /// A move found the record naming another location than the one it moves from.
+    Superseded,
 }
 
 /// One registry frame, carried in `Frame::Service` on the registry channel.

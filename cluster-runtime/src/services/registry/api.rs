@@ -151,7 +151,9 @@ impl Registry<'_> {
             }
             Refusal::NoDirectory => RegistryError::NoDirectory.into(),
             Refusal::NotHere => RegistryError::NotRegisteredHere(name.to_owned()).into(),
-            Refusal::Timeout | Refusal::ViewMismatch | Refusal::NotOwner => ClusterError::Timeout(self.timeout()),
+            Refusal::Timeout | Refusal::ViewMismatch | Refusal::NotOwner | Refusal::Superseded => {
+                ClusterError::Timeout(self.timeout())
+            }
         }
     }
 
