@@ -114,6 +114,7 @@ impl ClusterSystemBuilder {
             config.transport().max_frame_size,
         );
         let (control, inputs) = mpsc::unbounded_channel();
+        let (forwarding, forwards) = mpsc::unbounded_channel();
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
             slot: crate::node::context::Slot::new(me.clone()),
@@ -136,6 +137,7 @@ impl ClusterSystemBuilder {
             control,
             service_backlog: Default::default(),
             shared: set.shared,
+            forwarding,
         });
         tracing::info!(
             cluster = %node.cluster, node = %node.name(), id = %id, addr = %local_addr,
@@ -146,6 +148,7 @@ impl ClusterSystemBuilder {
         tasks.spawn_local(connect::accept_loop(node.clone(), listener));
         tasks.spawn_local(return_orphan_credit(node.me.clone(), orphans, node.life.stopping.clone()));
         tasks.spawn_local(announce_departures(node.me.clone(), departures, node.life.stopping.clone()));
+        tasks.spawn_local(crate::node::forward::run(node.me.clone(), forwards, node.life.stopping.clone()));
         for seed in node.config.seed_nodes() {
             tasks.spawn_local(connect::seed_loop(node.clone(), seed.clone()));
         }

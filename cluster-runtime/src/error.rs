@@ -387,6 +387,9 @@ pub enum RemoteErrorKind {
     TooLarge,
     /// The request was refused because the sender reached one of this node's limits.
     Overloaded,
+    /// The actor moved, and forwarding the ask to its new node failed: it may or may not
+    /// have been handled there.
+    ForwardFailed,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -400,6 +403,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::ActorStopped => "actor stopped",
             RemoteErrorKind::TooLarge => "reply too large",
             RemoteErrorKind::Overloaded => "over a limit",
+            RemoteErrorKind::ForwardFailed => "forwarding to the actor's new node failed",
         })
     }
 }

@@ -21,16 +21,33 @@ use crate::error::{ClusterError, SendError};
 use crate::handle::deferred::Deferred;
 use crate::handle::keyed::Keyed;
 use crate::handle::remote_addr::RemoteAddr;
+use crate::node::actors::{Gate, LocalSend, Resume};
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
 use crate::node::{context, ClusterSystem};
 use crate::proto::registry::record::ActorLocation;
 
-/// A local actor reachable from the network: its node, its id there and its identity.
+/// A local actor reachable from the network: its node, its id there, its identity, and
+/// the gate that is set while its messages are held (it is moving to another node).
 #[derive(Clone)]
 pub(crate) struct Hosted {
     pub(crate) system: ClusterSystem,
     pub(crate) id: LocalActorId,
     pub(crate) identity: ActorId,
+    pub(crate) gate: Gate,
+}
+
+impl Hosted {
+    fn held(&self) -> bool {
+        self.gate.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Where a message from a local handle to a held actor goes once it is released.
+enum Dest<A: DistributedActor> {
+    /// The actor takes messages again.
+    Here(Addr<A>),
+    /// The actor moved: a handle to where it is.
+    There(ActorRef<A>),
 }
 
 enum Repr<A: DistributedActor> {
@@ -246,6 +263,10 @@ impl<A: DistributedActor> ActorRef<A> {
         let this = self.ready().await?;
         this.check_running()?;
         match &this.repr {
+            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
+                let timeout = h.system.config().request_timeout();
+                Box::pin(Self::ask_held(h, addr, msg, timeout)).await
+            }
             Repr::Local { addr, .. } => M::send_local(addr, msg, None).await.map_err(|e| mailbox_error(e, None)),
             Repr::Remote(r) => Self::ask_remote(r, msg, r.system().config().request_timeout()).await,
             Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
@@ -315,6 +336,9 @@ impl<A: DistributedActor> ActorRef<A> {
         this.check_running()?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         match &this.repr {
+            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
+                Box::pin(Self::ask_held(h, addr, msg, timeout)).await
+            }
             Repr::Local { addr, .. } => {
                 M::send_local(addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
             }
@@ -336,6 +360,10 @@ impl<A: DistributedActor> ActorRef<A> {
             return Err(SendError { error, message: msg });
         }
         match &self.repr {
+            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
+                Self::tell_held(h, addr, msg);
+                Ok(())
+            }
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
                 Ok(())
@@ -380,6 +408,10 @@ impl<A: DistributedActor> ActorRef<A> {
         };
         this.check_running()?;
         match &this.repr {
+            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
+                Self::tell_held(h, addr, msg);
+                Ok(())
+            }
             Repr::Local { addr, .. } => {
                 M::do_send_local(addr, msg);
                 Ok(())
@@ -449,6 +481,75 @@ impl<A: DistributedActor> ActorRef<A> {
             },
             Repr::Keyed(k) if k.system().node.life.is_shut_down() => Err(ClusterError::Shutdown),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Local handles to an actor whose messages are held (it is moving): the message waits with
+/// the others and goes where the actor is once released, in order.
+impl<A: DistributedActor> ActorRef<A> {
+    /// Keeps `f` (which owns the message) with the actor's held messages; runs it now if the
+    /// actor is no longer held.
+    fn park(h: &Hosted, addr: &Addr<A>, f: impl FnOnce(Dest<A>) + Send + 'static) {
+        let system = h.system.clone();
+        let identity = h.identity;
+        let send: LocalSend = Box::new(move |resume| match resume {
+            Resume::Here(erased) => {
+                if let Some(addr) = erased.downcast_ref::<Addr<A>>() {
+                    f(Dest::Here(addr.clone()));
+                }
+            }
+            Resume::There(to) => f(Dest::There(system.handle_at(identity, to.clone()))),
+        });
+        if let Err((send, moved)) = h.system.node.actors.park_local(h.id, send) {
+            match moved {
+                Some(to) => send(Resume::There(&to)),
+                None => {
+                    let erased: crate::dispatch::ErasedAddr = Arc::new(addr.clone());
+                    send(Resume::Here(&erased));
+                }
+            }
+        }
+    }
+
+    fn tell_held<M: RemoteMessage<A>>(h: &Hosted, addr: &Addr<A>, msg: M) {
+        Self::park(h, addr, move |dest| match dest {
+            Dest::Here(addr) => M::do_send_local(&addr, msg),
+            Dest::There(there) => {
+                if let Err(back) = there.do_send(msg) {
+                    // Out of credit there: wait for it rather than lose the message.
+                    actix::spawn(async move {
+                        if let Err(e) = there.tell(back.message).await {
+                            tracing::warn!(actor = A::NAME, error = %e, "a tell to a moved actor was lost");
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    async fn ask_held<M: RemoteMessage<A>>(
+        h: &Hosted,
+        addr: &Addr<A>,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Result, ClusterError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Self::park(h, addr, move |dest| {
+            actix::spawn(async move {
+                let answer = match dest {
+                    Dest::Here(addr) => {
+                        M::send_local(&addr, msg, Some(timeout)).await.map_err(|e| mailbox_error(e, Some(timeout)))
+                    }
+                    Dest::There(there) => there.send_timeout(msg, timeout).await,
+                };
+                let _ = tx.send(answer);
+            });
+        });
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ClusterError::ActorStopped),
+            Err(_) => Err(ClusterError::Timeout(timeout)),
         }
     }
 }

@@ -77,8 +77,8 @@ impl ClusterSystem {
     /// Starts `actor` on this node, reachable from the network, and returns its handle.
     /// The actor leaves the node's table when it stops.
     pub fn spawn_local<A: DistributedActor>(&self, actor: A) -> ActorRef<A> {
-        let (id, addr, stop) = self.node.actors.start(actor);
-        let hosted = Hosted { system: self.clone(), id, identity: ActorId::first(self.node_id(), id) };
+        let (id, addr, stop, gate) = self.node.actors.start(actor);
+        let hosted = Hosted { system: self.clone(), id, identity: ActorId::first(self.node_id(), id), gate };
         ActorRef::local(addr, Some(hosted), stop)
     }
 

@@ -280,7 +280,10 @@ impl<A: DistributedActor> RemoteAddr<A> {
             }
             RemoteErrorKind::ActorStopped => ClusterError::ActorStopped,
             RemoteErrorKind::Overloaded => ClusterError::Overloaded { node, detail: error.detail },
-            RemoteErrorKind::Encode | RemoteErrorKind::UnknownActorType | RemoteErrorKind::TooLarge => {
+            RemoteErrorKind::Encode
+            | RemoteErrorKind::UnknownActorType
+            | RemoteErrorKind::TooLarge
+            | RemoteErrorKind::ForwardFailed => {
                 ClusterError::Remote { node, error }
             }
         }

@@ -24,8 +24,8 @@ impl ClusterSystem {
     pub(crate) fn handle_at<A: DistributedActor>(&self, identity: ActorId, location: ActorLocation) -> ActorRef<A> {
         let here = location.node == self.node_name() && location.node_id == self.node_id();
         if here {
-            if let Some((addr, stop)) = self.node.actors.local_handle::<A>(location.actor) {
-                let hosted = Hosted { system: self.clone(), id: location.actor, identity };
+            if let Some((addr, stop, gate)) = self.node.actors.local_handle::<A>(location.actor) {
+                let hosted = Hosted { system: self.clone(), id: location.actor, identity, gate };
                 return ActorRef::local(addr, Some(hosted), stop);
             }
         }

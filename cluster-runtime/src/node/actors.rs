@@ -3,18 +3,20 @@
 //! stopped actor's id answers `UnknownActor`; the node can stop any of them. Messages are
 //! decoded outside the table's lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use actix::Addr;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::actor::DistributedActor;
 use crate::dispatch::{self, ErasedAddr, ProbeFuture, ReplyFuture, StopHandle, StopNotice, Watch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
-use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, WireId};
+use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, RequestId, WireId};
 use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount, LinkAccount};
+use crate::proto::registry::record::ActorLocation;
 use crate::types::{ActorRegistration, HandlerRegistration, ProbeFn, TypeTable};
 
 fn unknown_actor(target: LocalActorId) -> RemoteError {
@@ -48,12 +50,102 @@ struct LocalActor {
     probe: ProbeFn,
     /// The services are told when it stops (it is registered in the directory).
     announce: bool,
+    /// Set while its inbound messages are held; local handles check it before sending.
+    gate: Gate,
+    /// The messages held, in arrival order (`Some` while held).
+    parked: Option<Vec<Parked>>,
+}
+
+/// True while an actor's inbound messages are held (it is moving to another node); shared
+/// by the actor's entry and its local handles.
+pub(crate) type Gate = Arc<AtomicBool>;
+
+/// A message for an actor whose inbound messages are held, kept to be delivered later: to
+/// the actor when it takes messages again, or where it moved.
+pub(crate) enum Parked {
+    /// A tell from a link (its flow-control credit stays taken until it is delivered or
+    /// forwarded).
+    Tell {
+        /// The link it came on.
+        link: LinkId,
+        /// Its message type.
+        message: WireId,
+        /// Its format.
+        format: Format,
+        /// Its payload.
+        payload: Bytes,
+        /// Its frame's size.
+        size: usize,
+    },
+    /// An ask from a peer (its slot among the peer's asks stays taken until it is answered).
+    Ask {
+        /// The asking node.
+        peer: NodeId,
+        /// Its request.
+        request: RequestId,
+        /// Its message type.
+        message: WireId,
+        /// Its format.
+        format: Format,
+        /// Its payload.
+        payload: Bytes,
+        /// Its frame's size.
+        size: usize,
+    },
+    /// A message from a local handle.
+    Local(LocalSend),
+}
+
+/// A message from a local handle to a held actor, run when it is resumed.
+pub(crate) type LocalSend = Box<dyn FnOnce(Resume<'_>) + Send>;
+
+/// Where a held message goes.
+pub(crate) enum Resume<'a> {
+    /// To the actor, which takes messages again.
+    Here(&'a ErasedAddr),
+    /// To where the actor moved.
+    There(&'a ActorLocation),
+}
+
+/// Work for the node's forwarding task ([`forward`](crate::node::forward)).
+pub(crate) enum Forward {
+    /// A message for the actor now at `to`.
+    Message {
+        /// Where the actor is now.
+        to: ActorLocation,
+        /// The message.
+        parked: Parked,
+    },
+    /// Runs once everything queued before it has been forwarded.
+    Then(Box<dyn FnOnce() + Send>),
+}
+
+/// An ask delivered to an actor: its reply to come, or where it went.
+pub(crate) enum Asked {
+    /// In the mailbox; the reply comes out of the future.
+    Reply(ReplyFuture),
+    /// Held with the actor's other inbound messages.
+    Parked,
+    /// The actor moved there: the ask is to be forwarded.
+    Moved(ActorLocation),
+}
+
+/// What resuming a held actor here produced: replies to await and the probe to send.
+pub(crate) struct Resumed {
+    /// Parked asks now in the mailbox: (asking node, request, frame size, reply).
+    pub(crate) replies: Vec<(NodeId, RequestId, usize, ReplyFuture)>,
+    /// Parked asks that did not decode: (asking node, request, frame size, error).
+    pub(crate) refused: Vec<(NodeId, RequestId, usize, RemoteError)>,
+    /// A flow-control probe for the tells now in the mailbox.
+    pub(crate) probe: Option<ProbeJob>,
 }
 
 /// Why a tell or ask was not delivered.
 pub(crate) enum Undelivered {
     /// Refused; the peer is told why.
     Refused(RemoteError),
+    /// The actor moved there: the tell is to be forwarded.
+    Moved(ActorLocation),
     /// The link sent past its flow-control window: it breaks the protocol.
     Flow(FlowViolation),
 }
@@ -74,6 +166,8 @@ struct Table {
     orphans: mpsc::UnboundedSender<OrphanCredit>,
     /// Where the ids of stopped actors the services follow go.
     departed: mpsc::UnboundedSender<LocalActorId>,
+    /// Actors that moved away, and where, for the messages still sent here.
+    moved: IdMap<LocalActorId, ActorLocation>,
 }
 
 /// Credit for tells a stopped actor will never handle, to send back on `link`.
@@ -142,8 +236,14 @@ impl Actors {
     ) -> (Self, mpsc::UnboundedReceiver<OrphanCredit>, mpsc::UnboundedReceiver<LocalActorId>) {
         let (orphans, rx) = mpsc::unbounded_channel();
         let (departed, departures) = mpsc::unbounded_channel();
-        let table =
-            Table { actors: IdMap::default(), spawned: IdMap::default(), links: IdMap::default(), orphans, departed };
+        let table = Table {
+            actors: IdMap::default(),
+            spawned: IdMap::default(),
+            links: IdMap::default(),
+            orphans,
+            departed,
+            moved: IdMap::default(),
+        };
         let actors = Self {
             next: AtomicU64::new(1),
             table: Arc::new(Mutex::new(table)),
@@ -165,12 +265,12 @@ impl Actors {
         lock(&self.table).actors.get(&id).map(|a| a.type_id)
     }
 
-    /// The address and stop handle of actor `id`, if it runs here and is an `A`.
-    pub(crate) fn local_handle<A: DistributedActor>(&self, id: LocalActorId) -> Option<(Addr<A>, StopHandle)> {
+    /// The address, stop handle and gate of actor `id`, if it runs here and is an `A`.
+    pub(crate) fn local_handle<A: DistributedActor>(&self, id: LocalActorId) -> Option<(Addr<A>, StopHandle, Gate)> {
         let table = lock(&self.table);
         let a = table.actors.get(&id)?;
         let addr = a.addr.downcast_ref::<Addr<A>>()?.clone();
-        Some((addr, a.stop.clone()))
+        Some((addr, a.stop.clone(), a.gate.clone()))
     }
 
     fn account(&self) -> InboundAccount {
@@ -193,7 +293,7 @@ impl Actors {
     }
 
     /// Starts `actor` and makes it reachable from the network.
-    pub(crate) fn start<A: DistributedActor>(&self, actor: A) -> (LocalActorId, Addr<A>, StopHandle) {
+    pub(crate) fn start<A: DistributedActor>(&self, actor: A) -> (LocalActorId, Addr<A>, StopHandle, Gate) {
         let (id, stop, watch) = self.reserve();
         let addr = dispatch::start_watched(actor, watch);
         let erased: ErasedAddr = Arc::new(addr.clone());
@@ -205,9 +305,12 @@ impl Actors {
             inbound: self.account(),
             probe: dispatch::probe::<A>,
             announce: false,
+            gate: Gate::default(),
+            parked: None,
         };
+        let gate = entry.gate.clone();
         lock(&self.table).insert(id, entry);
-        (id, addr, stop)
+        (id, addr, stop, gate)
     }
 
     /// Builds an actor of a registered type from its state for node `spawner`, which may
@@ -220,12 +323,23 @@ impl Actors {
         spawner: NodeId,
         limit: usize,
     ) -> Result<LocalActorId, RemoteError> {
-        let live = self.spawned_by(spawner);
-        if live >= limit {
-            return Err(RemoteError::new(
-                RemoteErrorKind::Overloaded,
-                format!("{live} actors spawned by this node are alive here, the most allowed (max_spawned_per_peer)"),
-            ));
+        self.spawn_gated(reg, format, state, Some(spawner), limit, false)
+    }
+
+    /// Builds an actor of a registered type from its state (for `spawner`, if a peer asked,
+    /// which may have at most `limit` live actors here), holding its inbound messages from
+    /// the start if `held`.
+    pub(crate) fn spawn_gated(
+        &self,
+        reg: &ActorRegistration,
+        format: Format,
+        state: &[u8],
+        spawner: Option<NodeId>,
+        limit: usize,
+        held: bool,
+    ) -> Result<LocalActorId, RemoteError> {
+        if let Some(spawner) = spawner {
+            Self::check_spawned(self.spawned_by(spawner), limit)?;
         }
         let (id, stop, watch) = self.reserve();
         let addr = (reg.spawn)(format, state, watch)?;
@@ -233,13 +347,25 @@ impl Actors {
             type_id: ActorTypeId(reg.type_id),
             addr,
             stop,
-            spawner: Some(spawner),
+            spawner,
             inbound: self.account(),
             probe: reg.probe,
             announce: false,
+            gate: Arc::new(AtomicBool::new(held)),
+            parked: held.then(Vec::new),
         };
         lock(&self.table).insert(id, entry);
         Ok(id)
+    }
+
+    fn check_spawned(live: usize, limit: usize) -> Result<(), RemoteError> {
+        if live >= limit {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Overloaded,
+                format!("{live} actors spawned by this node are alive here, the most allowed (max_spawned_per_peer)"),
+            ));
+        }
+        Ok(())
     }
 
     /// The stop handle of actor `id`, if it is in the table.
@@ -260,19 +386,42 @@ impl Actors {
         lock(&self.table).spawned.get(&spawner).copied().unwrap_or(0)
     }
 
-    /// Decodes an ask for actor `target` and delivers it; returns the future of the reply.
+    /// Decodes an ask for actor `target` from `peer` and delivers it; returns the future of
+    /// the reply (or that it was held, or where the actor moved).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver_ask(
         &self,
         types: &TypeTable,
+        peer: NodeId,
+        request: RequestId,
         target: LocalActorId,
         message: WireId,
         format: Format,
         payload: &[u8],
-    ) -> Result<Option<ReplyFuture>, RemoteError> {
-        let found = lock(&self.table).actors.get(&target).map(|a| (a.type_id, a.addr.clone()));
-        let (type_id, addr) = found.ok_or_else(|| unknown_actor(target))?;
+        body: &Bytes,
+    ) -> Result<Asked, RemoteError> {
+        let (type_id, addr) = {
+            let mut table = lock(&self.table);
+            let t = &mut *table;
+            let Some(a) = t.actors.get_mut(&target) else {
+                return match t.moved.get(&target) {
+                    Some(to) => Ok(Asked::Moved(to.clone())),
+                    None => Err(unknown_actor(target)),
+                };
+            };
+            handler(types, a.type_id, target, message)?;
+            if let Some(parked) = a.parked.as_mut() {
+                let payload = body.slice_ref(payload);
+                parked.push(Parked::Ask { peer, request, message, format, payload, size: body.len() });
+                return Ok(Asked::Parked);
+            }
+            (a.type_id, a.addr.clone())
+        };
         let handler = handler(types, type_id, target, message)?;
-        (handler.dispatch)(&*addr, format, payload, true)
+        match (handler.dispatch)(&*addr, format, payload, true)? {
+            Some(reply) => Ok(Asked::Reply(reply)),
+            None => Err(RemoteError::new(RemoteErrorKind::Encode, "the ask produced no reply".to_owned())),
+        }
     }
 
     /// Decodes a tell of `size` bytes from `link` for actor `target` and delivers it,
@@ -286,19 +435,29 @@ impl Actors {
         message: WireId,
         format: Format,
         payload: &[u8],
-        size: usize,
+        body: &Bytes,
     ) -> Result<Vec<ProbeJob>, Undelivered> {
+        let size = body.len();
         // Counted under the lock while the actor is looked up, decoded outside it; a tell that
         // does not decode is taken off the count again.
         let (addr, handler, actor_due, link_due) = {
             let mut table = lock(&self.table);
             let t = &mut *table;
-            let actor = t.actors.get_mut(&target).ok_or_else(|| Undelivered::Refused(unknown_actor(target)))?;
+            let Some(actor) = t.actors.get_mut(&target) else {
+                return Err(match t.moved.get(&target) {
+                    Some(to) => Undelivered::Moved(to.clone()),
+                    None => Undelivered::Refused(unknown_actor(target)),
+                });
+            };
             let handler = handler(types, actor.type_id, target, message).map_err(Undelivered::Refused)?;
             let (actor_due, first) = actor.inbound.deliver(link, size).map_err(Undelivered::Flow)?;
             let addr = actor.addr.clone();
             let account = t.links.entry(link).or_insert_with(|| LinkAccount::new(self.link_window, self.max_frame));
             let link_due = account.deliver(target, size, first).map_err(Undelivered::Flow)?;
+            if let Some(parked) = t.actors.get_mut(&target).and_then(|a| a.parked.as_mut()) {
+                parked.push(Parked::Tell { link, message, format, payload: body.slice_ref(payload), size });
+                return Ok(Vec::new());
+            }
             (addr, handler, actor_due, link_due)
         };
         if let Err(e) = (handler.dispatch)(&*addr, format, payload, false) {
@@ -331,6 +490,109 @@ impl Actors {
             }
         }
         Ok(jobs)
+    }
+
+    /// Holds actor `id`'s inbound messages from now on; false if it is not here.
+    pub(crate) fn hold(&self, id: LocalActorId) -> bool {
+        let mut table = lock(&self.table);
+        let Some(a) = table.actors.get_mut(&id) else { return false };
+        if a.parked.is_none() {
+            a.parked = Some(Vec::new());
+        }
+        a.gate.store(true, Ordering::Release);
+        true
+    }
+
+    /// A local handle's message for held actor `id`: kept with its other held messages.
+    /// Given back, with where the actor moved if it did, when the actor is no longer held.
+    pub(crate) fn park_local(
+        &self,
+        id: LocalActorId,
+        send: LocalSend,
+    ) -> Result<(), (LocalSend, Option<ActorLocation>)> {
+        let mut table = lock(&self.table);
+        if let Some(parked) = table.actors.get_mut(&id).and_then(|a| a.parked.as_mut()) {
+            parked.push(Parked::Local(send));
+            return Ok(());
+        }
+        let moved = table.moved.get(&id).cloned();
+        Err((send, moved))
+    }
+
+    /// Delivers held actor `id`'s messages to it, in order, and lets it take messages again.
+    pub(crate) fn resume_here(&self, types: &TypeTable, id: LocalActorId) -> Resumed {
+        let mut resumed = Resumed { replies: Vec::new(), refused: Vec::new(), probe: None };
+        let mut table = lock(&self.table);
+        let t = &mut *table;
+        let Some(a) = t.actors.get_mut(&id) else { return resumed };
+        let parked = a.parked.take().unwrap_or_default();
+        let addr = a.addr.clone();
+        let type_id = a.type_id;
+        // Under the lock, so nothing that arrives meanwhile overtakes them.
+        for p in parked {
+            match p {
+                Parked::Tell { link, message, format, payload, size } => {
+                    let delivered = handler(types, type_id, id, message)
+                        .and_then(|h| (h.dispatch)(&*addr, format, &payload, false));
+                    if let Err(e) = delivered {
+                        tracing::warn!(actor = %id, kind = ?e.kind, detail = %e.detail, "a held tell was not delivered");
+                        if let Some(a) = t.actors.get_mut(&id) {
+                            a.inbound.undeliver(link, size);
+                        }
+                    }
+                }
+                Parked::Ask { peer, request, message, format, payload, size } => {
+                    let delivered = handler(types, type_id, id, message)
+                        .and_then(|h| (h.dispatch)(&*addr, format, &payload, true));
+                    match delivered {
+                        Ok(Some(reply)) => resumed.replies.push((peer, request, size, reply)),
+                        Ok(None) => {}
+                        Err(e) => resumed.refused.push((peer, request, size, e)),
+                    }
+                }
+                Parked::Local(send) => send(Resume::Here(&addr)),
+            }
+        }
+        if let Some(a) = t.actors.get_mut(&id) {
+            a.gate.store(false, Ordering::Release);
+            // The tells held meanwhile kept their credit: a probe returns it as they are handled.
+            if a.inbound.links().next().is_some() && !a.inbound.probing() {
+                if let Some(future) = (a.probe)(&*a.addr) {
+                    a.inbound.probe_sent();
+                    resumed.probe = Some(ProbeJob { actor: id, future });
+                }
+            }
+        }
+        resumed
+    }
+
+    /// Held actor `id` moved to `to`: it leaves the table (its tells' credit goes back), the
+    /// messages still sent here are to be forwarded there, and the held ones are returned,
+    /// in order, to forward first.
+    pub(crate) fn move_away(&self, id: LocalActorId, to: ActorLocation) -> Vec<Parked> {
+        let mut table = lock(&self.table);
+        let parked = table.actors.get_mut(&id).and_then(|a| a.parked.take()).unwrap_or_default();
+        table.moved.insert(id, to);
+        table.remove(id);
+        parked
+    }
+
+    /// The messages still sent to moved actor `id` are refused from now on.
+    pub(crate) fn forget_moved(&self, id: LocalActorId) {
+        lock(&self.table).moved.remove(&id);
+    }
+
+    /// Where actor `id` moved, if it did (and the move is still remembered).
+    pub(crate) fn moved_to(&self, id: LocalActorId) -> Option<ActorLocation> {
+        lock(&self.table).moved.get(&id).cloned()
+    }
+
+    /// Asks actor `id` for its serialized state, in mailbox order.
+    pub(crate) fn take_state(&self, types: &TypeTable, id: LocalActorId) -> Option<dispatch::StateFuture> {
+        let table = lock(&self.table);
+        let a = table.actors.get(&id)?;
+        let reg = types.actor(a.type_id)?;
+        (reg.take_state)(&*a.addr)
     }
 
     /// Takes a tell that was counted but not delivered off the counts.

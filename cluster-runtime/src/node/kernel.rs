@@ -89,6 +89,8 @@ pub(crate) struct Node {
     pub(crate) service_backlog: AtomicUsize,
     /// What services share with their API handles.
     pub(crate) shared: Shared,
+    /// Messages of actors that moved, to forward in order.
+    pub(crate) forwarding: mpsc::UnboundedSender<crate::node::actors::Forward>,
 }
 
 impl Node {

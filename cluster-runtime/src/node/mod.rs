@@ -12,6 +12,7 @@ pub(crate) mod clock;
 pub(crate) mod connect;
 pub(crate) mod context;
 pub(crate) mod driver;
+pub(crate) mod forward;
 pub(crate) mod kernel;
 pub mod limits;
 pub(crate) mod outbound;

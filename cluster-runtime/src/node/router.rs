@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, LinkId, LocalActorId, NodeId, RequestId, WireId};
-use crate::node::actors::{ProbeJob, Undelivered};
+use crate::node::actors::{Asked, Parked, ProbeJob, Undelivered};
 use crate::node::context;
 use crate::node::kernel::Node;
 use crate::node::requests::Reply;
@@ -61,11 +61,17 @@ impl LinkHandler for Node {
         match frame {
             Frame::Tell { target, message, format, payload } => {
                 let delivered = context::decoding(&self.slot, || {
-                    self.actors.deliver_tell(&self.types, link, target, message, format, payload, body.len())
+                    self.actors.deliver_tell(&self.types, link, target, message, format, payload, body)
                 });
                 match delivered {
                     Ok(probes) => probes.into_iter().for_each(|probe| self.spawn_probe(probe)),
                     Err(Undelivered::Flow(violation)) => return Err(violation.into()),
+                    Err(Undelivered::Moved(to)) => {
+                        // Forwarded to where the actor went; its credit goes back here at once.
+                        self.send_credit(link, target, body.len() as u64, 1);
+                        let payload = body.slice_ref(payload);
+                        self.forward(to, Parked::Tell { link, message, format, payload, size: body.len() });
+                    }
                     Err(Undelivered::Refused(e)) => {
                         self.rejected(peer, target, message, &e, "tell rejected");
                         // It never reached a mailbox: its credit goes back at once.
@@ -91,11 +97,16 @@ impl LinkHandler for Node {
                     return Ok(());
                 }
                 let delivered = context::decoding(&self.slot, || {
-                    self.actors.deliver_ask(&self.types, target, message, format, payload)
+                    self.actors.deliver_ask(&self.types, peer, request, target, message, format, payload, body)
                 });
                 match delivered {
-                    Ok(Some(reply)) => self.spawn_reply(peer, request, size, reply),
-                    Ok(None) => self.limits.ask_end(peer, size),
+                    Ok(Asked::Reply(reply)) => self.spawn_reply(peer, request, size, reply),
+                    // Answered once the actor takes messages again (its slot stays taken).
+                    Ok(Asked::Parked) => {}
+                    Ok(Asked::Moved(to)) => {
+                        let payload = body.slice_ref(payload);
+                        self.forward(to, Parked::Ask { peer, request, message, format, payload, size });
+                    }
                     Err(e) => {
                         self.limits.ask_end(peer, size);
                         self.rejected(peer, target, message, &e, "ask rejected");
