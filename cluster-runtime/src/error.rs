@@ -190,6 +190,10 @@ pub enum ClusterError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
 
+    /// A live migration failed; the actor keeps running where it was.
+    #[error(transparent)]
+    Migration(#[from] crate::proto::migration::MigrationError),
+
     /// The actor a handle from `start_distributed()` names could not be started where its
     /// type's placement says; every call through that handle fails with this.
     #[error("`{actor}` could not be started where its placement says: {cause}")]

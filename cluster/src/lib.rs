@@ -87,8 +87,9 @@
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::config::MembershipConfig;
 pub use actix_cluster_runtime::config::{
-    Hooks, LimitsConfig, NodeConfig, PlacementConfig, PlacementPolicy, RegistryConfig, TransportConfig,
+    Hooks, LimitsConfig, MigrationConfig, NodeConfig, PlacementConfig, PlacementPolicy, RegistryConfig, TransportConfig,
 };
+pub use actix_cluster_runtime::proto::migration::MigrationError;
 pub use actix_cluster_runtime::proto::placement::Candidate;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{

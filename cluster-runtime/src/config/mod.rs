@@ -6,6 +6,7 @@
 pub mod hooks;
 pub mod limits;
 pub mod membership;
+pub mod migration;
 pub mod node;
 pub mod placement;
 pub mod registry;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use hooks::Hooks;
 pub use limits::LimitsConfig;
 pub use membership::{Architecture, MembershipConfig};
+pub use migration::MigrationConfig;
 pub use node::{DiscoveryMethod, NodeConfig};
 pub use placement::{PlacementConfig, PlacementPolicy};
 pub use registry::RegistryConfig;
@@ -43,6 +45,7 @@ pub struct ClusterConfig {
     membership: MembershipConfig,
     placement: PlacementConfig,
     registry: RegistryConfig,
+    migration: MigrationConfig,
     hooks: Hooks,
 }
 
@@ -82,6 +85,11 @@ impl ClusterConfig {
     /// The registry section.
     pub fn registry(&self) -> &RegistryConfig {
         &self.registry
+    }
+
+    /// The migration section.
+    pub fn migration(&self) -> &MigrationConfig {
+        &self.migration
     }
 
     /// The hooks.
@@ -178,6 +186,7 @@ pub struct ClusterConfigBuilder {
     membership: MembershipConfig,
     placement: PlacementConfig,
     registry: RegistryConfig,
+    migration: MigrationConfig,
     hooks: Hooks,
 }
 
@@ -198,6 +207,7 @@ impl Default for ClusterConfigBuilder {
             membership: MembershipConfig::default(),
             placement: PlacementConfig::default(),
             registry: RegistryConfig::default(),
+            migration: MigrationConfig::default(),
             hooks: Hooks::default(),
         }
     }
@@ -267,6 +277,12 @@ impl ClusterConfigBuilder {
     /// The whole transport section.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// Live migration's timings.
+    pub fn migration(mut self, migration: MigrationConfig) -> Self {
+        self.migration = migration;
         self
     }
 
@@ -422,6 +438,7 @@ impl ClusterConfigBuilder {
         self.limits.validate()?;
         self.membership.validate()?;
         self.registry.validate()?;
+        self.migration.validate()?;
         Ok(ClusterConfig {
             node,
             transport: self.transport,
@@ -429,6 +446,7 @@ impl ClusterConfigBuilder {
             membership: self.membership,
             placement: self.placement,
             registry: self.registry,
+            migration: self.migration,
             hooks: self.hooks,
         })
     }

@@ -21,8 +21,8 @@ use crate::error::{ClusterError, SendError};
 use crate::handle::deferred::Deferred;
 use crate::handle::keyed::Keyed;
 use crate::handle::remote_addr::RemoteAddr;
-use crate::node::actors::{Gate, LocalSend, Resume};
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
+use crate::node::actors::{Gate, LocalSend, Resume};
 use crate::node::{context, ClusterSystem};
 use crate::proto::registry::record::ActorLocation;
 
@@ -133,6 +133,27 @@ impl<A: DistributedActor> ActorRef<A> {
 
     pub(crate) fn keyed(keyed: Arc<Keyed<A>>) -> Self {
         Self { repr: Repr::Keyed(keyed) }
+    }
+
+    /// The identity and location of the actor, if it runs on `system`'s node.
+    pub(crate) fn hosted_here(&self, system: &ClusterSystem) -> Option<(ActorId, ActorLocation)> {
+        let h = match &self.repr {
+            Repr::Local { registered: Some(h), .. } => h.clone(),
+            Repr::Deferred(_) => return self.started()?.hosted_here(system),
+            Repr::Keyed(k) => return k.started()?.hosted_here(system),
+            // A handle from another node (or one that came over the network) to an actor here.
+            Repr::Remote(r) => {
+                let location = r.location();
+                let here = location.node_id == system.node_id() && system.node.actors.type_of(location.actor).is_some();
+                return here.then(|| (r.identity(), location));
+            }
+            Repr::Local { registered: None, .. } => return None,
+        };
+        if h.system.node_id() != system.node_id() {
+            return None;
+        }
+        let location = ActorLocation { node: system.node_name().to_owned(), node_id: system.node_id(), actor: h.id };
+        Some((h.identity, location))
     }
 
     /// The key, for a handle from [`ClusterSystem::actor_for`].

@@ -283,9 +283,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
             RemoteErrorKind::Encode
             | RemoteErrorKind::UnknownActorType
             | RemoteErrorKind::TooLarge
-            | RemoteErrorKind::ForwardFailed => {
-                ClusterError::Remote { node, error }
-            }
+            | RemoteErrorKind::ForwardFailed => ClusterError::Remote { node, error },
         }
     }
 }

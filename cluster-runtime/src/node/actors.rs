@@ -542,8 +542,8 @@ impl Actors {
                     }
                 }
                 Parked::Ask { peer, request, message, format, payload, size } => {
-                    let delivered = handler(types, type_id, id, message)
-                        .and_then(|h| (h.dispatch)(&*addr, format, &payload, true));
+                    let delivered =
+                        handler(types, type_id, id, message).and_then(|h| (h.dispatch)(&*addr, format, &payload, true));
                     match delivered {
                         Ok(Some(reply)) => resumed.replies.push((peer, request, size, reply)),
                         Ok(None) => {}
@@ -580,11 +580,6 @@ impl Actors {
     /// The messages still sent to moved actor `id` are refused from now on.
     pub(crate) fn forget_moved(&self, id: LocalActorId) {
         lock(&self.table).moved.remove(&id);
-    }
-
-    /// Where actor `id` moved, if it did (and the move is still remembered).
-    pub(crate) fn moved_to(&self, id: LocalActorId) -> Option<ActorLocation> {
-        lock(&self.table).moved.get(&id).cloned()
     }
 
     /// Asks actor `id` for its serialized state, in mailbox order.

@@ -41,6 +41,109 @@ impl Kernel for Node {
         self.actors.announce_stop(actor)
     }
 
+    fn hold(&self, actor: crate::ids::LocalActorId) -> bool {
+        self.actors.hold(actor)
+    }
+
+    fn build_held(
+        &self,
+        actor_type: crate::ids::ActorTypeId,
+        format: crate::format::Format,
+        state: &[u8],
+    ) -> Result<crate::ids::LocalActorId, crate::error::RemoteError> {
+        let Some(reg) = self.types.actor(actor_type) else {
+            return Err(crate::error::RemoteError::new(
+                crate::error::RemoteErrorKind::UnknownActorType,
+                format!("no actor type with id {actor_type} is registered"),
+            ));
+        };
+        crate::node::context::decoding(&self.slot, || {
+            self.actors.spawn_gated(reg, format, state, None, usize::MAX, true)
+        })
+    }
+
+    fn resume(&self, actor: crate::ids::LocalActorId) {
+        let resumed = self.actors.resume_here(&self.types, actor);
+        for (peer, request, size, reply) in resumed.replies {
+            self.spawn_reply(peer, request, size, reply);
+        }
+        for (peer, request, size, e) in resumed.refused {
+            self.limits.ask_end(peer, size);
+            self.send_reply(peer, request, crate::proto::wire::frame::Outcome::Error(e));
+        }
+        if let Some(probe) = resumed.probe {
+            self.spawn_probe(probe);
+        }
+    }
+
+    fn discard(&self, actor: crate::ids::LocalActorId) {
+        if let Some(stop) = self.actors.stop_handle(actor) {
+            stop.stop.cancel();
+        }
+    }
+
+    fn move_away(
+        &self,
+        actor: crate::ids::LocalActorId,
+        to: crate::proto::registry::record::ActorLocation,
+        then: (NodeId, crate::proto::wire::channel::Channel, Vec<u8>),
+        grace: std::time::Duration,
+    ) {
+        let stop = self.actors.stop_handle(actor);
+        for parked in self.actors.move_away(actor, to.clone()) {
+            self.forward(to.clone(), parked);
+        }
+        let me = self.me.clone();
+        self.after_forwarded(move || {
+            let Some(node) = me.upgrade() else { return };
+            let (peer, channel, body) = then;
+            let frame = crate::proto::wire::frame::Frame::Service { channel, body: &body };
+            let sent = crate::proto::wire::frame::encode(&frame).is_ok_and(|bytes| node.peers.try_send(peer, bytes));
+            if !sent {
+                tracing::warn!(node = %node.name(), "could not send a migration's commit; the target asks the directory");
+            }
+        });
+        if let Some(stop) = stop {
+            stop.stop.cancel();
+        }
+        let me = self.me.clone();
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => {}
+                () = tokio::time::sleep(grace) => {
+                    if let Some(node) = me.upgrade() {
+                        node.actors.forget_moved(actor);
+                    }
+                }
+            }
+        });
+    }
+
+    fn spawn_call(
+        &self,
+        channel: crate::proto::wire::channel::Channel,
+        work: std::pin::Pin<Box<dyn std::future::Future<Output = Option<crate::node::service::Call>>>>,
+    ) {
+        let me = self.me.clone();
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            let call = tokio::select! {
+                biased;
+                () = stopping.cancelled() => return,
+                call = work => call,
+            };
+            if let (Some(call), Some(node)) = (call, me.upgrade()) {
+                node.to_control(Input::Call(channel, call));
+            }
+        });
+    }
+
+    fn post(&self, channel: crate::proto::wire::channel::Channel, call: crate::node::service::Call) {
+        self.to_control(Input::Call(channel, call));
+    }
+
     fn stats(&self) -> NodeStats {
         NodeStats {
             actor_count: self.actors.len() as u64,

@@ -220,7 +220,7 @@ impl Node {
 
     /// Awaits a flow-control probe (and the ones that follow it) in a task of the node,
     /// returning credit to the links as the actor gets through its mailbox.
-    fn spawn_probe(&self, first: ProbeJob) {
+    pub(crate) fn spawn_probe(&self, first: ProbeJob) {
         let me = self.me.clone();
         let stopping = self.life.stopping.clone();
         self.life.tasks.spawn_local(async move {
@@ -245,7 +245,13 @@ impl Node {
     }
 
     /// Runs an ask's reply future in a task of the node and sends its outcome back.
-    fn spawn_reply(&self, peer: NodeId, request: RequestId, size: usize, reply: crate::dispatch::ReplyFuture) {
+    pub(crate) fn spawn_reply(
+        &self,
+        peer: NodeId,
+        request: RequestId,
+        size: usize,
+        reply: crate::dispatch::ReplyFuture,
+    ) {
         let me = self.me.clone();
         let stopping = self.life.stopping.clone();
         self.life.tasks.spawn_local(async move {

@@ -12,9 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::RemoteError;
+use crate::format::Format;
 use crate::ids::{ActorTypeId, LocalActorId, NodeId};
 use crate::node::peers::PeerInfo;
 use crate::proto::membership::MembershipEvent;
+use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::channel::{Channel, ServiceVersion};
 use crate::proto::wire::frame::{self, Frame};
 use crate::transport::link::LinkEnd;
@@ -110,6 +116,23 @@ pub(crate) trait Kernel {
     fn actor_type(&self, actor: LocalActorId) -> Option<ActorTypeId>;
     /// Services are told when local actor `actor` stops; false if it already has.
     fn announce_stop(&self, actor: LocalActorId) -> bool;
+    /// Holds local actor `actor`'s inbound messages from now on; false if it is not here.
+    fn hold(&self, actor: LocalActorId) -> bool;
+    /// Builds an actor of a registered type from its state, its inbound messages held.
+    fn build_held(&self, actor_type: ActorTypeId, format: Format, state: &[u8]) -> Result<LocalActorId, RemoteError>;
+    /// Delivers held actor `actor`'s messages to it, in order, and lets it take messages again.
+    fn resume(&self, actor: LocalActorId);
+    /// Stops local actor `actor` (a held one, without delivering its messages).
+    fn discard(&self, actor: LocalActorId);
+    /// Held actor `actor` moved to `to`: its held messages are forwarded there in order,
+    /// then `then` (a frame on `then.1` to node `then.0`) goes out on the same link; the
+    /// actor stops here, and what is still sent to it is forwarded for `grace`.
+    fn move_away(&self, actor: LocalActorId, to: ActorLocation, then: (NodeId, Channel, Vec<u8>), grace: Duration);
+    /// Runs `work` in a task of the node; the call it ends with goes to the service on
+    /// `channel`, like an API call.
+    fn spawn_call(&self, channel: Channel, work: Pin<Box<dyn Future<Output = Option<Call>>>>);
+    /// Hands `call` to the service on `channel` (after the current input).
+    fn post(&self, channel: Channel, call: Call);
 }
 
 /// A service's view of the node during one call.

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::{postcard_exact, Format, Inexact};
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
-use crate::proto::registry::record::ActorLocation;
+use crate::proto::registry::record::{ActorLocation, DirKey, Record};
 use crate::proto::timer::TimerTable;
 
 /// Identifies one migration (chosen by its source, unique there).
@@ -71,10 +71,13 @@ pub enum MigrationFrame {
         /// Why.
         reason: String,
     },
-    /// Source → target: the directory names the new location; take messages.
+    /// Source → target: the directory names the new location (these records, which the
+    /// target writes from now on); take messages.
     Commit {
         /// The migration.
         id: MigrationId,
+        /// The actor's directory records, now naming the target.
+        records: Vec<(DirKey, Record)>,
     },
     /// Source → target: the migration failed; drop what was built.
     Abort {
@@ -122,6 +125,9 @@ pub enum MigrationError {
     /// The actor is already being migrated.
     #[error("the actor is already being migrated")]
     InProgress,
+    /// The actor does not run on the node asked to move it.
+    #[error("the actor does not run on this node (migrate it from the node it runs on)")]
+    NotHere,
 }
 
 /// What the state machine wants done.
@@ -195,10 +201,15 @@ pub enum Output {
         /// The state.
         state: Vec<u8>,
     },
-    /// Target: the built actor takes messages now.
+    /// Target: the built actor takes messages now, and this node writes its records.
     Activate {
         /// The actor.
         actor: LocalActorId,
+        /// The identity it keeps.
+        identity: ActorId,
+        /// Its directory records (empty when the directory was asked instead: see
+        /// [`Output::Verify`]).
+        records: Vec<(DirKey, Record)>,
     },
     /// Target: stop the built actor without it ever taking a message.
     Discard {
@@ -444,15 +455,15 @@ impl Migrations {
                     self.fail(id, MigrationError::TargetRefused { node: from.to_owned(), reason });
                 }
             }
-            MigrationFrame::Commit { id } => {
+            MigrationFrame::Commit { id, records } => {
                 let key = (from.to_owned(), id);
-                match self.incoming.get(&key).map(|i| i.state) {
-                    Some(Arrival::Held(actor) | Arrival::Verifying(actor)) => {
+                match self.incoming.get(&key).map(|i| (i.state, i.identity)) {
+                    Some((Arrival::Held(actor) | Arrival::Verifying(actor), identity)) => {
                         self.incoming.remove(&key);
                         self.timers.set(Due::In(key.0, id), None);
-                        self.out.push(Output::Activate { actor });
+                        self.out.push(Output::Activate { actor, identity, records });
                     }
-                    Some(Arrival::Building) | None => {}
+                    Some((Arrival::Building, _)) | None => {}
                 }
             }
             MigrationFrame::Abort { id } => {
@@ -507,10 +518,16 @@ impl Migrations {
     /// [`Output::Verify`]).
     pub fn handle_verified(&mut self, _now: Duration, from: &str, id: MigrationId, named: bool) {
         let key = (from.to_owned(), id);
-        let Some(Arrival::Verifying(actor)) = self.incoming.get(&key).map(|i| i.state) else { return };
+        let Some((Arrival::Verifying(actor), identity)) = self.incoming.get(&key).map(|i| (i.state, i.identity)) else {
+            return;
+        };
         self.incoming.remove(&key);
         self.timers.set(Due::In(key.0, id), None);
-        self.out.push(if named { Output::Activate { actor } } else { Output::Discard { actor } });
+        self.out.push(if named {
+            Output::Activate { actor, identity, records: Vec::new() }
+        } else {
+            Output::Discard { actor }
+        });
     }
 
     fn fail(&mut self, id: MigrationId, error: MigrationError) {
@@ -623,8 +640,11 @@ mod tests {
         let (moved, _) = exchange(ms(60_002), ("n1", &mut src), ("n2", &mut dst));
         assert_eq!(moved, vec![Output::Moved { id: 1, actor: LocalActorId(7), to: loc("n2", 40) }]);
         // The driver forwards what it held, then commits on the same link.
-        dst.handle_frame(ms(60_003), "n1", MigrationFrame::Commit { id: 1 });
-        assert_eq!(drain(&mut dst), vec![Output::Activate { actor: LocalActorId(40) }]);
+        dst.handle_frame(ms(60_003), "n1", MigrationFrame::Commit { id: 1, records: Vec::new() });
+        assert_eq!(
+            drain(&mut dst),
+            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+        );
         assert_eq!(src.in_progress(), (0, 0));
         assert_eq!(dst.in_progress(), (0, 0));
         assert_eq!(dst.poll_timeout(), None, "nothing left to wait for");
@@ -711,7 +731,10 @@ mod tests {
             vec![Output::Verify { from: "n1".into(), id: 1, identity: ActorId(99), location: loc("n2", 40) }]
         );
         dst.handle_verified(ms(3) + T * 2 + ms(1), "n1", 1, true);
-        assert_eq!(drain(&mut dst), vec![Output::Activate { actor: LocalActorId(40) }]);
+        assert_eq!(
+            drain(&mut dst),
+            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+        );
 
         // The same, when the directory does not name it: the copy is dropped.
         let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
@@ -770,7 +793,7 @@ mod tests {
         };
         assert_eq!(MigrationFrame::decode(&frame.encode()), Ok(frame));
         assert!(MigrationFrame::decode(&[0xff, 0xff, 0xff]).is_err());
-        let mut trailing = MigrationFrame::Commit { id: 1 }.encode();
+        let mut trailing = MigrationFrame::Commit { id: 1, records: Vec::new() }.encode();
         trailing.push(0);
         assert!(MigrationFrame::decode(&trailing).is_err());
     }

@@ -3,6 +3,7 @@
 //! own configuration section and API.
 
 pub mod membership;
+pub mod migration;
 pub mod placement;
 pub mod registry;
 
@@ -14,5 +15,6 @@ pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     set.add(membership::install(install));
     set.add(placement::install(install));
     set.add(registry::install(install));
+    set.add(migration::install(install));
     set
 }

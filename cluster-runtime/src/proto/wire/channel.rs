@@ -19,7 +19,9 @@ impl Channel {
     pub const REGISTRY: Channel = Channel(2);
     /// Placement: a centralized worker asks a master where an actor goes.
     pub const PLACEMENT: Channel = Channel(3);
-    // Assigned as the services land: 4 migration, 5 delivery, 6 broker, 7 raft, 8 security.
+    /// Live migration: the handshake between an actor's old and new node.
+    pub const MIGRATION: Channel = Channel(4);
+    // Assigned as the services land: 5 delivery, 6 broker, 7 raft, 8 security.
 }
 
 impl fmt::Display for Channel {

@@ -29,6 +29,17 @@ pub use api::{NameEvent, NameWatch, Registry, RegistryStats};
 /// Where an API call's answer goes.
 pub(crate) type Answered = oneshot::Sender<Result<Answer, Refusal>>;
 
+/// Where a migration's directory swap is answered: the moved records, or why not.
+pub(crate) type MoveAnswered = oneshot::Sender<Result<Vec<(DirKey, Record)>, Refusal>>;
+
+/// A migration's swap in progress: whom to answer, and what to take back if it fails.
+struct MoveOut {
+    reply: MoveAnswered,
+    actor: LocalActorId,
+    identity: ActorId,
+    records: Vec<(DirKey, Record)>,
+}
+
 /// A `HostRegister` this node sent, waiting for the host's answer.
 struct HostCall {
     reply: Answered,
@@ -55,6 +66,8 @@ pub(crate) struct RegistryService {
     host_calls: BTreeMap<u64, HostCall>,
     /// Identities of local actors with records.
     named: BTreeMap<LocalActorId, ActorId>,
+    /// Migrations' directory swaps waiting for the owners.
+    moves: BTreeMap<Token, MoveOut>,
     watchers: BTreeMap<DirKey, Vec<mpsc::UnboundedSender<NameEvent>>>,
 }
 
@@ -90,6 +103,7 @@ pub(crate) fn install(i: &Install<'_>) -> (RegistryService, Arc<RegistryShared>)
         relays: BTreeMap::new(),
         host_calls: BTreeMap::new(),
         named: BTreeMap::new(),
+        moves: BTreeMap::new(),
         watchers: BTreeMap::new(),
     };
     (service, Arc::new(RegistryShared))
@@ -159,6 +173,47 @@ impl RegistryService {
         }
     }
 
+    /// A migration: local actor `actor` moved to `to`. Its records (its identity record at
+    /// least) are swapped to the new location where they still name this one; the answer
+    /// carries them for the new host to adopt. If the swap fails they stay this node's.
+    pub(crate) fn move_out(&mut self, cx: &mut Cx<'_>, actor: LocalActorId, to: ActorLocation, reply: MoveAnswered) {
+        let Some(actor_type) = cx.node().actor_type(actor) else {
+            let _ = reply.send(Err(Refusal::NotHere));
+            return;
+        };
+        let now = cx.now();
+        let mut record = self.record(now, actor, actor_type);
+        let from = record.location.clone();
+        record.location = to;
+        let identity = record.actor;
+        let token = self.token();
+        let records = self.dir.move_out(now, token, identity, from, record);
+        // No longer this node's to remove when the old actor stops.
+        self.named.remove(&actor);
+        self.moves.insert(token, MoveOut { reply, actor, identity, records });
+        self.flush(cx);
+    }
+
+    /// This node writes `records` from now on: local actor `actor` (identity `identity`)
+    /// arrived by a migration, or stayed because one failed.
+    pub(crate) fn adopt(
+        &mut self,
+        cx: &mut Cx<'_>,
+        actor: LocalActorId,
+        identity: ActorId,
+        records: Vec<(DirKey, Record)>,
+    ) {
+        self.named.insert(actor, identity);
+        for (key, record) in records {
+            self.dir.adopt(key, record);
+        }
+        if !cx.node().announce_stop(actor) {
+            self.named.remove(&actor);
+            self.dir.actor_stopped(cx.now(), identity);
+            self.flush(cx);
+        }
+    }
+
     /// Looks `key` up (through the cache unless `uncached`).
     pub(crate) fn lookup(&mut self, cx: &mut Cx<'_>, key: DirKey, uncached: bool, reply: Answered) {
         let token = self.token();
@@ -208,7 +263,27 @@ impl RegistryService {
     }
 
     fn finish(&mut self, cx: &mut Cx<'_>, token: Token, result: Result<Answer, Refusal>) {
-        if let Some((peer, req)) = self.relays.remove(&token) {
+        if let Some(m) = self.moves.remove(&token) {
+            match result {
+                Ok(_) => {
+                    let _ = m.reply.send(Ok(m.records));
+                }
+                Err(refusal) => {
+                    // The actor stays: its records are this node's again, at its old location.
+                    let back = m
+                        .records
+                        .into_iter()
+                        .map(|(key, mut record)| {
+                            record.location =
+                                ActorLocation { node: self.me.clone(), node_id: self.node_id, actor: m.actor };
+                            (key, record)
+                        })
+                        .collect();
+                    self.adopt(cx, m.actor, m.identity, back);
+                    let _ = m.reply.send(Err(refusal));
+                }
+            }
+        } else if let Some((peer, req)) = self.relays.remove(&token) {
             let result = result.map(|_| ());
             cx.send(peer, &RegistryFrame::HostReply { req, result }.encode());
         } else if let Some(reply) = self.waiting.remove(&token) {

@@ -1,0 +1,43 @@
+//! The migration section: how long a live migration may take, and how long the old node
+//! forwards what is still sent there.
+
+use std::time::Duration;
+
+use crate::config::validate::dur;
+use crate::error::ConfigError;
+
+/// How live migration behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationConfig {
+    /// The source gives up (and the actor keeps running there) if the target has not built
+    /// the actor within this.
+    pub timeout: Duration,
+    /// After a move, the old node forwards the messages still sent there for this long;
+    /// after it, they are refused and handles look the actor up again.
+    pub grace: Duration,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(10), grace: Duration::from_secs(30) }
+    }
+}
+
+impl MigrationConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        dur("migration.timeout", self.timeout, "greater than zero")?;
+        dur("migration.grace", self.grace, "greater than zero")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zeros_are_not() {
+        assert_eq!(MigrationConfig::default().validate(), Ok(()));
+        assert!(MigrationConfig { grace: Duration::ZERO, ..MigrationConfig::default() }.validate().is_err());
+    }
+}
