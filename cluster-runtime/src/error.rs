@@ -192,7 +192,7 @@ pub enum ClusterError {
 
     /// A live migration failed; the actor keeps running where it was.
     #[error(transparent)]
-    Migration(#[from] crate::proto::migration::MigrationError),
+    Migration(#[from] MigrationError),
 
     /// The actor a handle from `start_distributed()` names could not be started where its
     /// type's placement says; every call through that handle fails with this.
@@ -208,6 +208,34 @@ pub enum ClusterError {
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
+}
+
+/// Why a migration failed; the actor keeps running at the source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MigrationError {
+    /// The actor refused to move (its prepare hook), or its state could not be serialized.
+    #[error("the actor refused to move: {0}")]
+    ActorRefused(String),
+    /// The target could not build it.
+    #[error("node `{node}` refused the actor: {reason}")]
+    TargetRefused {
+        /// The target.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// The target did not answer in time, or went down.
+    #[error("node `{0}` did not take the actor in time")]
+    TargetUnavailable(String),
+    /// The directory no longer named the actor's old location (it moved, or stopped).
+    #[error("the directory no longer names the actor at its old location")]
+    Superseded,
+    /// The actor is already being migrated.
+    #[error("the actor is already being migrated")]
+    InProgress,
+    /// The actor does not run on the node asked to move it.
+    #[error("the actor does not run on this node (migrate it from the node it runs on)")]
+    NotHere,
 }
 
 /// Why the cluster registry refused a call.

@@ -60,7 +60,7 @@ enum Repr<A: DistributedActor> {
     /// Being started where its placement says (`start_distributed()`).
     Deferred(Arc<Deferred<ActorRef<A>>>),
     /// A keyed actor: whichever activation its key has (`actor_for`).
-    Keyed(Arc<Keyed<A>>),
+    Keyed(Arc<Keyed<ActorRef<A>>>),
 }
 
 /// A location-transparent handle: the same API whether the actor runs on this node or on
@@ -131,7 +131,7 @@ impl<A: DistributedActor> ActorRef<A> {
         Self { repr: Repr::Deferred(deferred) }
     }
 
-    pub(crate) fn keyed(keyed: Arc<Keyed<A>>) -> Self {
+    pub(crate) fn keyed(keyed: Arc<Keyed<ActorRef<A>>>) -> Self {
         Self { repr: Repr::Keyed(keyed) }
     }
 
@@ -579,7 +579,7 @@ impl<A: DistributedActor> ActorRef<A> {
 /// (found again, or activated anew) and the call goes to the next one when it certainly did
 /// not reach the old one.
 impl<A: DistributedActor> ActorRef<A> {
-    async fn ask_keyed<M>(k: &Keyed<A>, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
+    async fn ask_keyed<M>(k: &Keyed<ActorRef<A>>, msg: M, timeout: Duration) -> Result<M::Result, ClusterError>
     where
         M: RemoteMessage<A>,
     {
@@ -628,7 +628,7 @@ impl<A: DistributedActor> ActorRef<A> {
         Err(ClusterError::Timeout(timeout))
     }
 
-    async fn tell_keyed<M>(k: &Keyed<A>, msg: M) -> Result<(), ClusterError>
+    async fn tell_keyed<M>(k: &Keyed<ActorRef<A>>, msg: M) -> Result<(), ClusterError>
     where
         M: RemoteMessage<A>,
     {
@@ -663,7 +663,7 @@ impl<A: DistributedActor> ActorRef<A> {
         Err(ClusterError::Timeout(k.system().config().request_timeout()))
     }
 
-    fn do_send_keyed<M>(k: &Keyed<A>, msg: M) -> Result<(), SendError<M>>
+    fn do_send_keyed<M>(k: &Keyed<ActorRef<A>>, msg: M) -> Result<(), SendError<M>>
     where
         M: RemoteMessage<A>,
     {

@@ -8,6 +8,7 @@ pub mod keyed;
 pub mod remote_addr;
 mod resolve;
 pub mod spawn;
+mod virtual_actor;
 
 pub use actor_ref::ActorRef;
 pub use ext::DistributedActorExt;

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::MigrationError;
 use crate::format::{postcard_exact, Format, Inexact};
 use crate::ids::{ActorId, ActorTypeId, LocalActorId};
 use crate::proto::registry::record::{ActorLocation, DirKey, Record};
@@ -100,34 +101,6 @@ impl MigrationFrame {
             Inexact::Trailing(n) => format!("{n} trailing bytes after a migration frame"),
         })
     }
-}
-
-/// Why a migration failed; the actor keeps running at the source.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MigrationError {
-    /// The actor refused to move (its prepare hook), or its state could not be serialized.
-    #[error("the actor refused to move: {0}")]
-    ActorRefused(String),
-    /// The target could not build it.
-    #[error("node `{node}` refused the actor: {reason}")]
-    TargetRefused {
-        /// The target.
-        node: String,
-        /// Why.
-        reason: String,
-    },
-    /// The target did not answer in time, or went down.
-    #[error("node `{0}` did not take the actor in time")]
-    TargetUnavailable(String),
-    /// The directory no longer named the actor's old location (it moved, or stopped).
-    #[error("the directory no longer names the actor at its old location")]
-    Superseded,
-    /// The actor is already being migrated.
-    #[error("the actor is already being migrated")]
-    InProgress,
-    /// The actor does not run on the node asked to move it.
-    #[error("the actor does not run on this node (migrate it from the node it runs on)")]
-    NotHere,
 }
 
 /// What the state machine wants done.

@@ -1,0 +1,62 @@
+//! `system.actor_for::<A>(key)`: handles to keyed (virtual) actors, and how a key's
+//! activation is found or made (see [`keyed`](super::keyed) for the handle's state).
+
+use std::sync::Arc;
+
+use crate::actor::{KeyedActor, Placement};
+use crate::error::{ClusterError, RegistryError};
+use crate::handle::actor_ref::ActorRef;
+use crate::handle::keyed::{Activate, Keyed};
+use crate::ids::ActorTypeId;
+use crate::node::ClusterSystem;
+use crate::proto::activation::keyed_identity;
+use crate::proto::registry::record::DirKey;
+
+/// Registration attempts per activation before giving up (each lost race re-reads the winner).
+const ATTEMPTS: usize = 4;
+
+/// The activation of `key`: the one the directory names, or a new one where the type's
+/// placement says.
+async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool) -> Result<ActorRef<A>, ClusterError> {
+    let (system, key) = (&system, key.as_str());
+    let dir_key = DirKey::Keyed { actor_type: ActorTypeId(A::TYPE_ID), key: key.to_owned() };
+    let registry = system.registry();
+    let mut uncached = fresh;
+    for _ in 0..ATTEMPTS {
+        if let Some(found) = registry.find_key::<A>(dir_key.clone(), uncached).await? {
+            return Ok(found);
+        }
+        let placement = match A::placement() {
+            Placement::Local => Placement::ConsistentHash,
+            other => other,
+        };
+        let actor = system.spawn(A::from_key(key)).placement(placement).key(key).await?;
+        match registry.register_key(dir_key.clone(), key, &actor).await {
+            Ok(()) => return Ok(actor),
+            Err(ClusterError::Registry(RegistryError::Taken { .. })) => {
+                // Another node activated the key first: this instance never got a message.
+                let _ = actor.stop().await;
+                uncached = true;
+            }
+            Err(e) => {
+                let _ = actor.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    Err(ClusterError::Timeout(system.config().request_timeout()))
+}
+
+impl ClusterSystem {
+    /// A handle to the keyed actor `key` of type `A`, returned at once without a network
+    /// round trip. The first message finds the key's activation, or activates it (built
+    /// with [`KeyedActor::from_key`]) on the node the type's placement chooses: consistent
+    /// hashing of the key unless the type sets another placement. Messages sent before the
+    /// activation runs wait for it, in order.
+    pub fn actor_for<A: KeyedActor>(&self, key: impl Into<String>) -> ActorRef<A> {
+        let key = key.into();
+        let identity = keyed_identity(ActorTypeId(A::TYPE_ID), &key);
+        let activate: Activate<ActorRef<A>> = |system, key, fresh| Box::pin(activate::<A>(system, key, fresh));
+        ActorRef::keyed(Arc::new(Keyed::new(self.clone(), key, identity, A::NAME, activate)))
+    }
+}
