@@ -211,7 +211,7 @@ pub enum ClusterError {
 }
 
 /// Why a migration failed; the actor keeps running at the source.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MigrationError {
     /// The actor refused to move (its prepare hook), or its state could not be serialized.
     #[error("the actor refused to move: {0}")]
@@ -233,9 +233,12 @@ pub enum MigrationError {
     /// The actor is already being migrated.
     #[error("the actor is already being migrated")]
     InProgress,
-    /// The actor does not run on the node asked to move it.
-    #[error("the actor does not run on this node (migrate it from the node it runs on)")]
+    /// The actor does not run where its handle says (it stopped or moved).
+    #[error("the actor does not run where its handle says")]
     NotHere,
+    /// The node the actor runs on did not answer the request to move it.
+    #[error("node `{0}`, where the actor runs, did not answer")]
+    Unanswered(String),
 }
 
 /// Why the cluster registry refused a call.

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_cluster::prelude::*;
+use actix_cluster::MigrationError;
 use actix_cluster_runtime::error::RemoteErrorKind;
-use actix_cluster_runtime::ids::{LocalActorId, NodeId, RequestId, WireId};
+use actix_cluster_runtime::ids::{ActorTypeId, LocalActorId, NodeId, RequestId, WireId};
 use actix_cluster_runtime::proto::membership::frames::MembershipFrame;
+use actix_cluster_runtime::proto::migration::MigrationFrame;
 use actix_cluster_runtime::proto::registry::record::{DirKey, Op, Refusal, RegistryFrame};
 use actix_cluster_runtime::proto::wire::channel::Channel;
 use actix_cluster_runtime::proto::wire::frame::{self, Frame, Hello, Outcome};
@@ -145,6 +147,19 @@ async fn expect_registry(stream: &mut TcpStream, want: impl Fn(&RegistryFrame) -
     }
 }
 
+/// Reads frames until a migration frame `want` accepts comes.
+async fn expect_migration(stream: &mut TcpStream, want: impl Fn(&MigrationFrame) -> bool) -> MigrationFrame {
+    loop {
+        let body = read_frame(stream).await;
+        if let Frame::Service { channel: Channel::MIGRATION, body } = frame::decode(&body).expect("valid frames") {
+            let f = MigrationFrame::decode(body).expect("the node sends valid migration frames");
+            if want(&f) {
+                return f;
+            }
+        }
+    }
+}
+
 /// An ask from the raw client.
 fn ask(request: u64, target: LocalActorId, message: u64, payload: &[u8]) -> Frame<'_> {
     Frame::Ask { request: RequestId(request), target, message: WireId(message), format: Format::Postcard, payload }
@@ -256,6 +271,37 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
         .await;
     send(&mut s, &ask(10, target, add_id, &[1])).await;
     assert_eq!(expect_reply(&mut s, 10).await, (None, vec![10]), "served after bad registry frames");
+    // The migration channel: garbage is logged; an offer of a type nobody registered is
+    // refused; a commit for a migration that does not exist and an answer to a request
+    // never made change nothing; a request to move an actor that does not run here is
+    // answered `NotHere`. The link is kept throughout.
+    send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &[0xee, 0xff, 0x01] }).await;
+    logs.wait_for("malformed migration frame").await;
+    let offer = MigrationFrame::Offer {
+        id: 5,
+        actor: actix_cluster::ActorId(77),
+        actor_type: ActorTypeId(0xdead_beef),
+        format: Format::Postcard,
+        state: vec![1, 2, 3],
+    };
+    send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &offer.encode() }).await;
+    expect_migration(&mut s, |f| matches!(f, MigrationFrame::Refused { id: 5, .. })).await;
+    let commit = MigrationFrame::Commit { id: 99, records: Vec::new() };
+    send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &commit.encode() }).await;
+    let reply = MigrationFrame::Reply { req: 1234, result: Err(MigrationError::NotHere) };
+    send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &reply.encode() }).await;
+    logs.wait_for("answered a migration request it was not asked").await;
+    let request = MigrationFrame::Request {
+        req: 8,
+        actor: LocalActorId(999_999),
+        identity: actix_cluster::ActorId(78),
+        to: "node-b".into(),
+    };
+    send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &request.encode() }).await;
+    expect_migration(&mut s, |f| matches!(f, MigrationFrame::Reply { req: 8, result: Err(MigrationError::NotHere) }))
+        .await;
+    send(&mut s, &ask(11, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 11).await, (None, vec![11]), "served after bad migration frames");
     legit_still_works().await;
     drop(s);
 

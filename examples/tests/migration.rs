@@ -105,8 +105,13 @@ async fn a_moved_actor_keeps_its_state_and_its_old_handles() {
     // And it moves again, from where it is now.
     let again = h.node(1).migrate(&moved, "node-3").await.expect("migrate again");
     assert_eq!(again.send(Report).await.expect("ask"), (102, 0));
-    // A node cannot move an actor that does not run on it.
-    let err = h.node(0).migrate(&again, "node-1").await.expect_err("not here");
+    // Any node can ask: node-1 asks node-3, where it runs now, to move it to node-1.
+    let home = h.node(0).migrate(&again, "node-1").await.expect("moved on request");
+    assert!(home.is_local(), "a handle on node-1 to an actor on node-1");
+    assert_eq!(home.send(Report).await.expect("ask"), (102, 0));
+    // A handle to where the actor no longer runs cannot move it.
+    let stale = h.node(0).actor_ref_at::<Ledger>(again.identity().expect("id"), again.location().expect("loc"));
+    let err = h.node(1).migrate(&stale, "node-2").await.expect_err("not there any more");
     assert!(matches!(err, ClusterError::Migration(MigrationError::NotHere)), "{err}");
     h.shutdown().await;
 }

@@ -140,6 +140,10 @@ impl Kernel for Node {
         });
     }
 
+    fn take_state(&self, actor: crate::ids::LocalActorId) -> Option<crate::dispatch::StateFuture> {
+        self.actors.take_state(&self.types, actor)
+    }
+
     fn post(&self, channel: crate::proto::wire::channel::Channel, call: crate::node::service::Call) {
         self.to_control(Input::Call(channel, call));
     }

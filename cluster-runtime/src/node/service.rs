@@ -131,6 +131,8 @@ pub(crate) trait Kernel {
     /// Runs `work` in a task of the node; the call it ends with goes to the service on
     /// `channel`, like an API call.
     fn spawn_call(&self, channel: Channel, work: Pin<Box<dyn Future<Output = Option<Call>>>>);
+    /// Asks local actor `actor` for its serialized state, in mailbox order.
+    fn take_state(&self, actor: LocalActorId) -> Option<crate::dispatch::StateFuture>;
     /// Hands `call` to the service on `channel` (after the current input).
     fn post(&self, channel: Channel, call: Call);
 }

@@ -85,6 +85,24 @@ pub enum MigrationFrame {
         /// The migration.
         id: MigrationId,
     },
+    /// Any node → the node an actor runs on: move it to `to`.
+    Request {
+        /// The asker's request number.
+        req: u64,
+        /// The actor, on the asked node.
+        actor: LocalActorId,
+        /// Its identity, as the asker knows it.
+        identity: ActorId,
+        /// The node to move it to.
+        to: String,
+    },
+    /// The answer to a `Request`: where the actor runs now, or why it did not move.
+    Reply {
+        /// The request answered.
+        req: u64,
+        /// The outcome.
+        result: Result<ActorLocation, MigrationError>,
+    },
 }
 
 impl MigrationFrame {
@@ -439,6 +457,8 @@ impl Migrations {
                     Some((Arrival::Building, _)) | None => {}
                 }
             }
+            // Handled by the driver, which starts migrations and answers API calls.
+            MigrationFrame::Request { .. } | MigrationFrame::Reply { .. } => {}
             MigrationFrame::Abort { id } => {
                 let key = (from.to_owned(), id);
                 match self.incoming.get(&key).map(|i| i.state) {

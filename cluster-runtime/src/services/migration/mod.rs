@@ -1,9 +1,11 @@
 //! The migration service: drives the pure handshake ([`Migrations`]) on both sides. As the
+//! source it holds the actor, takes its state (in a task of the node, in mailbox order),
+//! swaps its directory records through the registry service, and moves it away: its held
+//! messages are forwarded to the new node before the commit, on the same link. As the
 //! target it builds offered actors held, lets them take messages on commit (and writes
 //! their directory records from then on), drops them on abort, and asks the directory when
-//! the source went quiet. As the source it holds the actor, and, once the API swapped the
-//! directory entry, moves it away: its held messages are forwarded to the new node before
-//! the commit, on the same link.
+//! the source went quiet. A node asked to move an actor it runs (a `Request` from another
+//! node) does the same and answers where it went.
 
 pub mod api;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::ids::{ActorId, NodeId};
 use crate::node::peers::PeerInfo;
@@ -26,16 +28,24 @@ use crate::transport::link::LinkEnd;
 /// The version of migration's frames.
 const VERSION: u16 = 1;
 
-/// What the source's API call waits for.
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// The target built the actor at `to`: swap the directory entry.
-    Swap {
-        /// The new location.
-        to: ActorLocation,
+/// Where a migration's outcome goes: where the actor runs now, or why it stayed.
+pub(crate) enum Done {
+    /// An API call on this node.
+    Api(oneshot::Sender<Result<ActorLocation, MigrationError>>),
+    /// A `Request` from another node.
+    Peer {
+        /// The asking node.
+        node: NodeId,
+        /// Its request number.
+        req: u64,
     },
-    /// The migration is over: the actor runs at this location, or stayed (why).
-    Done(Result<ActorLocation, MigrationError>),
+}
+
+/// A `Request` this node sent to the node an actor runs on.
+struct Asked {
+    reply: oneshot::Sender<Result<ActorLocation, MigrationError>>,
+    host: String,
+    deadline: Duration,
 }
 
 /// The migration service of one node.
@@ -46,10 +56,16 @@ pub(crate) struct MigrationService {
     grace: Duration,
     linked: BTreeMap<String, NodeId>,
     next_id: MigrationId,
-    /// The API calls of migrations this node is the source of.
-    calls: BTreeMap<MigrationId, mpsc::UnboundedSender<Step>>,
+    timeout: Duration,
+    /// Where the outcome of each migration this node is the source of goes.
+    calls: BTreeMap<MigrationId, Done>,
+    /// The actor each of those migrations moves.
+    actors: BTreeMap<MigrationId, crate::ids::LocalActorId>,
     /// The records a swap moved, for the commit.
     swapped: BTreeMap<MigrationId, Vec<(DirKey, Record)>>,
+    /// Requests sent to the nodes actors run on.
+    asked: BTreeMap<u64, Asked>,
+    next_req: u64,
 }
 
 /// What migration shares with its API: nothing, the API calls the service.
@@ -66,42 +82,85 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         grace: c.grace,
         linked: BTreeMap::new(),
         next_id: 1,
+        timeout: c.timeout,
         calls: BTreeMap::new(),
+        actors: BTreeMap::new(),
         swapped: BTreeMap::new(),
+        asked: BTreeMap::new(),
+        next_req: 1,
     };
     (service, Arc::new(MigrationShared))
 }
 
 impl MigrationService {
-    /// Starts moving local actor `from.actor` (identity `identity`) to node `to`; the API
-    /// follows it on `steps`.
-    pub(crate) fn start(
-        &mut self,
-        cx: &mut Cx<'_>,
-        identity: ActorId,
-        from: ActorLocation,
-        to: &str,
-        steps: mpsc::UnboundedSender<Step>,
-    ) -> Result<MigrationId, MigrationError> {
-        let actor_type = cx.node().actor_type(from.actor).ok_or(MigrationError::NotHere)?;
+    /// Starts moving local actor `from.actor` (identity `identity`) to node `to`; the
+    /// outcome goes to `done`.
+    pub(crate) fn start(&mut self, cx: &mut Cx<'_>, identity: ActorId, from: ActorLocation, to: &str, done: Done) {
+        let actor = from.actor;
+        let Some(actor_type) = cx.node().actor_type(actor) else {
+            return self.answer(cx, done, Err(MigrationError::NotHere));
+        };
+        if to == self.me {
+            return self.answer(cx, done, Ok(from));
+        }
         if !self.linked.contains_key(to) {
-            return Err(MigrationError::TargetUnavailable(to.to_owned()));
+            return self.answer(cx, done, Err(MigrationError::TargetUnavailable(to.to_owned())));
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.m.start(cx.now(), id, from.actor, identity, actor_type, from, to)?;
-        self.calls.insert(id, steps);
+        if let Err(e) = self.m.start(cx.now(), id, actor, identity, actor_type, from, to) {
+            return self.answer(cx, done, Err(e));
+        }
+        self.calls.insert(id, done);
+        self.actors.insert(id, actor);
         self.flush(cx);
-        Ok(id)
+    }
+
+    /// Asks node `host`, where actor `actor` (identity `identity`) runs, to move it to `to`.
+    pub(crate) fn request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        host: &str,
+        actor: crate::ids::LocalActorId,
+        identity: ActorId,
+        to: &str,
+        reply: oneshot::Sender<Result<ActorLocation, MigrationError>>,
+    ) {
+        let req = self.next_req;
+        self.next_req += 1;
+        let frame = MigrationFrame::Request { req, actor, identity, to: to.to_owned() };
+        match self.linked.get(host) {
+            Some(id) if cx.send(*id, &frame.encode()) => {
+                // The host's own migration may take its timeout, and the swap after it.
+                let deadline = cx.now() + self.timeout * 3;
+                self.asked.insert(req, Asked { reply, host: host.to_owned(), deadline });
+            }
+            _ => {
+                let _ = reply.send(Err(MigrationError::Unanswered(host.to_owned())));
+            }
+        }
+    }
+
+    fn answer(&mut self, cx: &mut Cx<'_>, done: Done, result: Result<ActorLocation, MigrationError>) {
+        match done {
+            Done::Api(reply) => {
+                let _ = reply.send(result);
+            }
+            Done::Peer { node, req } => {
+                cx.send(node, &MigrationFrame::Reply { req, result }.encode());
+            }
+        }
+    }
+
+    fn finish(&mut self, cx: &mut Cx<'_>, id: MigrationId, result: Result<ActorLocation, MigrationError>) {
+        self.actors.remove(&id);
+        if let Some(done) = self.calls.remove(&id) {
+            self.answer(cx, done, result);
+        }
     }
 
     /// The source's state, taken in mailbox order after the hold (so the actor is drained).
-    pub(crate) fn snapshot(
-        &mut self,
-        cx: &mut Cx<'_>,
-        id: MigrationId,
-        state: Result<(crate::format::Format, Vec<u8>), String>,
-    ) {
+    fn snapshot(&mut self, cx: &mut Cx<'_>, id: MigrationId, state: Result<(crate::format::Format, Vec<u8>), String>) {
         let now = cx.now();
         self.m.handle_drained(now, id);
         self.m.handle_snapshot(now, id, state);
@@ -109,7 +168,7 @@ impl MigrationService {
     }
 
     /// The directory's answer to the swap: the moved records, or a refusal.
-    pub(crate) fn swapped(&mut self, cx: &mut Cx<'_>, id: MigrationId, result: Result<Vec<(DirKey, Record)>, Refusal>) {
+    fn swapped(&mut self, cx: &mut Cx<'_>, id: MigrationId, result: Result<Vec<(DirKey, Record)>, Refusal>) {
         let ok = match result {
             Ok(records) => {
                 self.swapped.insert(id, records);
@@ -124,12 +183,49 @@ impl MigrationService {
         self.flush(cx);
     }
 
-    fn step(&mut self, id: MigrationId, step: Step) {
-        let done = matches!(step, Step::Done(_));
-        let sender = if done { self.calls.remove(&id) } else { self.calls.get(&id).cloned() };
-        if let Some(sender) = sender {
-            let _ = sender.send(step);
-        }
+    /// Takes the actor's state in a task of the node; it comes back as a call.
+    fn take_state(&mut self, cx: &mut Cx<'_>, id: MigrationId, actor: crate::ids::LocalActorId) {
+        let taking = cx.node().take_state(actor);
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                let state = match taking {
+                    Some(taking) => taking.await,
+                    None => Err("the actor stopped".to_owned()),
+                };
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        m.snapshot(cx, id, state);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
+    }
+
+    /// Swaps the actor's directory records to `to` through the registry service; the answer
+    /// comes back as a call.
+    fn swap(&mut self, cx: &mut Cx<'_>, id: MigrationId, to: ActorLocation) {
+        let Some(&actor) = self.actors.get(&id) else { return };
+        let (tx, rx) = oneshot::channel();
+        cx.node().post(
+            Channel::REGISTRY,
+            Box::new(move |service, cx| {
+                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
+                    r.move_out(cx, actor, to, tx);
+                }
+            }),
+        );
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                let swapped = rx.await.unwrap_or(Err(Refusal::Timeout));
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        m.swapped(cx, id, swapped);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
     }
 
     /// Carries out what the handshake asks for.
@@ -141,23 +237,24 @@ impl MigrationService {
                         cx.send(*id, &frame.encode());
                     }
                 }
-                Output::Hold { actor, .. } => {
+                Output::Hold { id, actor } => {
                     cx.node().hold(actor);
+                    // In mailbox order: everything delivered before the hold is in the state.
+                    self.take_state(cx, id, actor);
                 }
-                // The API takes the state (it awaits the actor) and reports it.
                 Output::Snapshot { .. } => {}
-                Output::Swap { id, to, .. } => self.step(id, Step::Swap { to }),
+                Output::Swap { id, to, .. } => self.swap(cx, id, to),
                 Output::Moved { id, actor, to } => {
                     let records = self.swapped.remove(&id).unwrap_or_default();
                     let commit = MigrationFrame::Commit { id, records }.encode();
                     cx.node().move_away(actor, to.clone(), (to.node_id, Channel::MIGRATION, commit), self.grace);
                     tracing::info!(node = %self.me, %actor, to = %to.node, "actor moved");
-                    self.step(id, Step::Done(Ok(to)));
+                    self.finish(cx, id, Ok(to));
                 }
                 Output::Release { id, actor, error } => {
                     cx.node().resume(actor);
                     tracing::info!(node = %self.me, %actor, %error, "migration failed; the actor stays");
-                    self.step(id, Step::Done(Err(error)));
+                    self.finish(cx, id, Err(error));
                 }
                 Output::Build { from, id, actor_type, format, state, .. } => {
                     let built = cx.node().build_held(actor_type, format, &state);
@@ -237,9 +334,29 @@ impl Service for MigrationService {
     }
 
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
-        let frame = MigrationFrame::decode(body).map_err(ServiceFrameError)?;
-        self.m.handle_frame(cx.now(), &from.name, frame);
-        self.flush(cx);
+        match MigrationFrame::decode(body).map_err(ServiceFrameError)? {
+            MigrationFrame::Request { req, actor, identity, to } => {
+                let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+                self.start(cx, identity, here, &to, Done::Peer { node: from.id, req });
+            }
+            MigrationFrame::Reply { req, result } => match self.asked.get(&req) {
+                Some(asked) if asked.host == from.name => {
+                    if let Some(asked) = self.asked.remove(&req) {
+                        let _ = asked.reply.send(result);
+                    }
+                }
+                _ => {
+                    return Err(ServiceFrameError(format!(
+                        "`{}` answered a migration request it was not asked",
+                        from.name
+                    )))
+                }
+            },
+            frame => {
+                self.m.handle_frame(cx.now(), &from.name, frame);
+                self.flush(cx);
+            }
+        }
         Ok(())
     }
 
@@ -251,11 +368,18 @@ impl Service for MigrationService {
 
     fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Duration) {
         self.m.handle_timeout(now);
+        let expired: Vec<u64> = self.asked.iter().filter(|(_, a)| a.deadline <= now).map(|(r, _)| *r).collect();
+        for req in expired {
+            if let Some(asked) = self.asked.remove(&req) {
+                let _ = asked.reply.send(Err(MigrationError::Unanswered(asked.host)));
+            }
+        }
         self.flush(cx);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        self.m.poll_timeout()
+        let asked = self.asked.values().map(|a| a.deadline).min();
+        [self.m.poll_timeout(), asked].into_iter().flatten().min()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
