@@ -7,8 +7,8 @@ use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    self, FORMAT, FORMATS, MANUAL_ACTOR, MESSAGES, NAME, PLACEMENT, PLACEMENTS, PLACEMENT_FORMS, PLACEMENT_PREFIXES,
-    RESULT,
+    self, FORMAT, FORMATS, KEYED, MANUAL_ACTOR, MESSAGES, NAME, PLACEMENT, PLACEMENTS, PLACEMENT_FORMS,
+    PLACEMENT_PREFIXES, RESULT,
 };
 
 /// Arguments of `#[cluster_message(...)]`.
@@ -27,6 +27,9 @@ pub(crate) struct ActorArgs {
     pub(crate) manual_actor: bool,
     /// The placement, as written (validated), and where.
     pub(crate) placement: Option<(String, Span)>,
+    /// A keyed actor: `Some(None)` for `keyed` (the user implements `KeyedActor`),
+    /// `Some(Some(field))` for `keyed = "field"` (the attribute implements it).
+    pub(crate) keyed: Option<Option<LitStr>>,
 }
 
 /// Parses `key = value, key(...), flag` into metas; a syntax error is reported as is.
@@ -106,7 +109,8 @@ pub(crate) fn parse_message_args(cx: &mut Ctxt, args: TokenStream) -> MessageArg
 }
 
 pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
-    let mut out = ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false, placement: None };
+    let mut out =
+        ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false, placement: None, keyed: None };
     let mut seen = Vec::new();
     for meta in metas(cx, args) {
         if meta.path().is_ident(MESSAGES) {
@@ -153,6 +157,18 @@ pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
                         &s,
                         format!("unknown placement `{v}`; valid placements are: {}", symbol::list(PLACEMENT_FORMS)),
                     );
+                }
+            }
+        } else if meta.path().is_ident(KEYED) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            match &meta {
+                Meta::Path(_) => out.keyed = Some(None),
+                _ => {
+                    if let Some(field) = string_value(cx, &meta, "`keyed = \"id\"` (the field that holds the key)") {
+                        out.keyed = Some(Some(field));
+                    }
                 }
             }
         } else if meta.path().is_ident(MANUAL_ACTOR) {

@@ -6,11 +6,12 @@ pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const FORMAT: &str = "format";
 pub(crate) const MANUAL_ACTOR: &str = "manual_actor";
 pub(crate) const PLACEMENT: &str = "placement";
+pub(crate) const KEYED: &str = "keyed";
 
 /// Arguments of `#[cluster_message]`.
 pub(crate) const MESSAGE_ARGS: &[&str] = &[RESULT, NAME];
 /// Arguments of `#[distributed_actor]`.
-pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, PLACEMENT];
+pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, PLACEMENT, KEYED];
 /// Values of `placement = "..."` without an argument.
 pub(crate) const PLACEMENTS: &[&str] = &["local", "round_robin", "random", "least_loaded", "consistent_hash"];
 /// Values of `placement = "...:<argument>"`.

@@ -77,9 +77,19 @@ pub trait DistributedActor: Actor<Context = Context<Self>> + Handler<Probe> + Ha
 /// A keyed (virtual) actor, as Orleans grains and Akka sharded entities: one activation per
 /// key in the cluster, reached with `system.actor_for::<A>(key)` from any node and built
 /// from its key when the first message for it arrives.
+///
+/// Mark the type `#[distributed_actor(keyed)]` (then implement this trait) or
+/// `#[distributed_actor(keyed = "field")]` (then the attribute implements it: `Default`, with
+/// the key in that field), so that any node can activate its keys.
 pub trait KeyedActor: DistributedActor {
     /// The actor for `key`, as its activation starts.
     fn from_key(key: &str) -> Self;
+
+    /// An activation that received no message for this long is passivated: it stops, and
+    /// the next message for its key activates it again (`None`, the default: never).
+    fn passivate_after() -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Marks that actor `Self` accepts message `M` from the network. Implemented by

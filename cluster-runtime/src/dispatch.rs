@@ -182,5 +182,11 @@ pub fn take_state<A: DistributedActor>(target: &(dyn Any + Send + Sync)) -> Opti
     }))
 }
 
+/// Builds the keyed actor `key` of type `A` and starts it under `watch`. Generated keyed
+/// registrations point here.
+pub fn spawn_keyed<A: crate::actor::KeyedActor>(key: &str, watch: Watch) -> ErasedAddr {
+    Arc::new(start_watched(A::from_key(key), watch))
+}
+
 /// Compiles only if `T` can cross the network. Used by generated code, with the user's spans.
 pub fn assert_wire_type<T: WireType>() {}

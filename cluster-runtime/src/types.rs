@@ -63,6 +63,22 @@ pub struct HandlerRegistration {
     pub dispatch: DispatchFn,
 }
 
+/// Builds a keyed actor from its key and starts it under a watch.
+pub type KeyedSpawnFn = fn(&str, Watch) -> ErasedAddr;
+
+/// A keyed (virtual) actor type, registered by `#[distributed_actor(keyed)]`: any node can
+/// activate one of its keys (to deliver what reached a passivated activation).
+#[derive(Debug)]
+pub struct KeyedRegistration {
+    /// The actor type's id.
+    pub type_id: u64,
+    /// Builds an activation from its key.
+    pub activate: KeyedSpawnFn,
+    /// How long an activation may sit idle before it is passivated.
+    pub passivate_after: fn() -> Option<std::time::Duration>,
+}
+
+inventory::collect!(KeyedRegistration);
 inventory::collect!(MessageRegistration);
 inventory::collect!(ActorRegistration);
 inventory::collect!(HandlerRegistration);
@@ -73,16 +89,31 @@ pub struct TypeTable {
     messages: IdMap<u64, &'static MessageRegistration>,
     actors: IdMap<u64, &'static ActorRegistration>,
     handlers: IdMap<(u64, u64), &'static HandlerRegistration>,
+    keyed: IdMap<u64, &'static KeyedRegistration>,
 }
 
 impl TypeTable {
     /// Collects every registration linked into this binary.
     pub fn from_inventory() -> Result<Self, StartError> {
-        Self::build(
+        let mut table = Self::build(
             inventory::iter::<MessageRegistration>,
             inventory::iter::<ActorRegistration>,
             inventory::iter::<HandlerRegistration>,
-        )
+        )?;
+        for k in inventory::iter::<KeyedRegistration> {
+            table.keyed.insert(k.type_id, k);
+        }
+        Ok(table)
+    }
+
+    /// How to activate keys of a keyed actor type.
+    pub fn keyed(&self, type_id: ActorTypeId) -> Option<&'static KeyedRegistration> {
+        self.keyed.get(&type_id.0).copied()
+    }
+
+    /// Every keyed actor type.
+    pub fn keyed_types(&self) -> impl Iterator<Item = &'static KeyedRegistration> + '_ {
+        self.keyed.values().copied()
     }
 
     /// Builds the tables, failing on the first wire id shared by two different types.

@@ -126,9 +126,10 @@ pub mod __private {
     pub use actix;
     pub use actix_cluster_runtime::actor::{Probe, TakeState};
     pub use actix_cluster_runtime::dispatch::{
-        assert_wire_type, dispatch, encode_state, probe, spawn_from_state, take_state,
+        assert_wire_type, dispatch, encode_state, probe, spawn_from_state, spawn_keyed, take_state,
     };
     pub use actix_cluster_runtime::proto::wire_id;
+    pub use actix_cluster_runtime::types::KeyedRegistration;
     pub use actix_cluster_runtime::types::{ActorRegistration, HandlerRegistration, MessageRegistration};
     pub use inventory;
     pub use serde;

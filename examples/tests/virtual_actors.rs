@@ -24,7 +24,7 @@ struct Add(u64);
 #[derive(Serialize, Deserialize)]
 struct Get;
 
-#[distributed_actor(messages(Add, Get))]
+#[distributed_actor(messages(Add, Get), keyed)]
 #[derive(Serialize, Deserialize)]
 struct Cart {
     instance: u64,

@@ -99,6 +99,32 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
     };
+    // A keyed actor: any node can activate its keys (the attribute implements
+    // `KeyedActor` when it is told the key's field).
+    let keyed_impl = args.keyed.as_ref().map(|field| {
+        let from_key = field.as_ref().map(|field| {
+            let field = syn::Ident::new(&field.value(), field.span());
+            quote! {
+                impl ::actix_cluster::KeyedActor for #ident {
+                    fn from_key(key: &str) -> Self {
+                        let mut actor = <Self as ::std::default::Default>::default();
+                        actor.#field = ::std::convert::From::from(key);
+                        actor
+                    }
+                }
+            }
+        });
+        quote! {
+            #from_key
+            #p::inventory::submit! {
+                #p::KeyedRegistration {
+                    type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
+                    activate: #p::spawn_keyed::<#ident>,
+                    passivate_after: <#ident as ::actix_cluster::KeyedActor>::passivate_after,
+                }
+            }
+        }
+    });
     let handles = args.messages.iter().map(|m| {
         // Spanned at the listed message, so a missing `Handler<M>` impl points there.
         quote_spanned! {m.span()=>
@@ -142,6 +168,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                 }
             }
             #(#handler_entries)*
+            #keyed_impl
         };
     }
 }
