@@ -108,7 +108,7 @@ impl ClusterSystemBuilder {
             inbound_rate: config.limits().inbound_bytes_per_sec,
         };
         let limits = Limits::new(config.limits().clone());
-        let (actors, orphans, departures) = Actors::new(
+        let (actors, outlets) = Actors::new(
             config.limits().actor_window(),
             config.limits().link_window(),
             config.transport().max_frame_size,
@@ -146,9 +146,10 @@ impl ClusterSystemBuilder {
         let tasks = &node.life.tasks;
         tasks.spawn_local(driver::run(node.clone(), set.services, inputs));
         tasks.spawn_local(connect::accept_loop(node.clone(), listener));
-        tasks.spawn_local(return_orphan_credit(node.me.clone(), orphans, node.life.stopping.clone()));
-        tasks.spawn_local(announce_departures(node.me.clone(), departures, node.life.stopping.clone()));
+        tasks.spawn_local(return_orphan_credit(node.me.clone(), outlets.orphans, node.life.stopping.clone()));
+        tasks.spawn_local(announce_departures(node.me.clone(), outlets.departures, node.life.stopping.clone()));
         tasks.spawn_local(crate::node::forward::run(node.me.clone(), forwards, node.life.stopping.clone()));
+        tasks.spawn_local(announce_wakes(node.me.clone(), outlets.woken, node.life.stopping.clone()));
         for seed in node.config.seed_nodes() {
             tasks.spawn_local(connect::seed_loop(node.clone(), seed.clone()));
         }
@@ -171,6 +172,23 @@ async fn return_orphan_credit(
         };
         let (Some(c), Some(node)) = (credit, node.upgrade()) else { return };
         node.send_credit(c.link, c.actor, c.bytes, c.msgs);
+    }
+}
+
+/// Tells the services which passivated activations received a message.
+async fn announce_wakes(
+    node: std::sync::Weak<Node>,
+    mut woken: mpsc::UnboundedReceiver<(crate::ids::LocalActorId, crate::proto::activation::ActivationKey)>,
+    stopping: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let wake = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return,
+            w = woken.recv() => w,
+        };
+        let (Some((actor, key)), Some(node)) = (wake, node.upgrade()) else { return };
+        node.to_control(crate::node::service::Input::Wake(actor, key));
     }
 }
 

@@ -174,3 +174,180 @@ async fn a_key_whose_node_is_killed_activates_again_on_a_survivor() {
     );
     h.shutdown().await;
 }
+
+/// Every message any `Idle` activation handled, by key, across activations.
+fn delivered() -> &'static std::sync::Mutex<BTreeMap<String, u64>> {
+    static DELIVERED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, u64>>> = std::sync::OnceLock::new();
+    DELIVERED.get_or_init(Default::default)
+}
+
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Ping;
+
+/// Messages this activation handled.
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Pings;
+
+/// Passivated after 300 ms without a message.
+#[distributed_actor(messages(Ping, Pings), keyed)]
+#[derive(Default, Serialize, Deserialize)]
+struct Idle {
+    key: String,
+    pings: u64,
+}
+
+impl KeyedActor for Idle {
+    fn from_key(key: &str) -> Self {
+        Idle { key: key.to_owned(), pings: 0 }
+    }
+
+    fn passivate_after() -> Option<Duration> {
+        Some(Duration::from_millis(300))
+    }
+}
+
+impl Handler<Ping> for Idle {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {
+        self.pings += 1;
+        *delivered().lock().expect("lock").entry(self.key.clone()).or_default() += 1;
+    }
+}
+
+impl Handler<Pings> for Idle {
+    type Result = u64;
+    fn handle(&mut self, _: Pings, _: &mut Context<Self>) -> u64 {
+        self.pings
+    }
+}
+
+/// Counts the heap this test process uses.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+/// Heap bytes in use by the whole process, in KiB.
+fn heap_kib() -> usize {
+    ALLOCATOR.allocated() / 1024
+}
+
+async fn activations(h: &ClusterTestHarness, baseline: usize) -> usize {
+    (0..h.len()).map(|i| h.node(i).local_actor_count()).sum::<usize>() - baseline
+}
+
+#[actix_rt::test]
+async fn idle_activations_are_passivated_and_a_message_for_one_is_never_lost() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    let baseline: usize = (0..3).map(|i| h.node(i).local_actor_count()).sum();
+    let keys: Vec<String> = (0..30).map(|k| format!("idle-{k}")).collect();
+    let handles: Vec<ActorRef<Idle>> = keys.iter().map(|k| h.node(0).actor_for::<Idle>(k.clone())).collect();
+    for idle in &handles {
+        idle.tell(Ping).await.expect("tell");
+        assert_eq!(idle.send(Pings).await.expect("ask"), 1);
+    }
+    assert_eq!(activations(&h, baseline).await, 30);
+    // Idle: every activation goes within 1.5 × 300 ms (plus a sweep).
+    let deadline = Instant::now() + DEADLINE;
+    while activations(&h, baseline).await > 0 {
+        assert!(Instant::now() < deadline, "{} activations left", activations(&h, baseline).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The handles still name the passivated activations: what they send waits for the next one.
+    for idle in &handles {
+        idle.do_send(Ping).expect("tell to a passivated activation");
+        idle.do_send(Ping).expect("tell");
+        assert_eq!(idle.send(Pings).await.expect("ask after the tells"), 2, "the next activation got both, in order");
+    }
+    for key in &keys {
+        assert_eq!(delivered().lock().expect("lock").get(key), Some(&3), "{key}: every ping delivered once");
+    }
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn messages_sent_while_activations_come_and_go_are_all_delivered() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    let keys: Vec<String> = (0..10).map(|k| format!("churn-{k}")).collect();
+    let mut sent = 0u64;
+    // Bursts spaced around the idle period, from every node, so messages meet activations
+    // being passivated, passivated ones, and new ones.
+    for round in 0..8u64 {
+        for (k, key) in keys.iter().enumerate() {
+            let idle = h.node((k + round as usize) % 3).actor_for::<Idle>(key.clone());
+            idle.do_send(Ping).expect("tell");
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150 + 60 * (round % 4))).await;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got: u64 = keys.iter().map(|k| delivered().lock().expect("lock").get(k).copied().unwrap_or(0)).sum();
+        if got == sent {
+            break;
+        }
+        assert!(got < sent, "delivered {got} of {sent}: duplicates");
+        assert!(Instant::now() < deadline, "delivered {got} of {sent}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
+
+/// Passivated after 3 s without a message.
+#[distributed_actor(messages(Pings), keyed)]
+#[derive(Default, Serialize, Deserialize)]
+struct Sleepy {
+    key: String,
+    pings: u64,
+}
+
+impl KeyedActor for Sleepy {
+    fn from_key(key: &str) -> Self {
+        Sleepy { key: key.to_owned(), pings: 0 }
+    }
+
+    fn passivate_after() -> Option<Duration> {
+        Some(Duration::from_secs(3))
+    }
+}
+
+impl Handler<Pings> for Sleepy {
+    type Result = u64;
+    fn handle(&mut self, _: Pings, _: &mut Context<Self>) -> u64 {
+        self.pings
+    }
+}
+
+/// 10,000 keyed activations, idle: passivation returns the node's memory near its baseline.
+#[actix_rt::test]
+async fn ten_thousand_idle_activations_give_their_memory_back() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    let baseline_actors: usize = (0..3).map(|i| h.node(i).local_actor_count()).sum();
+    let before = heap_kib();
+    let started = Instant::now();
+    for chunk in (0..10_000).collect::<Vec<u32>>().chunks(100) {
+        let asks = chunk.iter().map(|k| {
+            let idle = h.node((*k % 3) as usize).actor_for::<Sleepy>(format!("many-{k}"));
+            async move { idle.send(Pings).await }
+        });
+        for answer in join_all(asks).await {
+            answer.expect("activated");
+        }
+    }
+    let activated = started.elapsed();
+    let peak = heap_kib();
+    let active = activations(&h, baseline_actors).await;
+    let deadline = Instant::now() + DEADLINE * 2;
+    while activations(&h, baseline_actors).await > 0 {
+        assert!(Instant::now() < deadline, "{} activations left", activations(&h, baseline_actors).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = heap_kib();
+    println!(
+        "virtual actors: 10,000 keys activated in {activated:?} ({active} still active then); heap in use \
+         {before} KiB before, {peak} KiB with them active, {after} KiB once all were passivated"
+    );
+    assert!(active > 5_000, "most keys are active at the peak: {active}");
+    assert!(after < peak, "passivation gives memory back: {after} KiB after, {peak} KiB at the peak");
+    h.shutdown().await;
+}

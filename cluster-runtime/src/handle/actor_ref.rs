@@ -37,8 +37,13 @@ pub(crate) struct Hosted {
 }
 
 impl Hosted {
+    /// True if the actor's messages are held; counts the message for its idleness otherwise.
     fn held(&self) -> bool {
-        self.gate.load(std::sync::atomic::Ordering::Acquire)
+        let held = self.gate.held.load(std::sync::atomic::Ordering::Acquire);
+        if !held {
+            self.gate.touch();
+        }
+        held
     }
 }
 

@@ -15,6 +15,7 @@ use crate::dispatch::{self, ErasedAddr, ProbeFuture, ReplyFuture, StopHandle, St
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, RequestId, WireId};
+use crate::proto::activation::ActivationKey;
 use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount, LinkAccount};
 use crate::proto::registry::record::ActorLocation;
 use crate::types::{ActorRegistration, HandlerRegistration, ProbeFn, TypeTable};
@@ -54,11 +55,39 @@ struct LocalActor {
     gate: Gate,
     /// The messages held, in arrival order (`Some` while held).
     parked: Option<Vec<Parked>>,
+    /// The key, for a keyed activation.
+    keyed: Option<ActivationKey>,
 }
 
-/// True while an actor's inbound messages are held (it is moving to another node); shared
-/// by the actor's entry and its local handles.
-pub(crate) type Gate = Arc<AtomicBool>;
+/// Shared by an actor's entry and its local handles: whether its inbound messages are held
+/// (it is moving, or being passivated), and how many messages reached it (for idleness).
+pub(crate) type Gate = Arc<ActorCell>;
+
+/// See [`Gate`].
+#[derive(Debug, Default)]
+pub(crate) struct ActorCell {
+    /// Its inbound messages are held.
+    pub(crate) held: AtomicBool,
+    /// Messages that reached it so far.
+    pub(crate) activity: AtomicU64,
+}
+
+impl ActorCell {
+    fn held(held: bool) -> Self {
+        Self { held: AtomicBool::new(held), activity: AtomicU64::new(0) }
+    }
+
+    /// Counts a message.
+    pub(crate) fn touch(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A keyed activation that was passivated: what reaches it waits here for the next one.
+struct Passivated {
+    key: ActivationKey,
+    parked: Vec<Parked>,
+}
 
 /// A message for an actor whose inbound messages are held, kept to be delivered later: to
 /// the actor when it takes messages again, or where it moved.
@@ -146,6 +175,8 @@ pub(crate) enum Undelivered {
     Refused(RemoteError),
     /// The actor moved there: the tell is to be forwarded.
     Moved(ActorLocation),
+    /// The actor was passivated: the tell waits for its next activation.
+    Passivated,
     /// The link sent past its flow-control window: it breaks the protocol.
     Flow(FlowViolation),
 }
@@ -168,6 +199,23 @@ struct Table {
     departed: mpsc::UnboundedSender<LocalActorId>,
     /// Actors that moved away, and where, for the messages still sent here.
     moved: IdMap<LocalActorId, ActorLocation>,
+    /// Keyed activations passivated here, with what reached them since.
+    passivated: IdMap<LocalActorId, Passivated>,
+    /// Where the first message for a passivated activation is announced.
+    wakes: mpsc::UnboundedSender<(LocalActorId, ActivationKey)>,
+}
+
+impl Table {
+    /// Keeps `parked` for passivated activation `id`, announcing the first; false if `id`
+    /// is not a passivated activation.
+    fn park_passivated(&mut self, id: LocalActorId, parked: Parked) -> bool {
+        let Some(p) = self.passivated.get_mut(&id) else { return false };
+        if p.parked.is_empty() {
+            let _ = self.wakes.send((id, p.key.clone()));
+        }
+        p.parked.push(parked);
+        true
+    }
 }
 
 /// Credit for tells a stopped actor will never handle, to send back on `link`.
@@ -188,6 +236,10 @@ impl Table {
 
     fn remove(&mut self, id: LocalActorId) -> Option<LocalActor> {
         let actor = self.actors.remove(&id)?;
+        // A table that held many actors gives its room back once most are gone.
+        if self.actors.capacity() > 64 && self.actors.len() < self.actors.capacity() / 4 {
+            self.actors.shrink_to(self.actors.len() * 2);
+        }
         // Its unhandled tells go back to their links as credit.
         for link in actor.inbound.links().collect::<Vec<_>>() {
             let (bytes, msgs) = actor.inbound.outstanding(link);
@@ -211,6 +263,16 @@ impl Table {
     }
 }
 
+/// What the actor table reports to the node's tasks.
+pub(crate) struct Outlets {
+    /// Credit of tells left in stopped actors' mailboxes.
+    pub(crate) orphans: mpsc::UnboundedReceiver<OrphanCredit>,
+    /// Stopped actors the services follow.
+    pub(crate) departures: mpsc::UnboundedReceiver<LocalActorId>,
+    /// First messages for passivated activations.
+    pub(crate) woken: mpsc::UnboundedReceiver<(LocalActorId, ActivationKey)>,
+}
+
 /// The local actor table.
 pub(crate) struct Actors {
     next: AtomicU64,
@@ -229,13 +291,10 @@ impl Actors {
     /// with messages up to `max_frame` bytes; the credit of tells left in stopped actors'
     /// mailboxes comes out of the first receiver, the ids of stopped actors marked with
     /// [`announce_stop`](Self::announce_stop) out of the second.
-    pub(crate) fn new(
-        window: FlowWindow,
-        link_window: FlowWindow,
-        max_frame: usize,
-    ) -> (Self, mpsc::UnboundedReceiver<OrphanCredit>, mpsc::UnboundedReceiver<LocalActorId>) {
+    pub(crate) fn new(window: FlowWindow, link_window: FlowWindow, max_frame: usize) -> (Self, Outlets) {
         let (orphans, rx) = mpsc::unbounded_channel();
         let (departed, departures) = mpsc::unbounded_channel();
+        let (wakes, woken) = mpsc::unbounded_channel();
         let table = Table {
             actors: IdMap::default(),
             spawned: IdMap::default(),
@@ -243,6 +302,8 @@ impl Actors {
             orphans,
             departed,
             moved: IdMap::default(),
+            passivated: IdMap::default(),
+            wakes,
         };
         let actors = Self {
             next: AtomicU64::new(1),
@@ -251,7 +312,7 @@ impl Actors {
             link_window,
             max_frame: max_frame as u64,
         };
-        (actors, rx, departures)
+        (actors, Outlets { orphans: rx, departures, woken })
     }
 
     /// The services are told (through the departures receiver) when actor `id` stops;
@@ -307,6 +368,7 @@ impl Actors {
             announce: false,
             gate: Gate::default(),
             parked: None,
+            keyed: None,
         };
         let gate = entry.gate.clone();
         lock(&self.table).insert(id, entry);
@@ -351,8 +413,9 @@ impl Actors {
             inbound: self.account(),
             probe: reg.probe,
             announce: false,
-            gate: Arc::new(AtomicBool::new(held)),
+            gate: Arc::new(ActorCell::held(held)),
             parked: held.then(Vec::new),
+            keyed: None,
         };
         lock(&self.table).insert(id, entry);
         Ok(id)
@@ -404,12 +467,15 @@ impl Actors {
             let mut table = lock(&self.table);
             let t = &mut *table;
             let Some(a) = t.actors.get_mut(&target) else {
-                return match t.moved.get(&target) {
-                    Some(to) => Ok(Asked::Moved(to.clone())),
-                    None => Err(unknown_actor(target)),
-                };
+                if let Some(to) = t.moved.get(&target) {
+                    return Ok(Asked::Moved(to.clone()));
+                }
+                let parked =
+                    Parked::Ask { peer, request, message, format, payload: body.slice_ref(payload), size: body.len() };
+                return if t.park_passivated(target, parked) { Ok(Asked::Parked) } else { Err(unknown_actor(target)) };
             };
             handler(types, a.type_id, target, message)?;
+            a.gate.touch();
             if let Some(parked) = a.parked.as_mut() {
                 let payload = body.slice_ref(payload);
                 parked.push(Parked::Ask { peer, request, message, format, payload, size: body.len() });
@@ -444,12 +510,18 @@ impl Actors {
             let mut table = lock(&self.table);
             let t = &mut *table;
             let Some(actor) = t.actors.get_mut(&target) else {
-                return Err(match t.moved.get(&target) {
-                    Some(to) => Undelivered::Moved(to.clone()),
-                    None => Undelivered::Refused(unknown_actor(target)),
+                if let Some(to) = t.moved.get(&target) {
+                    return Err(Undelivered::Moved(to.clone()));
+                }
+                let parked = Parked::Tell { link, message, format, payload: body.slice_ref(payload), size };
+                return Err(if t.park_passivated(target, parked) {
+                    Undelivered::Passivated
+                } else {
+                    Undelivered::Refused(unknown_actor(target))
                 });
             };
             let handler = handler(types, actor.type_id, target, message).map_err(Undelivered::Refused)?;
+            actor.gate.touch();
             let (actor_due, first) = actor.inbound.deliver(link, size).map_err(Undelivered::Flow)?;
             let addr = actor.addr.clone();
             let account = t.links.entry(link).or_insert_with(|| LinkAccount::new(self.link_window, self.max_frame));
@@ -499,7 +571,7 @@ impl Actors {
         if a.parked.is_none() {
             a.parked = Some(Vec::new());
         }
-        a.gate.store(true, Ordering::Release);
+        a.gate.held.store(true, Ordering::Release);
         true
     }
 
@@ -515,8 +587,14 @@ impl Actors {
             parked.push(Parked::Local(send));
             return Ok(());
         }
-        let moved = table.moved.get(&id).cloned();
-        Err((send, moved))
+        if let Some(to) = table.moved.get(&id).cloned() {
+            return Err((send, Some(to)));
+        }
+        if table.passivated.contains_key(&id) {
+            table.park_passivated(id, Parked::Local(send));
+            return Ok(());
+        }
+        Err((send, None))
     }
 
     /// Delivers held actor `id`'s messages to it, in order, and lets it take messages again.
@@ -554,7 +632,7 @@ impl Actors {
             }
         }
         if let Some(a) = t.actors.get_mut(&id) {
-            a.gate.store(false, Ordering::Release);
+            a.gate.held.store(false, Ordering::Release);
             // The tells held meanwhile kept their credit: a probe returns it as they are handled.
             if a.inbound.links().next().is_some() && !a.inbound.probing() {
                 if let Some(future) = (a.probe)(&*a.addr) {
@@ -575,6 +653,97 @@ impl Actors {
         table.moved.insert(id, to);
         table.remove(id);
         parked
+    }
+
+    /// Marks local actor `id` as the activation of `key`; false if it is not here.
+    pub(crate) fn mark_keyed(&self, id: LocalActorId, key: ActivationKey) -> bool {
+        lock(&self.table).actors.get_mut(&id).map(|a| a.keyed = Some(key)).is_some()
+    }
+
+    /// Every keyed activation here that takes messages, with how many reached it so far.
+    pub(crate) fn keyed_activity(&self) -> Vec<(LocalActorId, ActivationKey, u64)> {
+        let table = lock(&self.table);
+        table
+            .actors
+            .iter()
+            .filter(|(_, a)| a.parked.is_none())
+            .filter_map(|(id, a)| Some((*id, a.keyed.clone()?, a.gate.activity.load(Ordering::Relaxed))))
+            .collect()
+    }
+
+    /// Held keyed activation `id` of `key` is passivated if nothing reached it while held:
+    /// it leaves the table (the caller stops it) and what is sent to it from now on waits for
+    /// the next activation. False if something did (it stays, held).
+    pub(crate) fn passivate(&self, id: LocalActorId, key: ActivationKey) -> bool {
+        let mut table = lock(&self.table);
+        let Some(a) = table.actors.get(&id) else { return false };
+        if a.parked.as_ref().is_some_and(|p| !p.is_empty()) {
+            return false;
+        }
+        table.remove(id);
+        table.passivated.insert(id, Passivated { key, parked: Vec::new() });
+        true
+    }
+
+    /// The next activation of passivated `id` runs at `to`: what waited for it is returned,
+    /// in order, to forward there, and what is still sent to `id` is forwarded too.
+    pub(crate) fn release_passivated(&self, id: LocalActorId, to: ActorLocation) -> Vec<Parked> {
+        let mut table = lock(&self.table);
+        let parked = table.passivated.remove(&id).map(|p| p.parked).unwrap_or_default();
+        table.moved.insert(id, to);
+        parked
+    }
+
+    /// Activates `key` of a keyed type registered here, not held; `None` if the type is not.
+    pub(crate) fn activate_key(&self, types: &TypeTable, key: &ActivationKey) -> Option<LocalActorId> {
+        let keyed = types.keyed(key.actor_type)?;
+        let reg = types.actor(key.actor_type)?;
+        let (id, stop, watch) = self.reserve();
+        let addr = (keyed.activate)(&key.key, watch);
+        let entry = LocalActor {
+            type_id: key.actor_type,
+            addr,
+            stop,
+            spawner: None,
+            inbound: self.account(),
+            probe: reg.probe,
+            announce: false,
+            gate: Gate::default(),
+            parked: None,
+            keyed: Some(key.clone()),
+        };
+        lock(&self.table).insert(id, entry);
+        Some(id)
+    }
+
+    /// Delivers a forwarded message to actor `id` here (its next activation), outside flow
+    /// control: the asks' replies to await, or false if the actor is not here.
+    pub(crate) fn deliver_parked(
+        &self,
+        types: &TypeTable,
+        id: LocalActorId,
+        parked: Parked,
+    ) -> Result<Option<(NodeId, RequestId, usize, ReplyFuture)>, RemoteError> {
+        let (type_id, addr) = {
+            let table = lock(&self.table);
+            let a = table.actors.get(&id).ok_or_else(|| unknown_actor(id))?;
+            a.gate.touch();
+            (a.type_id, a.addr.clone())
+        };
+        match parked {
+            Parked::Tell { message, format, payload, .. } => {
+                let h = handler(types, type_id, id, message)?;
+                (h.dispatch)(&*addr, format, &payload, false).map(|_| None)
+            }
+            Parked::Ask { peer, request, message, format, payload, size } => {
+                let h = handler(types, type_id, id, message)?;
+                Ok((h.dispatch)(&*addr, format, &payload, true)?.map(|reply| (peer, request, size, reply)))
+            }
+            Parked::Local(send) => {
+                send(Resume::Here(&addr));
+                Ok(None)
+            }
+        }
     }
 
     /// The messages still sent to moved actor `id` are refused from now on.

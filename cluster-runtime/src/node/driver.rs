@@ -16,6 +16,25 @@ use crate::node::service::{Cx, Input, Kernel, Metrics, NodeStats, Service};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::timer::TimerTable;
 
+impl Node {
+    /// Forgets where actor `actor` moved once `grace` has passed.
+    fn forget_after(&self, actor: crate::ids::LocalActorId, grace: std::time::Duration) {
+        let me = self.me.clone();
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => {}
+                () = tokio::time::sleep(grace) => {
+                    if let Some(node) = me.upgrade() {
+                        node.actors.forget_moved(actor);
+                    }
+                }
+            }
+        });
+    }
+}
+
 impl Kernel for Node {
     fn node_name(&self) -> &str {
         self.name()
@@ -86,7 +105,7 @@ impl Kernel for Node {
         &self,
         actor: crate::ids::LocalActorId,
         to: crate::proto::registry::record::ActorLocation,
-        then: (NodeId, crate::proto::wire::channel::Channel, Vec<u8>),
+        then: Option<(NodeId, crate::proto::wire::channel::Channel, Vec<u8>)>,
         grace: std::time::Duration,
     ) {
         let stop = self.actors.stop_handle(actor);
@@ -95,8 +114,7 @@ impl Kernel for Node {
         }
         let me = self.me.clone();
         self.after_forwarded(move || {
-            let Some(node) = me.upgrade() else { return };
-            let (peer, channel, body) = then;
+            let (Some(node), Some((peer, channel, body))) = (me.upgrade(), then) else { return };
             let frame = crate::proto::wire::frame::Frame::Service { channel, body: &body };
             let sent = crate::proto::wire::frame::encode(&frame).is_ok_and(|bytes| node.peers.try_send(peer, bytes));
             if !sent {
@@ -106,19 +124,7 @@ impl Kernel for Node {
         if let Some(stop) = stop {
             stop.stop.cancel();
         }
-        let me = self.me.clone();
-        let stopping = self.life.stopping.clone();
-        self.life.tasks.spawn_local(async move {
-            tokio::select! {
-                biased;
-                () = stopping.cancelled() => {}
-                () = tokio::time::sleep(grace) => {
-                    if let Some(node) = me.upgrade() {
-                        node.actors.forget_moved(actor);
-                    }
-                }
-            }
-        });
+        self.forget_after(actor, grace);
     }
 
     fn spawn_call(
@@ -138,6 +144,45 @@ impl Kernel for Node {
                 node.to_control(Input::Call(channel, call));
             }
         });
+    }
+
+    fn mark_keyed(&self, actor: crate::ids::LocalActorId, key: crate::proto::activation::ActivationKey) -> bool {
+        self.actors.mark_keyed(actor, key)
+    }
+
+    fn keyed_activity(&self) -> Vec<(crate::ids::LocalActorId, crate::proto::activation::ActivationKey, u64)> {
+        self.actors.keyed_activity()
+    }
+
+    fn keyed_policies(&self) -> Vec<(crate::ids::ActorTypeId, Option<std::time::Duration>)> {
+        self.types.keyed_types().map(|k| (crate::ids::ActorTypeId(k.type_id), (k.passivate_after)())).collect()
+    }
+
+    fn passivate(&self, actor: crate::ids::LocalActorId, key: crate::proto::activation::ActivationKey) -> bool {
+        let stop = self.actors.stop_handle(actor);
+        if !self.actors.passivate(actor, key) {
+            return false;
+        }
+        if let Some(stop) = stop {
+            stop.stop.cancel();
+        }
+        true
+    }
+
+    fn release_passivated(
+        &self,
+        actor: crate::ids::LocalActorId,
+        to: crate::proto::registry::record::ActorLocation,
+        grace: std::time::Duration,
+    ) {
+        for parked in self.actors.release_passivated(actor, to.clone()) {
+            self.forward(to.clone(), parked);
+        }
+        self.forget_after(actor, grace);
+    }
+
+    fn activate_key(&self, key: &crate::proto::activation::ActivationKey) -> Option<crate::ids::LocalActorId> {
+        self.actors.activate_key(&self.types, key)
     }
 
     fn take_state(&self, actor: crate::ids::LocalActorId) -> Option<crate::dispatch::StateFuture> {
@@ -235,6 +280,7 @@ impl Driver {
                 }
             }
             Input::ActorStopped(actor) => self.each(|s, cx| s.handle_actor_stopped(cx, actor)),
+            Input::Wake(actor, key) => self.each(|s, cx| s.handle_wake(cx, actor, &key)),
             Input::Metrics(reply) => {
                 let mut out = Metrics::default();
                 for s in &self.services {

@@ -45,6 +45,17 @@ impl Node {
     }
 
     async fn forward_one(&self, to: &ActorLocation, parked: Parked) {
+        if to.node_id == self.id {
+            // The next activation is on this node.
+            match self.actors.deliver_parked(&self.types, to.actor, parked) {
+                Ok(Some((peer, request, size, reply))) => self.spawn_reply(peer, request, size, reply),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(node = %self.name(), actor = %to.actor, detail = %e.detail, "a forwarded message was not delivered")
+                }
+            }
+            return;
+        }
         match parked {
             Parked::Local(send) => send(Resume::There(to)),
             Parked::Tell { message, format, payload, .. } => {

@@ -66,6 +66,8 @@ impl LinkHandler for Node {
                 match delivered {
                     Ok(probes) => probes.into_iter().for_each(|probe| self.spawn_probe(probe)),
                     Err(Undelivered::Flow(violation)) => return Err(violation.into()),
+                    // Waits for the key's next activation; its credit goes back here at once.
+                    Err(Undelivered::Passivated) => self.send_credit(link, target, body.len() as u64, 1),
                     Err(Undelivered::Moved(to)) => {
                         // Forwarded to where the actor went; its credit goes back here at once.
                         self.send_credit(link, target, body.len() as u64, 1);

@@ -77,6 +77,9 @@ pub(crate) trait Service: Any {
     fn handle_membership(&mut self, _cx: &mut Cx<'_>, _event: &MembershipEvent) {}
     /// A local actor marked with [`Kernel::announce_stop`] stopped.
     fn handle_actor_stopped(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId) {}
+    /// A message reached passivated keyed activation `actor` (of `key`): it waits for the
+    /// key's next activation.
+    fn handle_wake(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId, _key: &crate::proto::activation::ActivationKey) {}
     /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
     fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
     /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
@@ -127,10 +130,30 @@ pub(crate) trait Kernel {
     /// Held actor `actor` moved to `to`: its held messages are forwarded there in order,
     /// then `then` (a frame on `then.1` to node `then.0`) goes out on the same link; the
     /// actor stops here, and what is still sent to it is forwarded for `grace`.
-    fn move_away(&self, actor: LocalActorId, to: ActorLocation, then: (NodeId, Channel, Vec<u8>), grace: Duration);
+    fn move_away(
+        &self,
+        actor: LocalActorId,
+        to: ActorLocation,
+        then: Option<(NodeId, Channel, Vec<u8>)>,
+        grace: Duration,
+    );
     /// Runs `work` in a task of the node; the call it ends with goes to the service on
     /// `channel`, like an API call.
     fn spawn_call(&self, channel: Channel, work: Pin<Box<dyn Future<Output = Option<Call>>>>);
+    /// Marks local actor `actor` as the activation of `key`; false if it is not here.
+    fn mark_keyed(&self, actor: LocalActorId, key: crate::proto::activation::ActivationKey) -> bool;
+    /// Every keyed activation here that takes messages, with how many reached it so far.
+    fn keyed_activity(&self) -> Vec<(LocalActorId, crate::proto::activation::ActivationKey, u64)>;
+    /// The idle period of every keyed actor type registered here.
+    fn keyed_policies(&self) -> Vec<(ActorTypeId, Option<Duration>)>;
+    /// Passivates held keyed activation `actor` if nothing reached it while held (it stops;
+    /// later messages wait for the next activation); false if something did.
+    fn passivate(&self, actor: LocalActorId, key: crate::proto::activation::ActivationKey) -> bool;
+    /// The next activation of passivated `actor` runs at `to`: what waited is forwarded
+    /// there in order, and what still comes is, for `grace`.
+    fn release_passivated(&self, actor: LocalActorId, to: ActorLocation, grace: Duration);
+    /// Activates `key` here (a keyed type registered here); `None` if its type is not.
+    fn activate_key(&self, key: &crate::proto::activation::ActivationKey) -> Option<LocalActorId>;
     /// Asks local actor `actor` for its serialized state, in mailbox order.
     fn take_state(&self, actor: LocalActorId) -> Option<crate::dispatch::StateFuture>;
     /// Hands `call` to the service on `channel` (after the current input).
@@ -251,6 +274,8 @@ pub(crate) enum Input {
     Call(Channel, Call),
     /// A local actor the services follow stopped.
     ActorStopped(LocalActorId),
+    /// A message reached passivated keyed activation `.0` (of key `.1`).
+    Wake(LocalActorId, crate::proto::activation::ActivationKey),
     /// The services' metrics are wanted.
     Metrics(tokio::sync::oneshot::Sender<Metrics>),
     /// The node stops; answered once every service has stopped.

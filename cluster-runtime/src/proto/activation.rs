@@ -138,6 +138,10 @@ pub struct Activations {
     members: BTreeSet<String>,
     next_sweep: Option<Duration>,
     next_rebalance: Option<Duration>,
+    /// At most this many activations are being passivated at once; the others wait for
+    /// the next sweep, `batch_pause` later.
+    passivation_batch: usize,
+    batch_pause: Duration,
     out: Vec<Output>,
 }
 
@@ -152,8 +156,17 @@ impl Activations {
             members: BTreeSet::from([me.to_owned()]),
             next_sweep: None,
             next_rebalance: None,
+            passivation_batch: usize::MAX,
+            batch_pause: Duration::from_millis(20),
             out: Vec::new(),
         }
+    }
+
+    /// Passivates at most `batch` activations at once; when more are idle, sweeps again
+    /// `pause` later (a burst of idle keys does not flood the directory).
+    pub fn set_passivation_batch(&mut self, batch: usize, pause: Duration) {
+        self.passivation_batch = batch.max(1);
+        self.batch_pause = pause;
     }
 
     /// Sets the policy of `actor_type`'s activations.
@@ -230,6 +243,11 @@ impl Activations {
         self.active.remove(key);
     }
 
+    /// Forgets the activations taking messages whose actor `keep` rejects (they stopped).
+    pub fn retain_running(&mut self, keep: impl Fn(LocalActorId) -> bool) {
+        self.active.retain(|_, a| a.phase != Phase::Active || keep(a.actor));
+    }
+
     /// A rebalance move of `key` failed: the activation stays and takes messages.
     pub fn handle_move_failed(&mut self, now: Duration, key: &ActivationKey) {
         if let Some(a) = self.active.get_mut(key) {
@@ -276,7 +294,13 @@ impl Activations {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        for (key, actor) in idle {
+        let passivating = self.active.values().filter(|a| matches!(a.phase, Phase::Passivating { .. })).count();
+        let room = self.passivation_batch.saturating_sub(passivating);
+        if idle.len() > room {
+            let soon = now + self.batch_pause;
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
+        for (key, actor) in idle.into_iter().take(room) {
             if let Some(a) = self.active.get_mut(&key) {
                 a.phase = Phase::Passivating { buffered: 0 };
             }
@@ -401,6 +425,27 @@ mod tests {
         // The next activation starts afresh.
         t.handle_activated(ms(1004), key("a"), LocalActorId(9), true);
         assert_eq!(t.local(&key("a")), Some(LocalActorId(9)));
+    }
+
+    #[test]
+    fn a_burst_of_idle_keys_is_passivated_a_batch_at_a_time() {
+        let mut t = table();
+        t.set_passivation_batch(3, ms(20));
+        for i in 0..10 {
+            t.handle_activated(ms(0), key(&format!("k{i}")), LocalActorId(i), true);
+        }
+        t.handle_timeout(ms(1000));
+        let first = drain(&mut t);
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert_eq!(t.poll_timeout(), Some(ms(1020)), "the rest soon after");
+        t.handle_timeout(ms(1020));
+        assert!(drain(&mut t).is_empty(), "three still in flight");
+        for o in first {
+            let Output::Passivate { key, .. } = o else { panic!("{o:?}") };
+            t.handle_passivated(ms(1030), &key);
+        }
+        t.handle_timeout(ms(1040));
+        assert_eq!(drain(&mut t).len(), 3);
     }
 
     #[test]

@@ -322,6 +322,7 @@ impl Directory {
             self.set_record(now, &key, None);
         }
         self.cache.retain(|_, r| !on_it(r));
+        self.shrink_cache();
         let lost: Vec<DirKey> =
             self.watched.iter().filter(|(_, r)| r.as_ref().is_some_and(on_it)).map(|(k, _)| k.clone()).collect();
         for key in lost {
@@ -457,6 +458,7 @@ impl Directory {
     /// Drops `key` from the cache (its cached location answered that the actor is not there).
     pub fn invalidate(&mut self, key: &DirKey) {
         self.cache.remove(key);
+        self.shrink_cache();
     }
 
     /// Reports every change of `key` from now on (as [`Output::Event`]).
@@ -521,6 +523,13 @@ impl Directory {
         }
     }
 
+    /// A cache that held many records gives its room back once most are gone.
+    fn shrink_cache(&mut self) {
+        if self.cache.capacity() > 64 && self.cache.len() < self.cache.capacity() / 4 {
+            self.cache.shrink_to(self.cache.len() * 2);
+        }
+    }
+
     fn drop_hosted(&mut self, key: &DirKey, actor: crate::ids::ActorId) {
         if self.hosted.get(key).is_some_and(|r| r.actor == actor) {
             self.hosted.remove(key);
@@ -571,6 +580,7 @@ impl Directory {
                     Some(_) => {}
                     None => {
                         self.cache.remove(&key);
+                        self.shrink_cache();
                     }
                 }
                 self.observe(&key, record);

@@ -6,6 +6,13 @@
 //! their directory records from then on), drops them on abort, and asks the directory when
 //! the source went quiet. A node asked to move an actor it runs (a `Request` from another
 //! node) does the same and answers where it went.
+//!
+//! It also passivates idle keyed activations ([`Activations`]): a sweep compares each
+//! activation's message count with the last sweep's; one idle for its type's
+//! `passivate_after` is held, drained, retired from the directory and stopped, unless a
+//! message reached it meanwhile (then it registers again and carries on, or, if another
+//! activation took the key, moves what it has there). A message that reaches a passivated
+//! activation waits; the key's next activation is found (or made here) and gets it.
 
 pub mod api;
 
@@ -18,6 +25,7 @@ use tokio::sync::oneshot;
 use crate::ids::{ActorId, NodeId};
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Install, Service, ServiceFrameError};
+use crate::proto::activation::{self, ActivationKey, Activations, KeyedPolicy, RebalanceConfig};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::migration::{MigrationError, MigrationFrame, MigrationId, Migrations, Output};
 use crate::proto::registry::record::{ActorLocation, Answer, DirKey, Record, Refusal};
@@ -27,6 +35,9 @@ use crate::transport::link::LinkEnd;
 
 /// The version of migration's frames.
 const VERSION: u16 = 1;
+
+/// At most this many keyed activations are being passivated at once on a node.
+const PASSIVATION_BATCH: usize = 256;
 
 /// Where a migration's outcome goes: where the actor runs now, or why it stayed.
 pub(crate) enum Done {
@@ -66,6 +77,15 @@ pub(crate) struct MigrationService {
     /// Requests sent to the nodes actors run on.
     asked: BTreeMap<u64, Asked>,
     next_req: u64,
+    /// Keyed activations here, for passivation.
+    acts: Activations,
+    /// Each activation's message count at the last sweep.
+    seen: BTreeMap<crate::ids::LocalActorId, u64>,
+    /// How often idle activations are looked for (`None`: no keyed type passivates).
+    sweep_every: Option<Duration>,
+    sweep_at: Option<Duration>,
+    /// Activations passivated here so far.
+    passivations: u64,
 }
 
 /// What migration shares with its API: nothing, the API calls the service.
@@ -88,6 +108,18 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         swapped: BTreeMap::new(),
         asked: BTreeMap::new(),
         next_req: 1,
+        acts: {
+            let mut acts = Activations::new(
+                i.config.node_name(),
+                RebalanceConfig { enabled: false, batch: 0, interval: c.timeout },
+            );
+            acts.set_passivation_batch(PASSIVATION_BATCH, Duration::from_millis(20));
+            acts
+        },
+        seen: BTreeMap::new(),
+        sweep_every: None,
+        sweep_at: None,
+        passivations: 0,
     };
     (service, Arc::new(MigrationShared))
 }
@@ -247,7 +279,7 @@ impl MigrationService {
                 Output::Moved { id, actor, to } => {
                     let records = self.swapped.remove(&id).unwrap_or_default();
                     let commit = MigrationFrame::Commit { id, records }.encode();
-                    cx.node().move_away(actor, to.clone(), (to.node_id, Channel::MIGRATION, commit), self.grace);
+                    cx.node().move_away(actor, to.clone(), Some((to.node_id, Channel::MIGRATION, commit)), self.grace);
                     tracing::info!(node = %self.me, %actor, to = %to.node, "actor moved");
                     self.finish(cx, id, Ok(to));
                 }
@@ -307,6 +339,165 @@ impl MigrationService {
         );
     }
 
+    /// Looks for idle keyed activations and passivates them.
+    fn sweep(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        let live = cx.node().keyed_activity();
+        let present: std::collections::BTreeSet<crate::ids::LocalActorId> = live.iter().map(|(a, _, _)| *a).collect();
+        for (actor, key, count) in live {
+            match self.seen.insert(actor, count) {
+                None => self.acts.handle_activated(now, key, actor, true),
+                Some(before) if before != count => {
+                    self.acts.handle_message(now, &key);
+                }
+                Some(_) => {}
+            }
+        }
+        self.seen.retain(|a, _| present.contains(a));
+        self.acts.retain_running(|a| present.contains(&a));
+        self.acts.handle_timeout(now);
+        while let Some(out) = self.acts.poll_output() {
+            if let activation::Output::Passivate { key, actor } = out {
+                cx.node().hold(actor);
+                self.seen.remove(&actor);
+                self.after_drained(cx, actor, move |m, cx| m.drained(cx, key, actor));
+            }
+        }
+    }
+
+    /// Runs `then` once everything `actor` received before now has been handled.
+    fn after_drained(
+        &mut self,
+        cx: &mut Cx<'_>,
+        actor: crate::ids::LocalActorId,
+        then: impl FnOnce(&mut MigrationService, &mut Cx<'_>) + Send + 'static,
+    ) {
+        let taking = cx.node().take_state(actor);
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                if let Some(taking) = taking {
+                    let _ = taking.await;
+                }
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        then(m, cx);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
+    }
+
+    /// An idle activation, held, has handled everything it had: retire it, unless a
+    /// message reached it meanwhile.
+    fn drained(&mut self, cx: &mut Cx<'_>, key: ActivationKey, actor: crate::ids::LocalActorId) {
+        self.registry(cx, move |r, cx| r.retire(cx, actor));
+        if cx.node().passivate(actor, key.clone()) {
+            self.acts.handle_passivated(cx.now(), &key);
+            self.passivations += 1;
+            tracing::debug!(node = %self.me, %actor, key = %key.key, "idle activation passivated");
+            return;
+        }
+        // Something came while it was held: it carries on, if the key is still its.
+        self.acts.handle_gone(&key);
+        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+        self.register_key(cx, key, here, move |m, cx, result| match result {
+            Ok(()) => cx.node().resume(actor),
+            Err(winner) => {
+                let to = winner.map(|r| r.location);
+                match to {
+                    Some(to) => cx.node().move_away(actor, to, None, m.grace),
+                    None => cx.node().resume(actor),
+                }
+            }
+        });
+    }
+
+    /// A message reached passivated activation `actor`: find the key's next activation,
+    /// or make it here, and hand it what waits.
+    fn wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: ActivationKey) {
+        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key.clone() };
+        let (tx, rx) = oneshot::channel();
+        self.registry(cx, move |r, cx| r.lookup(cx, dir_key, true, tx));
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                let found = match rx.await {
+                    Ok(Ok(Answer::Found(found))) => found,
+                    _ => None,
+                };
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        m.woke(cx, actor, key, found);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
+    }
+
+    fn woke(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: ActivationKey, found: Option<Record>) {
+        if let Some(record) = found {
+            cx.node().release_passivated(actor, record.location, self.grace);
+            return;
+        }
+        let Some(next) = cx.node().activate_key(&key) else {
+            tracing::error!(node = %self.me, key = %key.key, "a passivated key's type is not keyed here; its messages wait");
+            return;
+        };
+        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor: next };
+        let at = here.clone();
+        self.register_key(cx, key, here, move |m, cx, result| {
+            let to = match result {
+                Ok(()) => at,
+                Err(Some(winner)) => {
+                    cx.node().discard(next);
+                    winner.location
+                }
+                Err(None) => at,
+            };
+            cx.node().release_passivated(actor, to, m.grace);
+        });
+    }
+
+    /// Registers local activation `at` for `key` (first writer wins); `then` gets `Ok`, or
+    /// the record of the activation that holds the key (`None` if the directory did not answer).
+    fn register_key(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: ActivationKey,
+        at: ActorLocation,
+        then: impl FnOnce(&mut MigrationService, &mut Cx<'_>, Result<(), Option<Record>>) + Send + 'static,
+    ) {
+        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key };
+        let (tx, rx) = oneshot::channel();
+        self.registry(cx, move |r, cx| r.register(cx, dir_key, at, tx));
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                let result = match rx.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(Refusal::Taken(winner))) => Err(Some(*winner)),
+                    _ => Err(None),
+                };
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        then(m, cx, result);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
+    }
+
+    fn registry(&mut self, cx: &mut Cx<'_>, f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) + Send + 'static) {
+        cx.node().post(
+            Channel::REGISTRY,
+            Box::new(move |service, cx| {
+                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
+                    f(r, cx);
+                }
+            }),
+        );
+    }
+
     fn lost(&mut self, cx: &mut Cx<'_>, node: &str) {
         self.m.handle_node_lost(cx.now(), node);
         self.flush(cx);
@@ -320,6 +511,30 @@ impl Service for MigrationService {
 
     fn version(&self) -> u16 {
         VERSION
+    }
+
+    fn start(&mut self, cx: &mut Cx<'_>) {
+        let mut shortest: Option<Duration> = None;
+        for (actor_type, after) in cx.node().keyed_policies() {
+            self.acts.set_policy(actor_type, KeyedPolicy { passivate_after: after });
+            if let Some(after) = after {
+                shortest = Some(shortest.map_or(after, |s| s.min(after)));
+            }
+        }
+        // Half the shortest idle period: an activation goes at most 1.5 periods after its
+        // last message.
+        self.sweep_every = shortest.map(|s| (s / 2).max(Duration::from_millis(1)));
+        self.sweep_at = self.sweep_every.map(|every| cx.now() + every);
+    }
+
+    fn handle_wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: &ActivationKey) {
+        self.wake(cx, actor, key.clone());
+    }
+
+    fn metrics(&self, out: &mut crate::node::service::Metrics) {
+        let (active, _) = self.acts.counts();
+        out.gauge("keyed_activations", "Keyed activations on this node", active as f64);
+        out.gauge("keyed_passivations_total", "Keyed activations passivated on this node", self.passivations as f64);
     }
 
     fn handle_link_up(&mut self, _: &mut Cx<'_>, peer: &PeerInfo) {
@@ -367,6 +582,13 @@ impl Service for MigrationService {
     }
 
     fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        if self.sweep_at.is_some_and(|at| at <= now) {
+            self.sweep(cx, now);
+            self.sweep_at = self.sweep_every.map(|every| now + every);
+        } else if self.sweep_every.is_some() && self.acts.poll_timeout().is_some_and(|at| at <= now) {
+            // The rest of a burst of idle keys.
+            self.sweep(cx, now);
+        }
         self.m.handle_timeout(now);
         let expired: Vec<u64> = self.asked.iter().filter(|(_, a)| a.deadline <= now).map(|(r, _)| *r).collect();
         for req in expired {
@@ -379,7 +601,8 @@ impl Service for MigrationService {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let asked = self.asked.values().map(|a| a.deadline).min();
-        [self.m.poll_timeout(), asked].into_iter().flatten().min()
+        let batch = self.sweep_every.and(self.acts.poll_timeout());
+        [self.m.poll_timeout(), asked, self.sweep_at, batch].into_iter().flatten().min()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

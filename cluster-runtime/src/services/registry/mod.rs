@@ -140,6 +140,11 @@ impl RegistryService {
         let now = cx.now();
         let record = self.record(now, actor, actor_type);
         let identity = record.actor;
+        if let DirKey::Keyed { actor_type, key } = &key {
+            // A keyed activation: the node follows its idleness.
+            let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: key.clone() };
+            cx.node().mark_keyed(actor, key);
+        }
         self.dir.register(now, token, key, record.clone());
         // The identity record lets handles whose location went stale find the actor again.
         let quiet = self.token();
@@ -192,6 +197,14 @@ impl RegistryService {
         self.named.remove(&actor);
         self.moves.insert(token, MoveOut { reply, actor, identity, records });
         self.flush(cx);
+    }
+
+    /// Local actor `actor` is being passivated: its records go now (it may register again).
+    pub(crate) fn retire(&mut self, cx: &mut Cx<'_>, actor: LocalActorId) {
+        if let Some(identity) = self.named.remove(&actor) {
+            self.dir.actor_stopped(cx.now(), identity);
+            self.flush(cx);
+        }
     }
 
     /// This node writes `records` from now on: local actor `actor` (identity `identity`)
