@@ -30,10 +30,11 @@ pub struct ActivationKey {
 }
 
 impl ActivationKey {
-    /// The string consistent-hash placement hashes for this key (fixed: changing it moves
-    /// every key of a running cluster).
-    pub fn ring_key(&self) -> String {
-        format!("k/{}/{}", self.actor_type.0, self.key)
+    /// The string consistent-hash placement hashes for this key: the key itself, as
+    /// `system.spawn(..).placement(ConsistentHash).key(key)` hashes it (so a rebalance moves
+    /// a key exactly where a new activation of it would go).
+    pub fn ring_key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -201,7 +202,7 @@ impl Activations {
 
     /// The node consistent hashing gives `key` among the current members.
     pub fn owner_of(&self, key: &ActivationKey) -> Option<&str> {
-        ring::owner(&key.ring_key(), self.members.iter().map(String::as_str))
+        ring::owner(key.ring_key(), self.members.iter().map(String::as_str))
     }
 
     /// `key` was activated here as `actor` (`hashed`: placed by consistent hashing).
@@ -311,7 +312,7 @@ impl Activations {
 
     fn misplaced(&self) -> impl Iterator<Item = (&ActivationKey, &Activation, &str)> {
         self.active.iter().filter(|(_, a)| a.hashed && a.phase == Phase::Active).filter_map(|(key, a)| {
-            let owner = ring::owner(&key.ring_key(), self.members.iter().map(String::as_str))?;
+            let owner = ring::owner(key.ring_key(), self.members.iter().map(String::as_str))?;
             (owner != self.me).then_some((key, a, owner))
         })
     }
@@ -494,8 +495,7 @@ mod tests {
     fn a_failed_move_keeps_the_activation_and_it_is_tried_again() {
         let mut t = table();
         t.set_policy(TYPE, KeyedPolicy { passivate_after: None });
-        let k =
-            (0..100).map(|i| key(&format!("k{i}"))).find(|k| ring::owner(&k.ring_key(), ["n1", "n2"]) == Some("n2"));
+        let k = (0..100).map(|i| key(&format!("k{i}"))).find(|k| ring::owner(k.ring_key(), ["n1", "n2"]) == Some("n2"));
         let k = k.expect("some key belongs to n2");
         t.handle_activated(ms(0), k.clone(), LocalActorId(1), true);
         t.handle_view(ms(1), ["n2".to_string()].into());
