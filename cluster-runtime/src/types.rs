@@ -76,6 +76,8 @@ pub struct KeyedRegistration {
     pub activate: KeyedSpawnFn,
     /// How long an activation may sit idle before it is passivated.
     pub passivate_after: fn() -> Option<std::time::Duration>,
+    /// The type's placement (keys placed by consistent hashing follow membership changes).
+    pub placement: fn() -> crate::actor::Placement,
 }
 
 inventory::collect!(KeyedRegistration);

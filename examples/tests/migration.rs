@@ -164,7 +164,11 @@ async fn a_move_to_an_unreachable_node_fails_and_the_actor_stays() {
     let h = ClusterTestHarness::builder()
         .nodes(3)
         .configure(|_, c| {
-            c.migration(MigrationConfig { timeout: Duration::from_millis(500), grace: Duration::from_secs(5) })
+            c.migration(MigrationConfig {
+                timeout: Duration::from_millis(500),
+                grace: Duration::from_secs(5),
+                ..MigrationConfig::default()
+            })
         })
         .start()
         .await

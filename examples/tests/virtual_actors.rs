@@ -351,3 +351,96 @@ async fn ten_thousand_idle_activations_give_their_memory_back() {
     assert!(after < peak, "passivation gives memory back: {after} KiB after, {peak} KiB at the peak");
     h.shutdown().await;
 }
+
+/// A keyed counter that keeps its count across moves.
+#[distributed_actor(messages(Add, Get), keyed = "key")]
+#[derive(Default, Serialize, Deserialize)]
+struct Tally {
+    key: String,
+    total: u64,
+    handled: u64,
+}
+
+impl Handler<Add> for Tally {
+    type Result = ();
+    fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) {
+        self.total += n;
+        self.handled += 1;
+    }
+}
+
+impl Handler<Get> for Tally {
+    type Result = MessageResult<Get>;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> Self::Result {
+        self.handled += 1;
+        MessageResult((0, self.key.clone(), self.total, self.handled))
+    }
+}
+
+fn tallies(h: &ClusterTestHarness, i: usize, baseline: &[usize]) -> usize {
+    h.try_node(i).map_or(0, |n| n.local_actor_count() - baseline[i])
+}
+
+#[actix_rt::test]
+async fn a_joining_node_takes_its_keys_a_batch_at_a_time_with_their_state() {
+    let mut h = ClusterTestHarness::builder()
+        .nodes(4)
+        .configure(|_, c| {
+            c.migration(actix_cluster::MigrationConfig {
+                rebalance_batch: 3,
+                rebalance_interval: Duration::from_millis(100),
+                ..Default::default()
+            })
+        })
+        .start()
+        .await
+        .expect("harness");
+    h.stop(3).await;
+    for i in 0..3 {
+        let node = h.node(i).clone();
+        let deadline = Instant::now() + DEADLINE;
+        while node.membership().up_members().len() != 3 {
+            assert!(Instant::now() < deadline, "node-4 never left");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let baseline: Vec<usize> = (0..4).map(|i| h.try_node(i).map_or(0, |n| n.local_actor_count())).collect();
+    let keys: Vec<String> = (0..60).map(|k| format!("tally-{k}")).collect();
+    let handles: Vec<ActorRef<Tally>> = keys.iter().map(|k| h.node(0).actor_for::<Tally>(k.clone())).collect();
+    for t in &handles {
+        t.tell(Add(5)).await.expect("tell");
+        t.send(Get).await.expect("ask");
+    }
+    let four = ["node-1", "node-2", "node-3", "node-4"];
+    let theirs =
+        keys.iter().filter(|k| actix_cluster_runtime::proto::registry::ring::owner(k, four) == Some("node-4")).count();
+    assert!(theirs > 3, "consistent hashing gives node-4 some of the keys: {theirs}");
+    // node-4 comes back: the keys it owns move to it, a few per interval.
+    h.restart(3).await.expect("restart");
+    let joined = Instant::now();
+    let mut timeline = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let on_4 = tallies(&h, 3, &baseline);
+        if timeline.last() != Some(&on_4) {
+            timeline.push(on_4);
+        }
+        if on_4 == theirs {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node-4 has {on_4} of its {theirs} keys");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let moved_in = joined.elapsed();
+    println!("virtual actors: a joining node took its {theirs} of 60 keys in {moved_in:?}; keys there over time: {timeline:?}");
+    assert!(timeline.iter().all(|n| *n <= theirs));
+    assert!(timeline.len() > 2, "in batches, not all at once: {timeline:?}");
+    // One activation per key, each with its count, through the old handles.
+    let total: usize = (0..4).map(|i| tallies(&h, i, &baseline)).sum();
+    assert_eq!(total, 60);
+    for t in &handles {
+        let (_, _, sum, handled) = t.send(Get).await.expect("ask after the move");
+        assert_eq!((sum, handled), (5, 3), "{:?}", t.key());
+    }
+    h.shutdown().await;
+}

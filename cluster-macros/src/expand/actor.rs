@@ -121,6 +121,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
                     activate: #p::spawn_keyed::<#ident>,
                     passivate_after: <#ident as ::actix_cluster::KeyedActor>::passivate_after,
+                    placement: <#ident as ::actix_cluster::DistributedActor>::placement,
                 }
             }
         }

@@ -15,11 +15,24 @@ pub struct MigrationConfig {
     /// After a move, the old node forwards the messages still sent there for this long;
     /// after it, they are refused and handles look the actor up again.
     pub grace: Duration,
+    /// After a membership change, keyed activations placed by consistent hashing whose key
+    /// now belongs to another node move there (off: they stay where they are).
+    pub rebalance: bool,
+    /// At most this many keyed activations start moving per `rebalance_interval`.
+    pub rebalance_batch: usize,
+    /// See `rebalance_batch`.
+    pub rebalance_interval: Duration,
 }
 
 impl Default for MigrationConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), grace: Duration::from_secs(30) }
+        Self {
+            timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+            rebalance: true,
+            rebalance_batch: 64,
+            rebalance_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -27,7 +40,15 @@ impl MigrationConfig {
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         dur("migration.timeout", self.timeout, "greater than zero")?;
-        dur("migration.grace", self.grace, "greater than zero")
+        dur("migration.grace", self.grace, "greater than zero")?;
+        dur("migration.rebalance_interval", self.rebalance_interval, "greater than zero")?;
+        crate::config::validate::range(
+            "migration.rebalance_batch",
+            self.rebalance_batch,
+            1,
+            1_000_000,
+            "1 to 1,000,000",
+        )
     }
 }
 

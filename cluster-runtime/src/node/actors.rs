@@ -14,7 +14,7 @@ use crate::actor::DistributedActor;
 use crate::dispatch::{self, ErasedAddr, ProbeFuture, ReplyFuture, StopHandle, StopNotice, Watch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::format::Format;
-use crate::ids::{ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, RequestId, WireId};
+use crate::ids::{ActorId, ActorTypeId, IdMap, LinkId, LocalActorId, NodeId, RequestId, WireId};
 use crate::proto::activation::ActivationKey;
 use crate::proto::flow::{Credit, FlowViolation, FlowWindow, InboundAccount, LinkAccount};
 use crate::proto::registry::record::ActorLocation;
@@ -55,8 +55,20 @@ struct LocalActor {
     gate: Gate,
     /// The messages held, in arrival order (`Some` while held).
     parked: Option<Vec<Parked>>,
-    /// The key, for a keyed activation.
-    keyed: Option<ActivationKey>,
+    /// The key and identity, for a keyed activation.
+    keyed: Option<(ActivationKey, ActorId)>,
+}
+
+/// A keyed activation that takes messages, as the table reports it.
+pub(crate) struct KeyedActivity {
+    /// The activation.
+    pub(crate) actor: LocalActorId,
+    /// Its key.
+    pub(crate) key: ActivationKey,
+    /// Its identity in the directory.
+    pub(crate) identity: ActorId,
+    /// Messages that reached it so far.
+    pub(crate) count: u64,
 }
 
 /// Shared by an actor's entry and its local handles: whether its inbound messages are held
@@ -656,18 +668,21 @@ impl Actors {
     }
 
     /// Marks local actor `id` as the activation of `key`; false if it is not here.
-    pub(crate) fn mark_keyed(&self, id: LocalActorId, key: ActivationKey) -> bool {
-        lock(&self.table).actors.get_mut(&id).map(|a| a.keyed = Some(key)).is_some()
+    pub(crate) fn mark_keyed(&self, id: LocalActorId, key: ActivationKey, identity: ActorId) -> bool {
+        lock(&self.table).actors.get_mut(&id).map(|a| a.keyed = Some((key, identity))).is_some()
     }
 
-    /// Every keyed activation here that takes messages, with how many reached it so far.
-    pub(crate) fn keyed_activity(&self) -> Vec<(LocalActorId, ActivationKey, u64)> {
+    /// Every keyed activation here that takes messages.
+    pub(crate) fn keyed_activity(&self) -> Vec<KeyedActivity> {
         let table = lock(&self.table);
         table
             .actors
             .iter()
             .filter(|(_, a)| a.parked.is_none())
-            .filter_map(|(id, a)| Some((*id, a.keyed.clone()?, a.gate.activity.load(Ordering::Relaxed))))
+            .filter_map(|(id, a)| {
+                let (key, identity) = a.keyed.clone()?;
+                Some(KeyedActivity { actor: *id, key, identity, count: a.gate.activity.load(Ordering::Relaxed) })
+            })
             .collect()
     }
 
@@ -710,7 +725,7 @@ impl Actors {
             announce: false,
             gate: Gate::default(),
             parked: None,
-            keyed: Some(key.clone()),
+            keyed: None,
         };
         lock(&self.table).insert(id, entry);
         Some(id)

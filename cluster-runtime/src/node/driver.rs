@@ -146,16 +146,28 @@ impl Kernel for Node {
         });
     }
 
-    fn mark_keyed(&self, actor: crate::ids::LocalActorId, key: crate::proto::activation::ActivationKey) -> bool {
-        self.actors.mark_keyed(actor, key)
+    fn mark_keyed(
+        &self,
+        actor: crate::ids::LocalActorId,
+        key: crate::proto::activation::ActivationKey,
+        identity: crate::ids::ActorId,
+    ) -> bool {
+        self.actors.mark_keyed(actor, key, identity)
     }
 
-    fn keyed_activity(&self) -> Vec<(crate::ids::LocalActorId, crate::proto::activation::ActivationKey, u64)> {
+    fn keyed_activity(&self) -> Vec<crate::node::actors::KeyedActivity> {
         self.actors.keyed_activity()
     }
 
-    fn keyed_policies(&self) -> Vec<(crate::ids::ActorTypeId, Option<std::time::Duration>)> {
-        self.types.keyed_types().map(|k| (crate::ids::ActorTypeId(k.type_id), (k.passivate_after)())).collect()
+    fn keyed_policies(&self) -> Vec<(crate::ids::ActorTypeId, Option<std::time::Duration>, bool)> {
+        use crate::actor::Placement;
+        self.types
+            .keyed_types()
+            .map(|k| {
+                let hashed = matches!((k.placement)(), Placement::Local | Placement::ConsistentHash);
+                (crate::ids::ActorTypeId(k.type_id), (k.passivate_after)(), hashed)
+            })
+            .collect()
     }
 
     fn passivate(&self, actor: crate::ids::LocalActorId, key: crate::proto::activation::ActivationKey) -> bool {

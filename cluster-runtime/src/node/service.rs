@@ -141,11 +141,18 @@ pub(crate) trait Kernel {
     /// `channel`, like an API call.
     fn spawn_call(&self, channel: Channel, work: Pin<Box<dyn Future<Output = Option<Call>>>>);
     /// Marks local actor `actor` as the activation of `key`; false if it is not here.
-    fn mark_keyed(&self, actor: LocalActorId, key: crate::proto::activation::ActivationKey) -> bool;
-    /// Every keyed activation here that takes messages, with how many reached it so far.
-    fn keyed_activity(&self) -> Vec<(LocalActorId, crate::proto::activation::ActivationKey, u64)>;
-    /// The idle period of every keyed actor type registered here.
-    fn keyed_policies(&self) -> Vec<(ActorTypeId, Option<Duration>)>;
+    fn mark_keyed(
+        &self,
+        actor: LocalActorId,
+        key: crate::proto::activation::ActivationKey,
+        identity: crate::ids::ActorId,
+    ) -> bool;
+    /// Every keyed activation here that takes messages: its key, identity, and how many
+    /// messages reached it so far.
+    fn keyed_activity(&self) -> Vec<crate::node::actors::KeyedActivity>;
+    /// Every keyed actor type registered here: its idle period, and whether it is placed
+    /// by consistent hashing of the key.
+    fn keyed_policies(&self) -> Vec<(ActorTypeId, Option<Duration>, bool)>;
     /// Passivates held keyed activation `actor` if nothing reached it while held (it stops;
     /// later messages wait for the next activation); false if something did.
     fn passivate(&self, actor: LocalActorId, key: crate::proto::activation::ActivationKey) -> bool;

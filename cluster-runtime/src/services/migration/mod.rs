@@ -50,6 +50,8 @@ pub(crate) enum Done {
         /// Its request number.
         req: u64,
     },
+    /// A rebalance of this keyed activation.
+    Rebalance(ActivationKey),
 }
 
 /// A `Request` this node sent to the node an actor runs on.
@@ -81,6 +83,12 @@ pub(crate) struct MigrationService {
     acts: Activations,
     /// Each activation's message count at the last sweep.
     seen: BTreeMap<crate::ids::LocalActorId, u64>,
+    /// Each activation's identity in the directory.
+    identities: BTreeMap<crate::ids::LocalActorId, ActorId>,
+    /// Keyed types placed by consistent hashing (rebalanced after membership changes).
+    hashed: std::collections::BTreeSet<crate::ids::ActorTypeId>,
+    /// Members up, for rebalancing.
+    up: std::collections::BTreeSet<String>,
     /// How often idle activations are looked for (`None`: no keyed type passivates).
     sweep_every: Option<Duration>,
     sweep_at: Option<Duration>,
@@ -109,14 +117,16 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         asked: BTreeMap::new(),
         next_req: 1,
         acts: {
-            let mut acts = Activations::new(
-                i.config.node_name(),
-                RebalanceConfig { enabled: false, batch: 0, interval: c.timeout },
-            );
+            let rebalance =
+                RebalanceConfig { enabled: c.rebalance, batch: c.rebalance_batch, interval: c.rebalance_interval };
+            let mut acts = Activations::new(i.config.node_name(), rebalance);
             acts.set_passivation_batch(PASSIVATION_BATCH, Duration::from_millis(20));
             acts
         },
         seen: BTreeMap::new(),
+        identities: BTreeMap::new(),
+        hashed: Default::default(),
+        up: Default::default(),
         sweep_every: None,
         sweep_at: None,
         passivations: 0,
@@ -181,6 +191,13 @@ impl MigrationService {
             Done::Peer { node, req } => {
                 cx.send(node, &MigrationFrame::Reply { req, result }.encode());
             }
+            Done::Rebalance(key) => match result {
+                Ok(_) => self.acts.handle_gone(&key),
+                Err(e) => {
+                    tracing::info!(node = %self.me, key = %key.key, error = %e, "a rebalance move failed; the activation stays");
+                    self.acts.handle_move_failed(cx.now(), &key);
+                }
+            },
         }
     }
 
@@ -341,27 +358,47 @@ impl MigrationService {
 
     /// Looks for idle keyed activations and passivates them.
     fn sweep(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        self.sync(cx, now);
+        self.acts.handle_timeout(now);
+        while let Some(out) = self.acts.poll_output() {
+            match out {
+                activation::Output::Passivate { key, actor } => {
+                    cx.node().hold(actor);
+                    self.seen.remove(&actor);
+                    self.after_drained(cx, actor, move |m, cx| m.drained(cx, key, actor));
+                }
+                activation::Output::Rebalance { key, actor, to } => {
+                    let Some(&identity) = self.identities.get(&actor) else { continue };
+                    let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+                    tracing::debug!(node = %self.me, key = %key.key, %to, "rebalancing a keyed activation");
+                    self.start(cx, identity, here, &to, Done::Rebalance(key));
+                }
+                activation::Output::Reactivate { .. } => {}
+            }
+        }
+    }
+
+    /// Brings the activation table up to date with the node's keyed activations and how
+    /// many messages each received.
+    fn sync(&mut self, cx: &mut Cx<'_>, now: Duration) {
         let live = cx.node().keyed_activity();
-        let present: std::collections::BTreeSet<crate::ids::LocalActorId> = live.iter().map(|(a, _, _)| *a).collect();
-        for (actor, key, count) in live {
-            match self.seen.insert(actor, count) {
-                None => self.acts.handle_activated(now, key, actor, true),
-                Some(before) if before != count => {
-                    self.acts.handle_message(now, &key);
+        let present: std::collections::BTreeSet<crate::ids::LocalActorId> = live.iter().map(|a| a.actor).collect();
+        for a in live {
+            self.identities.insert(a.actor, a.identity);
+            match self.seen.insert(a.actor, a.count) {
+                None => {
+                    let hashed = self.hashed.contains(&a.key.actor_type);
+                    self.acts.handle_activated(now, a.key, a.actor, hashed);
+                }
+                Some(before) if before != a.count => {
+                    self.acts.handle_message(now, &a.key);
                 }
                 Some(_) => {}
             }
         }
         self.seen.retain(|a, _| present.contains(a));
+        self.identities.retain(|a, _| present.contains(a));
         self.acts.retain_running(|a| present.contains(&a));
-        self.acts.handle_timeout(now);
-        while let Some(out) = self.acts.poll_output() {
-            if let activation::Output::Passivate { key, actor } = out {
-                cx.node().hold(actor);
-                self.seen.remove(&actor);
-                self.after_drained(cx, actor, move |m, cx| m.drained(cx, key, actor));
-            }
-        }
     }
 
     /// Runs `then` once everything `actor` received before now has been handled.
@@ -515,8 +552,11 @@ impl Service for MigrationService {
 
     fn start(&mut self, cx: &mut Cx<'_>) {
         let mut shortest: Option<Duration> = None;
-        for (actor_type, after) in cx.node().keyed_policies() {
+        for (actor_type, after, hashed) in cx.node().keyed_policies() {
             self.acts.set_policy(actor_type, KeyedPolicy { passivate_after: after });
+            if hashed {
+                self.hashed.insert(actor_type);
+            }
             if let Some(after) = after {
                 shortest = Some(shortest.map_or(after, |s| s.min(after)));
             }
@@ -576,8 +616,20 @@ impl Service for MigrationService {
     }
 
     fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
-        if let MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) = event {
-            self.lost(cx, &m.name);
+        let changed = match event {
+            MembershipEvent::MemberUp(m) => self.up.insert(m.name.clone()),
+            MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) => {
+                self.lost(cx, &m.name);
+                self.up.remove(&m.name)
+            }
+            MembershipEvent::MemberRemoved(m) => self.up.remove(&m.name),
+            MembershipEvent::MemberSuspect(_) | MembershipEvent::ResourcesChanged(_) => false,
+        };
+        if changed && !self.hashed.is_empty() {
+            // Keys that now hash to another node move there, a batch at a time.
+            let now = cx.now();
+            self.sync(cx, now);
+            self.acts.handle_view(now, self.up.clone());
         }
     }
 
@@ -585,8 +637,8 @@ impl Service for MigrationService {
         if self.sweep_at.is_some_and(|at| at <= now) {
             self.sweep(cx, now);
             self.sweep_at = self.sweep_every.map(|every| now + every);
-        } else if self.sweep_every.is_some() && self.acts.poll_timeout().is_some_and(|at| at <= now) {
-            // The rest of a burst of idle keys.
+        } else if self.acts.poll_timeout().is_some_and(|at| at <= now) {
+            // The rest of a burst of idle keys, or the next rebalance batch.
             self.sweep(cx, now);
         }
         self.m.handle_timeout(now);
@@ -601,8 +653,7 @@ impl Service for MigrationService {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let asked = self.asked.values().map(|a| a.deadline).min();
-        let batch = self.sweep_every.and(self.acts.poll_timeout());
-        [self.m.poll_timeout(), asked, self.sweep_at, batch].into_iter().flatten().min()
+        [self.m.poll_timeout(), asked, self.sweep_at, self.acts.poll_timeout()].into_iter().flatten().min()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

@@ -143,7 +143,7 @@ impl RegistryService {
         if let DirKey::Keyed { actor_type, key } = &key {
             // A keyed activation: the node follows its idleness.
             let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: key.clone() };
-            cx.node().mark_keyed(actor, key);
+            cx.node().mark_keyed(actor, key, identity);
         }
         self.dir.register(now, token, key, record.clone());
         // The identity record lets handles whose location went stale find the actor again.
@@ -218,6 +218,10 @@ impl RegistryService {
     ) {
         self.named.insert(actor, identity);
         for (key, record) in records {
+            if let DirKey::Keyed { actor_type, key } = &key {
+                let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: key.clone() };
+                cx.node().mark_keyed(actor, key, identity);
+            }
             self.dir.adopt(key, record);
         }
         if !cx.node().announce_stop(actor) {
