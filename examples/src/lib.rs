@@ -75,6 +75,30 @@ impl Handler<SlowGet> for Counter {
     }
 }
 
+/// Puts an item in a cart; replies with the number of items.
+#[cluster_message(result = "u32")]
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddItem(pub String);
+
+/// A shopping cart: a keyed (virtual) actor, one per cart id in the cluster.
+#[distributed_actor(messages(AddItem), keyed = "id")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Cart {
+    /// The cart's key.
+    pub id: String,
+    /// What is in it.
+    pub items: Vec<String>,
+}
+
+impl Handler<AddItem> for Cart {
+    type Result = u32;
+    fn handle(&mut self, AddItem(item): AddItem, _: &mut Context<Self>) -> u32 {
+        self.items.push(item);
+        println!("  [{}] {} now holds {} item(s)", node_name(), self.id, self.items.len());
+        self.items.len() as u32
+    }
+}
+
 /// Asks a greeter for a greeting.
 #[cluster_message(result = "String", name = "examples.Greet")]
 #[derive(Debug, Serialize, Deserialize)]

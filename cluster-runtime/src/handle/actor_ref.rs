@@ -161,6 +161,23 @@ impl<A: DistributedActor> ActorRef<A> {
         Some((h.identity, location))
     }
 
+    /// The identity of the running actor this handle reaches: a keyed handle's current
+    /// activation's own (the key's identity names the key, not one activation).
+    pub(crate) fn running_identity(&self) -> Option<ActorId> {
+        match &self.repr {
+            Repr::Keyed(k) => k.started()?.identity(),
+            _ => self.identity(),
+        }
+    }
+
+    /// The actor this handle names now runs at `to` (a migration): a keyed handle sends
+    /// there from now on (others keep their location, and are forwarded).
+    pub(crate) fn note_moved(&self, to: &ActorRef<A>) {
+        if let Repr::Keyed(k) = &self.repr {
+            k.moved(to.clone());
+        }
+    }
+
     /// The key, for a handle from [`ClusterSystem::actor_for`].
     pub fn key(&self) -> Option<&str> {
         match &self.repr {

@@ -37,6 +37,13 @@ impl<T: Clone> Deferred<T> {
         Self { actor, started: OnceLock::new(), waiting: Mutex::new(Vec::new()), done: Notify::new() }
     }
 
+    /// A start that is already over.
+    pub(crate) fn finished(actor: &'static str, outcome: Started<T>) -> Self {
+        let d = Self::new(actor);
+        let _ = d.started.set(outcome);
+        d
+    }
+
     /// The outcome, if the start is over.
     pub(crate) fn get(&self) -> Option<&Started<T>> {
         self.started.get()

@@ -70,6 +70,12 @@ impl<T: Clone + 'static> Keyed<T> {
         current.as_ref()?.get()?.as_ref().ok().cloned()
     }
 
+    /// The key's activation moved to `to` (a migration): calls go there from now on.
+    pub(crate) fn moved(&self, to: T) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *current = Some(Arc::new(Deferred::finished(self.actor, Ok(to))));
+    }
+
     /// `stale` turned out gone or failed: if it is still the current activation, starts
     /// finding the next one (asking the directory, not the cache). Returns the current one.
     pub(crate) fn renew(&self, stale: &Activation<T>) -> Activation<T> {

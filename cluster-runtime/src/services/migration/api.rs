@@ -36,15 +36,17 @@ impl ClusterSystem {
                 self.post_migration(move |m, cx| m.start(cx, identity, from, &to_node, Done::Api(tx)));
             }
             None => {
-                let (Some(identity), Some(at)) = (actor.identity(), actor.location()) else {
+                let (Some(identity), Some(at)) = (actor.running_identity(), actor.location()) else {
                     return Err(MigrationError::NotHere.into());
                 };
                 self.post_migration(move |m, cx| m.request(cx, &at.node, at.actor, identity, &to_node, tx));
             }
         }
         let location = rx.await.map_err(|_| ClusterError::Shutdown)??;
-        let identity = actor.identity().ok_or(MigrationError::NotHere)?;
-        Ok(self.handle_at(identity, location))
+        let identity = actor.running_identity().ok_or(MigrationError::NotHere)?;
+        let moved = self.handle_at(identity, location);
+        actor.note_moved(&moved);
+        Ok(moved)
     }
 
     fn post_migration(&self, f: impl FnOnce(&mut MigrationService, &mut Cx<'_>) + Send + 'static) {
