@@ -379,3 +379,147 @@ fn a_simulated_registry_converges_after_kills_and_partitions() {
         seeds.len()
     );
 }
+
+thread_local! {
+    /// Live activations per key (instances that handled a message and were not dropped), and
+    /// the next instance number. The simulation runs every node on this one thread.
+    static LIVE: std::cell::RefCell<std::collections::BTreeMap<String, BTreeSet<u64>>> = Default::default();
+    static NEXT_INSTANCE: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// Marks an activation live from its first message until it is dropped.
+#[derive(Default)]
+struct LiveGuard(Option<(String, u64)>);
+
+impl LiveGuard {
+    fn enter(&mut self, key: &str) {
+        if self.0.is_none() {
+            let id = NEXT_INSTANCE.with(|n| n.replace(n.get() + 1));
+            LIVE.with(|l| l.borrow_mut().entry(key.to_owned()).or_default().insert(id));
+            self.0 = Some((key.to_owned(), id));
+        }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Some((key, id)) = self.0.take() {
+            LIVE.with(|l| {
+                if let Some(set) = l.borrow_mut().get_mut(&key) {
+                    set.remove(&id);
+                }
+            });
+        }
+    }
+}
+
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Touch;
+
+/// A keyed actor that marks itself live while it runs.
+#[distributed_actor(messages(Touch), keyed = "key")]
+#[derive(Default, Serialize, Deserialize)]
+struct SimKey {
+    key: String,
+    touches: u64,
+    #[serde(skip)]
+    live: LiveGuard,
+}
+
+impl Handler<Touch> for SimKey {
+    type Result = ();
+    fn handle(&mut self, _: Touch, _: &mut Context<Self>) {
+        self.live.enter(&self.key);
+        self.touches += 1;
+    }
+}
+
+const SIM_KEYS: [&str; 5] = ["k-a", "k-b", "k-c", "k-d", "k-e"];
+
+fn live_per_key() -> std::collections::BTreeMap<String, usize> {
+    LIVE.with(|l| l.borrow().iter().map(|(k, s)| (k.clone(), s.len())).collect())
+}
+
+/// Random crashes, restarts and partitions while every node keeps sending to five keys;
+/// after faults stop and the views converge, no key has two live activations. Returns how
+/// many extra activations existed at once during the faults (partitions can make them).
+fn keyed_chaos_run(seed: u64) -> usize {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let _report = SeedReport(seed);
+    LIVE.with(|l| l.borrow_mut().clear());
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(1))
+        .build();
+    let log = EventLog::default();
+    let nodes: Vec<SimNode> = NAMES
+        .iter()
+        .map(|n| {
+            SimNode::new(*n, PORT).with_app(|system, _| {
+                Box::pin(async move {
+                    loop {
+                        for key in SIM_KEYS {
+                            let handle = system.actor_for::<SimKey>(key);
+                            let _ = handle.send_timeout(Touch, Duration::from_secs(1)).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                })
+            })
+        })
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
+        sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
+    }
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x6b65_7973);
+    step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
+    // The faults, watching how many activations each key has at once.
+    let mut extra_seen = 0;
+    let watch = |extra_seen: &mut usize| {
+        let extra: usize = live_per_key().values().map(|n| n.saturating_sub(1)).sum();
+        *extra_seen = (*extra_seen).max(extra);
+    };
+    let end = sim.elapsed() + Duration::from_secs(6);
+    while sim.elapsed() < end {
+        chaos(&mut sim, &nodes, &mut rng, Duration::from_millis(500), 200..800);
+        watch(&mut extra_seen);
+    }
+    step_until(&mut sim, Duration::from_secs(30), "links and views converge", || converged(&nodes));
+    // The directory settles, duplicates yield, and every node keeps touching every key.
+    let settle = sim.elapsed() + Duration::from_secs(8);
+    while sim.elapsed() < settle {
+        sim.step().expect("simulation step");
+    }
+    let live = live_per_key();
+    for key in SIM_KEYS {
+        let n = live.get(key).copied().unwrap_or(0);
+        assert_eq!(n, 1, "key {key} has {n} live activations after the faults stopped (seed {seed}): {live:?}");
+    }
+    extra_seen
+}
+
+/// Not yet in the default run: some seeds (9004 with rebalancing, 9083 without) end with a
+/// key that has two live activations, or none, after partitions heal. Run it with
+/// `cargo test -p actix-cluster-examples --test simulation -- --ignored`.
+#[test]
+#[ignore = "known failing seeds: a healed partition can leave a key with two activations"]
+fn a_simulated_cluster_keeps_one_activation_per_key_after_kills_and_partitions() {
+    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let seeds = sim::seeds(9000, count);
+    let mut with_duplicates = 0;
+    let mut most = 0;
+    for seed in &seeds {
+        let extra = keyed_chaos_run(*seed);
+        with_duplicates += usize::from(extra > 0);
+        most = most.max(extra);
+    }
+    println!(
+        "{} seeded keyed chaos runs: one live activation per key once faults stopped in every run; \
+         during the faults {with_duplicates} runs had duplicate activations at some point (at most {most} \
+         extra at once)",
+        seeds.len()
+    );
+}

@@ -201,6 +201,10 @@ impl Kernel for Node {
         self.actors.take_state(&self.types, actor)
     }
 
+    fn notify(&self, notice: crate::node::service::Notice) {
+        self.to_control(Input::Notice(notice));
+    }
+
     fn post(&self, channel: crate::proto::wire::channel::Channel, call: crate::node::service::Call) {
         self.to_control(Input::Call(channel, call));
     }
@@ -293,6 +297,7 @@ impl Driver {
             }
             Input::ActorStopped(actor) => self.each(|s, cx| s.handle_actor_stopped(cx, actor)),
             Input::Wake(actor, key) => self.each(|s, cx| s.handle_wake(cx, actor, &key)),
+            Input::Notice(notice) => self.each(|s, cx| s.handle_notice(cx, &notice)),
             Input::Metrics(reply) => {
                 let mut out = Metrics::default();
                 for s in &self.services {

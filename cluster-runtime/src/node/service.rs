@@ -77,6 +77,8 @@ pub(crate) trait Service: Any {
     fn handle_membership(&mut self, _cx: &mut Cx<'_>, _event: &MembershipEvent) {}
     /// A local actor marked with [`Kernel::announce_stop`] stopped.
     fn handle_actor_stopped(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId) {}
+    /// Another service told the services something.
+    fn handle_notice(&mut self, _cx: &mut Cx<'_>, _notice: &Notice) {}
     /// A message reached passivated keyed activation `actor` (of `key`): it waits for the
     /// key's next activation.
     fn handle_wake(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId, _key: &crate::proto::activation::ActivationKey) {}
@@ -163,8 +165,23 @@ pub(crate) trait Kernel {
     fn activate_key(&self, key: &crate::proto::activation::ActivationKey) -> Option<LocalActorId>;
     /// Asks local actor `actor` for its serialized state, in mailbox order.
     fn take_state(&self, actor: LocalActorId) -> Option<crate::dispatch::StateFuture>;
+    /// Tells every service `notice` (after the current input).
+    fn notify(&self, notice: Notice);
     /// Hands `call` to the service on `channel` (after the current input).
     fn post(&self, channel: Channel, call: Call);
+}
+
+/// What one service tells the others (through the control task, after the current input).
+#[derive(Debug, Clone)]
+pub(crate) enum Notice {
+    /// Local keyed activation `actor` lost its key to another activation at `winner` (two
+    /// sides of a healed partition activated it): it yields.
+    KeyedLost {
+        /// The losing activation, here.
+        actor: LocalActorId,
+        /// Where the winner runs.
+        winner: ActorLocation,
+    },
 }
 
 /// A service's view of the node during one call.
@@ -283,6 +300,8 @@ pub(crate) enum Input {
     ActorStopped(LocalActorId),
     /// A message reached passivated keyed activation `.0` (of key `.1`).
     Wake(LocalActorId, crate::proto::activation::ActivationKey),
+    /// A service tells the others something.
+    Notice(Notice),
     /// The services' metrics are wanted.
     Metrics(tokio::sync::oneshot::Sender<Metrics>),
     /// The node stops; answered once every service has stopped.

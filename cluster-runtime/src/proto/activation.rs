@@ -259,14 +259,14 @@ impl Activations {
         }
     }
 
-    /// The members keys are hashed over changed; schedules a rebalance if keys here now
-    /// belong elsewhere.
+    /// The members keys are hashed over changed; if keys here now belong elsewhere, a
+    /// rebalance starts one interval after the last change (membership settles first: no
+    /// key moves while members come and go).
     pub fn handle_view(&mut self, now: Duration, members: BTreeSet<String>) {
         self.members = members;
         self.members.insert(self.me.clone());
-        if self.rebalance.enabled && self.next_rebalance.is_none() && self.misplaced().next().is_some() {
-            self.next_rebalance = Some(now);
-        }
+        self.next_rebalance =
+            (self.rebalance.enabled && self.misplaced().next().is_some()).then_some(now + self.rebalance.interval);
     }
 
     /// Sweeps for idle activations and starts the next rebalance batch when due.
@@ -472,6 +472,7 @@ mod tests {
         let expected: BTreeSet<ActivationKey> =
             (0..40).map(|i| key(&format!("k{i}"))).filter(|k| t.owner_of(k) == Some("n2")).collect();
         assert!(!expected.is_empty() && expected.len() < 40, "{}", expected.len());
+        assert_eq!(t.poll_timeout(), Some(ms(110)), "one interval after the view changed");
         let mut moved = BTreeSet::new();
         let mut now = ms(10);
         while let Some(at) = t.poll_timeout() {
@@ -487,7 +488,7 @@ mod tests {
             }
         }
         assert_eq!(moved, expected);
-        assert_eq!(now, ms(10) + ms(100) * ((expected.len() as u32 - 1) / 2));
+        assert_eq!(now, ms(110) + ms(100) * ((expected.len() as u32 - 1) / 2));
         assert_eq!(t.local(&key("pinned")), Some(LocalActorId(999)));
     }
 
@@ -499,13 +500,13 @@ mod tests {
         let k = k.expect("some key belongs to n2");
         t.handle_activated(ms(0), k.clone(), LocalActorId(1), true);
         t.handle_view(ms(1), ["n2".to_string()].into());
-        t.handle_timeout(ms(1));
+        t.handle_timeout(ms(101));
         assert!(matches!(&drain(&mut t)[..], [Output::Rebalance { .. }]));
         assert_eq!(t.local(&k), None, "moving: messages are held by the migration");
         t.handle_move_failed(ms(2), &k);
         assert_eq!(t.local(&k), Some(LocalActorId(1)));
         t.handle_view(ms(3), ["n2".to_string()].into());
-        t.handle_timeout(ms(101));
+        t.handle_timeout(ms(103));
         assert!(matches!(&drain(&mut t)[..], [Output::Rebalance { .. }]));
     }
 

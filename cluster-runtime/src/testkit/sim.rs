@@ -108,7 +108,11 @@ pub struct SimNode {
     system: Rc<RefCell<Option<ClusterSystem>>>,
     incarnation: Rc<RefCell<u64>>,
     app: Option<App>,
+    configure: Option<Configure>,
 }
+
+/// Changes a simulated node's configuration before it starts.
+pub type Configure = Rc<dyn Fn(crate::config::ClusterConfigBuilder) -> crate::config::ClusterConfigBuilder>;
 
 /// What a simulated node runs once it is up: given its system and incarnation number.
 pub type App = Rc<dyn Fn(ClusterSystem, u64) -> LocalFuture<'static, ()>>;
@@ -122,7 +126,17 @@ impl std::fmt::Debug for SimNode {
 impl SimNode {
     /// A node `name` listening on `port`.
     pub fn new(name: impl Into<String>, port: u16) -> Self {
-        Self { name: name.into(), port, system: Rc::default(), incarnation: Rc::default(), app: None }
+        Self { name: name.into(), port, system: Rc::default(), incarnation: Rc::default(), app: None, configure: None }
+    }
+
+    /// Applies `f` to the node's configuration (after the simulation's timings) every time
+    /// it starts.
+    pub fn configure(
+        mut self,
+        f: impl Fn(crate::config::ClusterConfigBuilder) -> crate::config::ClusterConfigBuilder + 'static,
+    ) -> Self {
+        self.configure = Some(Rc::new(f));
+        self
     }
 
     /// Runs `app` on the node every time it starts (after its system is up), as the
@@ -192,8 +206,12 @@ impl SimNode {
                     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(1))
                     .probe_interval(Duration::from_millis(200))
                     .resource_interval(None)
-                    .generation(incarnation)
-                    .build()?;
+                    .generation(incarnation);
+                let config = match &node.configure {
+                    Some(f) => f(config),
+                    None => config,
+                }
+                .build()?;
                 let system = ClusterSystem::new(cluster, config).start().await?;
                 log.record(format!("{} up (incarnation {incarnation})", node.name));
                 *node.system.borrow_mut() = Some(system.clone());

@@ -58,6 +58,8 @@ pub enum KeyEvent {
     Lost {
         /// The record that won.
         winner: Record,
+        /// This node's record that lost.
+        loser: Box<Record>,
     },
 }
 
@@ -587,8 +589,10 @@ impl Directory {
             }
             RegistryFrame::Lost { key, loser, winner } => {
                 if self.hosted.get(&key).is_some_and(|r| r.actor == loser) {
-                    self.hosted.remove(&key);
-                    self.out.push_back(Output::Event { key, event: KeyEvent::Lost { winner: *winner } });
+                    if let Some(lost) = self.hosted.remove(&key) {
+                        let event = KeyEvent::Lost { winner: *winner, loser: Box::new(lost) };
+                        self.out.push_back(Output::Event { key, event });
+                    }
                 }
             }
             // Handled by the driver, which knows the node's actors.

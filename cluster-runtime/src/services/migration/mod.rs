@@ -50,8 +50,8 @@ pub(crate) enum Done {
         /// Its request number.
         req: u64,
     },
-    /// A rebalance of this keyed activation.
-    Rebalance(ActivationKey),
+    /// A rebalance of this keyed activation (the key, the activation here).
+    Rebalance(ActivationKey, crate::ids::LocalActorId),
 }
 
 /// A `Request` this node sent to the node an actor runs on.
@@ -191,8 +191,14 @@ impl MigrationService {
             Done::Peer { node, req } => {
                 cx.send(node, &MigrationFrame::Reply { req, result }.encode());
             }
-            Done::Rebalance(key) => match result {
+            Done::Rebalance(key, actor) => match result {
                 Ok(_) => self.acts.handle_gone(&key),
+                Err(MigrationError::Superseded) => {
+                    // The directory names another activation of the key: this one is a
+                    // duplicate (two sides of a partition made it) and yields to that one.
+                    self.acts.handle_gone(&key);
+                    self.reclaim(cx, key, actor);
+                }
                 Err(e) => {
                     tracing::info!(node = %self.me, key = %key.key, error = %e, "a rebalance move failed; the activation stays");
                     self.acts.handle_move_failed(cx.now(), &key);
@@ -371,7 +377,7 @@ impl MigrationService {
                     let Some(&identity) = self.identities.get(&actor) else { continue };
                     let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
                     tracing::debug!(node = %self.me, key = %key.key, %to, "rebalancing a keyed activation");
-                    self.start(cx, identity, here, &to, Done::Rebalance(key));
+                    self.start(cx, identity, here, &to, Done::Rebalance(key, actor));
                 }
                 activation::Output::Reactivate { .. } => {}
             }
@@ -447,6 +453,54 @@ impl MigrationService {
                 }
             }
         });
+    }
+
+    /// Activation `actor` of `key` found the directory naming something else: it yields to
+    /// the key's activation there, or registers again if there is none.
+    fn reclaim(&mut self, cx: &mut Cx<'_>, key: ActivationKey, actor: crate::ids::LocalActorId) {
+        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key.clone() };
+        let (tx, rx) = oneshot::channel();
+        self.registry(cx, move |r, cx| r.lookup(cx, dir_key, true, tx));
+        cx.node().spawn_call(
+            Channel::MIGRATION,
+            Box::pin(async move {
+                let found = match rx.await {
+                    Ok(Ok(Answer::Found(found))) => found,
+                    _ => None,
+                };
+                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+                        m.reclaimed(cx, key, actor, found);
+                    }
+                }) as crate::node::service::Call)
+            }),
+        );
+    }
+
+    fn reclaimed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: ActivationKey,
+        actor: crate::ids::LocalActorId,
+        found: Option<Record>,
+    ) {
+        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+        match found {
+            Some(r) if r.location == here => {}
+            Some(r) => {
+                tracing::info!(node = %self.me, key = %key.key, winner = %r.location.node, "a duplicate activation yields to the key's holder");
+                let winner = r.location;
+                cx.node().hold(actor);
+                self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
+            }
+            None => self.register_key(cx, key, here, move |m, cx, result| {
+                if let Err(Some(winner)) = result {
+                    let to = winner.location;
+                    cx.node().hold(actor);
+                    m.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, to, None, m.grace));
+                }
+            }),
+        }
     }
 
     /// A message reached passivated activation `actor`: find the key's next activation,
@@ -567,6 +621,15 @@ impl Service for MigrationService {
         self.sweep_at = self.sweep_every.map(|every| cx.now() + every);
     }
 
+    fn handle_notice(&mut self, cx: &mut Cx<'_>, notice: &crate::node::service::Notice) {
+        let crate::node::service::Notice::KeyedLost { actor, winner } = notice;
+        let (actor, winner) = (*actor, winner.clone());
+        // It yields: what it has, and what still comes, goes to the winner.
+        tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");
+        cx.node().hold(actor);
+        self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
+    }
+
     fn handle_wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: &ActivationKey) {
         self.wake(cx, actor, key.clone());
     }
@@ -616,6 +679,8 @@ impl Service for MigrationService {
     }
 
     fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
+        // With rendezvous hashing a member that goes takes only its own keys: the keys here
+        // only ever move to a member that (re)joins. Any change postpones the rebalance.
         let changed = match event {
             MembershipEvent::MemberUp(m) => self.up.insert(m.name.clone()),
             MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) => {
@@ -626,7 +691,8 @@ impl Service for MigrationService {
             MembershipEvent::MemberSuspect(_) | MembershipEvent::ResourcesChanged(_) => false,
         };
         if changed && !self.hashed.is_empty() {
-            // Keys that now hash to another node move there, a batch at a time.
+            // Keys that now hash to another node move there, a batch at a time, once
+            // membership has been still for an interval.
             let now = cx.now();
             self.sync(cx, now);
             self.acts.handle_view(now, self.up.clone());

@@ -54,7 +54,7 @@ impl From<KeyEvent> for NameEvent {
         match e {
             KeyEvent::Registered(r) => NameEvent::Registered { actor: r.actor, location: r.location },
             KeyEvent::Unregistered => NameEvent::Unregistered,
-            KeyEvent::Lost { winner } => NameEvent::Lost { winner: winner.actor, location: winner.location },
+            KeyEvent::Lost { winner, .. } => NameEvent::Lost { winner: winner.actor, location: winner.location },
         }
     }
 }

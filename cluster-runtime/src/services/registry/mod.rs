@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::membership::Architecture;
 use crate::ids::{ActorId, ActorTypeId, LocalActorId, NodeId};
 use crate::node::peers::PeerInfo;
-use crate::node::service::{Cx, Install, Metrics, Service, ServiceFrameError};
+use crate::node::service::{Cx, Install, Metrics, Notice, Service, ServiceFrameError};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::registry::conflict::VersionVector;
 use crate::proto::registry::directory::{Directory, DirectoryConfig, KeyEvent, Output, Token};
@@ -321,11 +321,18 @@ impl RegistryService {
                 }
                 Output::Done { token, result } => self.finish(cx, token, result),
                 Output::Event { key, event } => {
-                    if let KeyEvent::Lost { winner } = &event {
+                    if let KeyEvent::Lost { winner, loser } = &event {
                         tracing::info!(
                             node = %self.me, %key, winner = %winner.location.node,
                             "this node's registration lost a conflict after a partition healed"
                         );
+                        if matches!(key, DirKey::Keyed { .. }) && loser.location.node_id == self.node_id {
+                            // Two activations of one key: this one yields to the winner.
+                            cx.node().notify(Notice::KeyedLost {
+                                actor: loser.location.actor,
+                                winner: winner.location.clone(),
+                            });
+                        }
                     }
                     let event = NameEvent::from(event);
                     if let Some(list) = self.watchers.get_mut(&key) {
