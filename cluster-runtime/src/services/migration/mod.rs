@@ -61,6 +61,15 @@ struct Asked {
     deadline: Duration,
 }
 
+/// A call back into the migration service, for work done in a task of the node.
+fn back(f: impl FnOnce(&mut MigrationService, &mut Cx<'_>) + Send + 'static) -> Option<crate::node::service::Call> {
+    Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+        if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
+            f(m, cx);
+        }
+    }))
+}
+
 /// The migration service of one node.
 pub(crate) struct MigrationService {
     m: Migrations,
@@ -248,11 +257,7 @@ impl MigrationService {
                     Some(taking) => taking.await,
                     None => Err("the actor stopped".to_owned()),
                 };
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        m.snapshot(cx, id, state);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| m.snapshot(cx, id, state))
             }),
         );
     }
@@ -274,11 +279,7 @@ impl MigrationService {
             Channel::MIGRATION,
             Box::pin(async move {
                 let swapped = rx.await.unwrap_or(Err(Refusal::Timeout));
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        m.swapped(cx, id, swapped);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| m.swapped(cx, id, swapped))
             }),
         );
     }
@@ -352,12 +353,10 @@ impl MigrationService {
             Channel::MIGRATION,
             Box::pin(async move {
                 let named = matches!(rx.await, Ok(Ok(Answer::Found(Some(r)))) if r.location == location);
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        m.m.handle_verified(cx.now(), &from, id, named);
-                        m.flush(cx);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| {
+                    m.m.handle_verified(cx.now(), &from, id, named);
+                    m.flush(cx);
+                })
             }),
         );
     }
@@ -421,11 +420,7 @@ impl MigrationService {
                 if let Some(taking) = taking {
                     let _ = taking.await;
                 }
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        then(m, cx);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| then(m, cx))
             }),
         );
     }
@@ -468,11 +463,7 @@ impl MigrationService {
                     Ok(Ok(Answer::Found(found))) => found,
                     _ => None,
                 };
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        m.reclaimed(cx, key, actor, found);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| m.reclaimed(cx, key, actor, found))
             }),
         );
     }
@@ -516,11 +507,7 @@ impl MigrationService {
                     Ok(Ok(Answer::Found(found))) => found,
                     _ => None,
                 };
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        m.woke(cx, actor, key, found);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| m.woke(cx, actor, key, found))
             }),
         );
     }
@@ -569,11 +556,7 @@ impl MigrationService {
                     Ok(Err(Refusal::Taken(winner))) => Err(Some(*winner)),
                     _ => Err(None),
                 };
-                Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-                    if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-                        then(m, cx, result);
-                    }
-                }) as crate::node::service::Call)
+                back(move |m, cx| then(m, cx, result))
             }),
         );
     }
