@@ -143,7 +143,7 @@ pub struct Activations {
     /// the next sweep, `batch_pause` later.
     passivation_batch: usize,
     batch_pause: Duration,
-    out: Vec<Output>,
+    out: std::collections::VecDeque<Output>,
 }
 
 impl Activations {
@@ -159,7 +159,7 @@ impl Activations {
             next_rebalance: None,
             passivation_batch: usize::MAX,
             batch_pause: Duration::from_millis(20),
-            out: Vec::new(),
+            out: std::collections::VecDeque::new(),
         }
     }
 
@@ -177,11 +177,7 @@ impl Activations {
 
     /// Takes the next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     /// The next deadline (a passivation sweep or a rebalance batch).
@@ -234,7 +230,7 @@ impl Activations {
         let Phase::Passivating { buffered } = a.phase else { return };
         self.active.remove(key);
         if buffered > 0 {
-            self.out.push(Output::Reactivate { key: key.clone(), buffered });
+            self.out.push_back(Output::Reactivate { key: key.clone(), buffered });
         }
     }
 
@@ -305,7 +301,7 @@ impl Activations {
             if let Some(a) = self.active.get_mut(&key) {
                 a.phase = Phase::Passivating { buffered: 0 };
             }
-            self.out.push(Output::Passivate { key, actor });
+            self.out.push_back(Output::Passivate { key, actor });
         }
         self.next_sweep = next;
     }
@@ -327,7 +323,7 @@ impl Activations {
             if let Some(a) = self.active.get_mut(&key) {
                 a.phase = Phase::Moving;
             }
-            self.out.push(Output::Rebalance { key, actor, to });
+            self.out.push_back(Output::Rebalance { key, actor, to });
         }
         self.next_rebalance =
             (self.rebalance.enabled && self.misplaced().next().is_some()).then_some(now + self.rebalance.interval);

@@ -272,7 +272,7 @@ pub struct Migrations {
     outgoing: BTreeMap<MigrationId, Outgoing>,
     incoming: BTreeMap<(String, MigrationId), Incoming>,
     timers: TimerTable<Due>,
-    out: Vec<Output>,
+    out: std::collections::VecDeque<Output>,
 }
 
 impl Migrations {
@@ -284,17 +284,13 @@ impl Migrations {
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
             timers: TimerTable::new(),
-            out: Vec::new(),
+            out: std::collections::VecDeque::new(),
         }
     }
 
     /// Takes the next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     /// The next deadline.
@@ -333,7 +329,7 @@ impl Migrations {
             Outgoing { actor, identity, actor_type, from, to: to.to_owned(), phase: Phase::Draining, built: None },
         );
         self.timers.set(Due::Out(id), Some(now + self.timeout));
-        self.out.push(Output::Hold { id, actor });
+        self.out.push_back(Output::Hold { id, actor });
         Ok(())
     }
 
@@ -342,7 +338,7 @@ impl Migrations {
         let Some(o) = self.outgoing.get_mut(&id) else { return };
         if o.phase == Phase::Draining {
             o.phase = Phase::Snapshotting;
-            self.out.push(Output::Snapshot { id, actor: o.actor });
+            self.out.push_back(Output::Snapshot { id, actor: o.actor });
         }
     }
 
@@ -356,7 +352,7 @@ impl Migrations {
             Ok((format, state)) => {
                 o.phase = Phase::Offered;
                 let frame = MigrationFrame::Offer { id, actor: o.identity, actor_type: o.actor_type, format, state };
-                self.out.push(Output::Send { to: o.to.clone(), frame });
+                self.out.push_back(Output::Send { to: o.to.clone(), frame });
             }
             Err(reason) => self.fail(id, MigrationError::ActorRefused(reason)),
         }
@@ -376,7 +372,7 @@ impl Migrations {
         let Some(o) = self.outgoing.remove(&id) else { return };
         self.timers.set(Due::Out(id), None);
         let to = o.built.unwrap_or_else(|| o.from.clone());
-        self.out.push(Output::Moved { id, actor: o.actor, to });
+        self.out.push_back(Output::Moved { id, actor: o.actor, to });
     }
 
     /// Either side: node `node` is down or its link dropped. Migrations to it that have not
@@ -426,12 +422,19 @@ impl Migrations {
                     Incoming { identity: actor, state: Arrival::Building, location: None, aborted: false },
                 );
                 self.timers.set(Due::In(key.0, id), Some(now + self.timeout * 2));
-                self.out.push(Output::Build { from: from.to_owned(), id, identity: actor, actor_type, format, state });
+                self.out.push_back(Output::Build {
+                    from: from.to_owned(),
+                    id,
+                    identity: actor,
+                    actor_type,
+                    format,
+                    state,
+                });
             }
             MigrationFrame::Built { id, location } => {
                 let Some(o) = self.outgoing.get_mut(&id) else {
                     // A migration that already failed here: the target must drop its copy.
-                    self.out.push(Output::Send { to: from.to_owned(), frame: MigrationFrame::Abort { id } });
+                    self.out.push_back(Output::Send { to: from.to_owned(), frame: MigrationFrame::Abort { id } });
                     return;
                 };
                 if o.to != from || o.phase != Phase::Offered {
@@ -439,7 +442,7 @@ impl Migrations {
                 }
                 o.phase = Phase::Swapping;
                 o.built = Some(location.clone());
-                self.out.push(Output::Swap { id, identity: o.identity, from: o.from.clone(), to: location });
+                self.out.push_back(Output::Swap { id, identity: o.identity, from: o.from.clone(), to: location });
             }
             MigrationFrame::Refused { id, reason } => {
                 if self.outgoing.get(&id).is_some_and(|o| o.to == from && o.phase == Phase::Offered) {
@@ -452,7 +455,7 @@ impl Migrations {
                     Some((Arrival::Held(actor) | Arrival::Verifying(actor), identity)) => {
                         self.incoming.remove(&key);
                         self.timers.set(Due::In(key.0, id), None);
-                        self.out.push(Output::Activate { actor, identity, records });
+                        self.out.push_back(Output::Activate { actor, identity, records });
                     }
                     Some((Arrival::Building, _)) | None => {}
                 }
@@ -465,7 +468,7 @@ impl Migrations {
                     Some(Arrival::Held(actor) | Arrival::Verifying(actor)) => {
                         self.incoming.remove(&key);
                         self.timers.set(Due::In(key.0, id), None);
-                        self.out.push(Output::Discard { actor });
+                        self.out.push_back(Output::Discard { actor });
                     }
                     Some(Arrival::Building) => {
                         if let Some(i) = self.incoming.get_mut(&key) {
@@ -484,7 +487,7 @@ impl Migrations {
         let Some(i) = self.incoming.get_mut(&key) else {
             // Expired while building: nobody will commit it.
             if let Ok(location) = built {
-                self.out.push(Output::Discard { actor: location.actor });
+                self.out.push_back(Output::Discard { actor: location.actor });
             }
             return;
         };
@@ -492,17 +495,17 @@ impl Migrations {
             Ok(location) if i.aborted => {
                 self.incoming.remove(&key);
                 self.timers.set(Due::In(key.0, id), None);
-                self.out.push(Output::Discard { actor: location.actor });
+                self.out.push_back(Output::Discard { actor: location.actor });
             }
             Ok(location) => {
                 i.state = Arrival::Held(location.actor);
                 i.location = Some(location.clone());
-                self.out.push(Output::Send { to: from.to_owned(), frame: MigrationFrame::Built { id, location } });
+                self.out.push_back(Output::Send { to: from.to_owned(), frame: MigrationFrame::Built { id, location } });
             }
             Err(reason) => {
                 self.incoming.remove(&key);
                 self.timers.set(Due::In(key.0, id), None);
-                self.out.push(Output::Send { to: from.to_owned(), frame: MigrationFrame::Refused { id, reason } });
+                self.out.push_back(Output::Send { to: from.to_owned(), frame: MigrationFrame::Refused { id, reason } });
             }
         }
     }
@@ -516,7 +519,7 @@ impl Migrations {
         };
         self.incoming.remove(&key);
         self.timers.set(Due::In(key.0, id), None);
-        self.out.push(if named {
+        self.out.push_back(if named {
             Output::Activate { actor, identity, records: Vec::new() }
         } else {
             Output::Discard { actor }
@@ -527,9 +530,9 @@ impl Migrations {
         let Some(o) = self.outgoing.remove(&id) else { return };
         self.timers.set(Due::Out(id), None);
         if matches!(o.phase, Phase::Offered | Phase::Swapping) {
-            self.out.push(Output::Send { to: o.to.clone(), frame: MigrationFrame::Abort { id } });
+            self.out.push_back(Output::Send { to: o.to.clone(), frame: MigrationFrame::Abort { id } });
         }
-        self.out.push(Output::Release { id, actor: o.actor, error });
+        self.out.push_back(Output::Release { id, actor: o.actor, error });
     }
 
     fn expire_arrival(&mut self, _now: Duration, key: (String, MigrationId)) {
@@ -539,7 +542,7 @@ impl Migrations {
                 i.state = Arrival::Verifying(actor);
                 let Some(location) = i.location.clone() else { return };
                 self.timers.set(Due::In(key.0.clone(), key.1), None);
-                self.out.push(Output::Verify { from: key.0, id: key.1, identity: i.identity, location });
+                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location });
             }
             // Still building: the build's report decides (an expired build is discarded).
             Arrival::Building => {

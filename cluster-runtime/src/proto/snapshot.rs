@@ -169,7 +169,7 @@ pub struct Snapshots {
     live: BTreeSet<String>,
     hosted: BTreeMap<ActorId, Hosted>,
     held: BTreeMap<ActorId, Held>,
-    out: Vec<Output>,
+    out: std::collections::VecDeque<Output>,
 }
 
 /// The `n` holders of `identity`'s replicas among `live` (its host excluded), by rank.
@@ -188,17 +188,13 @@ impl Snapshots {
             live: BTreeSet::from([me.to_owned()]),
             hosted: BTreeMap::new(),
             held: BTreeMap::new(),
-            out: Vec::new(),
+            out: std::collections::VecDeque::new(),
         }
     }
 
     /// Takes the next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     /// The next deadline (interval snapshots).
@@ -284,7 +280,7 @@ impl Snapshots {
                 state: Some(state),
             };
             for to in &h.holders {
-                self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
+                self.out.push_back(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
             }
         }
         if h.dirty && h.policy.schedule == SnapshotSchedule::EveryMessage {
@@ -299,7 +295,7 @@ impl Snapshots {
         let Some(h) = self.hosted.remove(&identity) else { return };
         let below = SnapshotVersion { epoch: h.version.epoch, seq: h.version.seq + 1 };
         for to in h.holders {
-            self.out.push(Output::Send { to, frame: SnapshotFrame::Drop { identity, below } });
+            self.out.push_back(Output::Send { to, frame: SnapshotFrame::Drop { identity, below } });
         }
     }
 
@@ -309,7 +305,7 @@ impl Snapshots {
         let Some(held) = self.held.remove(&identity) else { return };
         let below = SnapshotVersion { epoch: held.replica.version.epoch + 1, seq: 0 };
         for to in held.replica.holders.iter().filter(|h| **h != self.me) {
-            self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Drop { identity, below } });
+            self.out.push_back(Output::Send { to: to.clone(), frame: SnapshotFrame::Drop { identity, below } });
         }
     }
 
@@ -328,7 +324,7 @@ impl Snapshots {
             let below = SnapshotVersion { epoch: h.version.epoch, seq: h.version.seq + 1 };
             // Former holders still in the view drop theirs; lost ones are gone anyway.
             for gone in h.holders.iter().filter(|o| !holders.contains(o) && self.live.contains(*o)) {
-                self.out.push(Output::Send { to: gone.clone(), frame: SnapshotFrame::Drop { identity, below } });
+                self.out.push_back(Output::Send { to: gone.clone(), frame: SnapshotFrame::Drop { identity, below } });
             }
             h.holders = holders;
             self.replicate(now, identity);
@@ -340,7 +336,7 @@ impl Snapshots {
             }
             if r.holders.iter().find(|h| self.live.contains(*h)) == Some(&self.me) {
                 held.recreating = true;
-                self.out.push(Output::Recreate { replica: r.clone() });
+                self.out.push_back(Output::Recreate { replica: r.clone() });
             }
         }
     }
@@ -376,7 +372,7 @@ impl Snapshots {
             h.dirty = false;
             h.in_flight = true;
             h.next_at = None;
-            self.out.push(Output::TakeSnapshot { identity });
+            self.out.push_back(Output::TakeSnapshot { identity });
         }
     }
 
@@ -401,7 +397,7 @@ impl Snapshots {
             state: None,
         };
         for to in &h.holders {
-            self.out.push(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
+            self.out.push_back(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
         }
     }
 

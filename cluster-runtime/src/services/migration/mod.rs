@@ -453,7 +453,17 @@ impl MigrationService {
     /// Activation `actor` of `key` found the directory naming something else: it yields to
     /// the key's activation there, or registers again if there is none.
     fn reclaim(&mut self, cx: &mut Cx<'_>, key: ActivationKey, actor: crate::ids::LocalActorId) {
-        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key.clone() };
+        self.find_key(cx, key.clone(), move |m, cx, found| m.reclaimed(cx, key, actor, found));
+    }
+
+    /// Looks the activation of `key` up in the directory (not the cache); `then` gets it.
+    fn find_key(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: ActivationKey,
+        then: impl FnOnce(&mut MigrationService, &mut Cx<'_>, Option<Record>) + Send + 'static,
+    ) {
+        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key };
         let (tx, rx) = oneshot::channel();
         self.registry(cx, move |r, cx| r.lookup(cx, dir_key, true, tx));
         cx.node().spawn_call(
@@ -463,9 +473,16 @@ impl MigrationService {
                     Ok(Ok(Answer::Found(found))) => found,
                     _ => None,
                 };
-                back(move |m, cx| m.reclaimed(cx, key, actor, found))
+                back(move |m, cx| then(m, cx, found))
             }),
         );
+    }
+
+    /// Activation `actor` yields to the key's activation at `winner`: held, drained, then
+    /// moved away (what it held, and what still comes, goes to the winner).
+    fn yield_to(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, winner: ActorLocation) {
+        cx.node().hold(actor);
+        self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
     }
 
     fn reclaimed(
@@ -480,15 +497,11 @@ impl MigrationService {
             Some(r) if r.location == here => {}
             Some(r) => {
                 tracing::info!(node = %self.me, key = %key.key, winner = %r.location.node, "a duplicate activation yields to the key's holder");
-                let winner = r.location;
-                cx.node().hold(actor);
-                self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
+                self.yield_to(cx, actor, r.location);
             }
             None => self.register_key(cx, key, here, move |m, cx, result| {
                 if let Err(Some(winner)) = result {
-                    let to = winner.location;
-                    cx.node().hold(actor);
-                    m.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, to, None, m.grace));
+                    m.yield_to(cx, actor, winner.location);
                 }
             }),
         }
@@ -497,19 +510,7 @@ impl MigrationService {
     /// A message reached passivated activation `actor`: find the key's next activation,
     /// or make it here, and hand it what waits.
     fn wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: ActivationKey) {
-        let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key.clone() };
-        let (tx, rx) = oneshot::channel();
-        self.registry(cx, move |r, cx| r.lookup(cx, dir_key, true, tx));
-        cx.node().spawn_call(
-            Channel::MIGRATION,
-            Box::pin(async move {
-                let found = match rx.await {
-                    Ok(Ok(Answer::Found(found))) => found,
-                    _ => None,
-                };
-                back(move |m, cx| m.woke(cx, actor, key, found))
-            }),
-        );
+        self.find_key(cx, key.clone(), move |m, cx, found| m.woke(cx, actor, key, found));
     }
 
     fn woke(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: ActivationKey, found: Option<Record>) {
@@ -609,8 +610,7 @@ impl Service for MigrationService {
         let (actor, winner) = (*actor, winner.clone());
         // It yields: what it has, and what still comes, goes to the winner.
         tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");
-        cx.node().hold(actor);
-        self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
+        self.yield_to(cx, actor, winner);
     }
 
     fn handle_wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: &ActivationKey) {
