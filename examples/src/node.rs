@@ -155,6 +155,41 @@ pub async fn spawn_node(
     NodeProcess::spawn(exe, all, timeout, echo).await
 }
 
+/// A demo cluster of three nodes: `node-1` in this process, `node-2` and `node-3` as child
+/// processes of this program (started with `node`), probing every `probe_ms`; returns once
+/// all three see each other up and linked.
+pub async fn demo_cluster(
+    cluster: &str,
+    probe_ms: u64,
+    wait: std::time::Duration,
+) -> Result<(actix_cluster::ClusterSystem, NodeProcess, NodeProcess), Box<dyn std::error::Error>> {
+    crate::set_node_name("node-1");
+    let config = actix_cluster::ClusterConfig::new()
+        .node_name("node-1")
+        .bind("127.0.0.1:0")
+        .probe_interval(std::time::Duration::from_millis(probe_ms))
+        .build()?;
+    let system = actix_cluster::ClusterSystem::new(cluster, config).start().await?;
+    let exe = std::env::current_exe()?;
+    let seeds = vec![system.local_addr().to_string()];
+    let args = |name: &str| {
+        let mut a = NodeArgs::new(cluster, name, &seeds);
+        a.probe_ms = probe_ms;
+        a
+    };
+    println!("== starting node-2 and node-3 as processes");
+    let node2 = spawn_node(&exe, &["node"], &args("node-2"), wait, true).await?;
+    let node3 = spawn_node(&exe, &["node"], &args("node-3"), wait, true).await?;
+    let started = std::time::Instant::now();
+    while system.membership().up_members().len() < 3 || system.peers().len() < 2 {
+        if started.elapsed() > wait {
+            return Err("the three nodes did not form a cluster".into());
+        }
+        actix_cluster::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok((system, node2, node3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

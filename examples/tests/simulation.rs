@@ -14,20 +14,30 @@ const PORT: u16 = 7000;
 const NAMES: [&str; 3] = ["node-1", "node-2", "node-3"];
 
 fn build(seed: u64) -> (turmoil::Sim<'static>, Vec<SimNode>, EventLog) {
-    let sim = turmoil::Builder::new()
+    let nodes: Vec<SimNode> = NAMES.iter().map(|n| SimNode::new(*n, PORT)).collect();
+    let (sim, log) = simulate(seed, &nodes);
+    (sim, nodes, log)
+}
+
+/// A simulation of `seed` with simulated time.
+fn sim_of(seed: u64) -> turmoil::Sim<'static> {
+    turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(Duration::from_secs(600))
         .tick_duration(Duration::from_millis(1))
-        .build();
-    let mut sim = sim;
+        .build()
+}
+
+/// A simulation of `seed` hosting `nodes` (the three of `NAMES`), and its event log.
+fn simulate(seed: u64, nodes: &[SimNode]) -> (turmoil::Sim<'static>, EventLog) {
+    let mut sim = sim_of(seed);
     let log = EventLog::default();
-    let nodes: Vec<SimNode> = NAMES.iter().map(|n| SimNode::new(*n, PORT)).collect();
     for (i, node) in nodes.iter().enumerate() {
         // Every node lists the nodes before it: each pair has one side that reconnects.
         let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
         sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
     }
-    (sim, nodes, log)
+    (sim, log)
 }
 
 fn full_mesh(nodes: &[SimNode]) -> bool {
@@ -205,11 +215,7 @@ fn a_simulated_cluster_survives_random_kills_and_partitions() {
 /// other host must mark it down.
 fn crash_detection_run(seed: u64, n: usize) -> Duration {
     let _report = SeedReport(seed);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_secs(600))
-        .tick_duration(Duration::from_millis(1))
-        .build();
+    let mut sim = sim_of(seed);
     let log = EventLog::default();
     let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
     let nodes: Vec<SimNode> = names.iter().map(|name| SimNode::new(name.as_str(), PORT)).collect();
@@ -284,13 +290,6 @@ fn drive<T>(sim: &mut turmoil::Sim<'_>, fut: impl std::future::Future<Output = T
 /// incarnation, and no name of a dead incarnation remains.
 fn registry_chaos_run(seed: u64) {
     let _report = SeedReport(seed);
-    let sim_builder = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_secs(600))
-        .tick_duration(Duration::from_millis(1))
-        .build();
-    let mut sim = sim_builder;
-    let log = EventLog::default();
     let registered: Registered = Default::default();
     let nodes: Vec<SimNode> = NAMES
         .iter()
@@ -321,10 +320,7 @@ fn registry_chaos_run(seed: u64) {
             })
         })
         .collect();
-    for (i, node) in nodes.iter().enumerate() {
-        let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
-        sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
-    }
+    let (mut sim, _log) = simulate(seed, &nodes);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x4e61_6d65);
     step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
     chaos(&mut sim, &nodes, &mut rng, Duration::from_secs(6), 200..800);
@@ -448,12 +444,6 @@ fn keyed_chaos_run(seed: u64) -> usize {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let _report = SeedReport(seed);
     LIVE.with(|l| l.borrow_mut().clear());
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_secs(600))
-        .tick_duration(Duration::from_millis(1))
-        .build();
-    let log = EventLog::default();
     let nodes: Vec<SimNode> = NAMES
         .iter()
         .map(|n| {
@@ -470,10 +460,7 @@ fn keyed_chaos_run(seed: u64) -> usize {
             })
         })
         .collect();
-    for (i, node) in nodes.iter().enumerate() {
-        let seeds: Vec<String> = NAMES[..i].iter().map(|n| format!("{n}:{PORT}")).collect();
-        sim.host(node.name.as_str(), node.host("sim", seeds, seed, log.clone()));
-    }
+    let (mut sim, _log) = simulate(seed, &nodes);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6b65_7973);
     step_until(&mut sim, Duration::from_secs(30), "initial full mesh", || full_mesh(&nodes));
     // The faults, watching how many activations each key has at once.

@@ -403,12 +403,8 @@ impl<A: DistributedActor> ActorRef<A> {
             return Err(SendError { error, message: msg });
         }
         match &self.repr {
-            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
-                Self::tell_held(h, addr, msg);
-                Ok(())
-            }
-            Repr::Local { addr, .. } => {
-                M::do_send_local(addr, msg);
+            Repr::Local { addr, registered, .. } => {
+                Self::tell_local(addr, registered.as_ref(), msg);
                 Ok(())
             }
             Repr::Remote(r) => r.do_send(msg),
@@ -451,12 +447,8 @@ impl<A: DistributedActor> ActorRef<A> {
         };
         this.check_running()?;
         match &this.repr {
-            Repr::Local { addr, registered: Some(h), .. } if h.held() => {
-                Self::tell_held(h, addr, msg);
-                Ok(())
-            }
-            Repr::Local { addr, .. } => {
-                M::do_send_local(addr, msg);
+            Repr::Local { addr, registered, .. } => {
+                Self::tell_local(addr, registered.as_ref(), msg);
                 Ok(())
             }
             Repr::Remote(r) => match r.tell_ref(&msg).await {
@@ -552,6 +544,14 @@ impl<A: DistributedActor> ActorRef<A> {
                     send(Resume::Here(&erased));
                 }
             }
+        }
+    }
+
+    /// Tells a local actor: into its mailbox, or with its held messages if it is moving.
+    fn tell_local<M: RemoteMessage<A>>(addr: &Addr<A>, hosted: Option<&Hosted>, msg: M) {
+        match hosted {
+            Some(h) if h.held() => Self::tell_held(h, addr, msg),
+            _ => M::do_send_local(addr, msg),
         }
     }
 

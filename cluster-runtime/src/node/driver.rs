@@ -20,16 +20,10 @@ impl Node {
     /// Forgets where actor `actor` moved once `grace` has passed.
     fn forget_after(&self, actor: crate::ids::LocalActorId, grace: std::time::Duration) {
         let me = self.me.clone();
-        let stopping = self.life.stopping.clone();
-        self.life.tasks.spawn_local(async move {
-            tokio::select! {
-                biased;
-                () = stopping.cancelled() => {}
-                () = tokio::time::sleep(grace) => {
-                    if let Some(node) = me.upgrade() {
-                        node.actors.forget_moved(actor);
-                    }
-                }
+        self.spawn_task(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(node) = me.upgrade() {
+                node.actors.forget_moved(actor);
             }
         });
     }
@@ -133,14 +127,8 @@ impl Kernel for Node {
         work: std::pin::Pin<Box<dyn std::future::Future<Output = Option<crate::node::service::Call>>>>,
     ) {
         let me = self.me.clone();
-        let stopping = self.life.stopping.clone();
-        self.life.tasks.spawn_local(async move {
-            let call = tokio::select! {
-                biased;
-                () = stopping.cancelled() => return,
-                call = work => call,
-            };
-            if let (Some(call), Some(node)) = (call, me.upgrade()) {
+        self.spawn_task(async move {
+            if let (Some(call), Some(node)) = (work.await, me.upgrade()) {
                 node.to_control(Input::Call(channel, call));
             }
         });

@@ -96,14 +96,9 @@ impl Node {
                 // The reply is relayed when it comes; later messages do not wait for it.
                 let me = self.me.clone();
                 let timeout = self.config.request_timeout();
-                let stopping = self.life.stopping.clone();
                 let target = to.node.clone();
-                self.life.tasks.spawn_local(async move {
-                    let answer = tokio::select! {
-                        biased;
-                        () = stopping.cancelled() => return,
-                        answer = tokio::time::timeout(timeout, reply) => answer,
-                    };
+                self.spawn_task(async move {
+                    let answer = tokio::time::timeout(timeout, reply).await;
                     let Some(node) = me.upgrade() else { return };
                     node.limits.ask_end(peer, size);
                     match answer {

@@ -109,6 +109,18 @@ impl Node {
         let _ = self.control.send(input);
     }
 
+    /// Runs `work` in a task of the node; it is dropped when the node stops.
+    pub(crate) fn spawn_task(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        let stopping = self.life.stopping.clone();
+        self.life.tasks.spawn_local(async move {
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => {}
+                () = work => {}
+            }
+        });
+    }
+
     /// The state service `T` shares with its API.
     pub(crate) fn shared<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.shared.get::<T>()

@@ -271,18 +271,9 @@ impl Snapshots {
         h.in_flight = false;
         if let Some(state) = state {
             h.version.seq += 1;
-            let replica = Replica {
-                identity,
-                actor_type: h.actor_type,
-                host: self.me.clone(),
-                version: h.version,
-                holders: h.holders.clone(),
-                state: Some(state),
-            };
-            for to in &h.holders {
-                self.out.push_back(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });
-            }
+            self.store(identity, Some(state));
         }
+        let Some(h) = self.hosted.get_mut(&identity) else { return };
         if h.dirty && h.policy.schedule == SnapshotSchedule::EveryMessage {
             self.take(identity);
         } else if let (true, SnapshotSchedule::Every(interval)) = (h.dirty, h.policy.schedule) {
@@ -388,13 +379,19 @@ impl Snapshots {
             }
             return;
         }
+        self.store(identity, None);
+    }
+
+    /// Sends every holder of hosted `identity` its current replica, with `state`.
+    fn store(&mut self, identity: ActorId, state: Option<(Format, Vec<u8>)>) {
+        let Some(h) = self.hosted.get(&identity) else { return };
         let replica = Replica {
             identity,
             actor_type: h.actor_type,
             host: self.me.clone(),
             version: h.version,
             holders: h.holders.clone(),
-            state: None,
+            state,
         };
         for to in &h.holders {
             self.out.push_back(Output::Send { to: to.clone(), frame: SnapshotFrame::Store(replica.clone()) });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster::NameEvent;
-use actix_cluster_examples::node::{self, NodeArgs};
+use actix_cluster_examples::node;
 use actix_cluster_examples::{Add, Counter, Get};
 
 const PROBE_MS: u64 = 300;
@@ -21,29 +21,7 @@ fn main() {
 }
 
 async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    let config = ClusterConfig::new()
-        .node_name("node-1")
-        .bind("127.0.0.1:0")
-        .probe_interval(Duration::from_millis(PROBE_MS))
-        .build()?;
-    let system = ClusterSystem::new("registry", config).start().await?;
-    let exe = std::env::current_exe()?;
-    let seeds = vec![system.local_addr().to_string()];
-    let args = |name: &str| {
-        let mut a = NodeArgs::new("registry", name, &seeds);
-        a.probe_ms = PROBE_MS;
-        a
-    };
-    println!("== starting node-2 and node-3 as processes");
-    let _node2 = node::spawn_node(&exe, &["node"], &args("node-2"), WAIT, true).await?;
-    let mut node3 = node::spawn_node(&exe, &["node"], &args("node-3"), WAIT, true).await?;
-    let started = Instant::now();
-    while system.membership().up_members().len() < 3 || system.peers().len() < 2 {
-        if started.elapsed() > WAIT {
-            return Err("the three nodes did not form a cluster".into());
-        }
-        actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (system, _node2, mut node3) = node::demo_cluster("registry", PROBE_MS, WAIT).await?;
 
     println!("\n== spawning a counter on node-3 under the name `orders`");
     let mut watch = system.registry().watch("orders");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
-use actix_cluster_examples::node::{self, NodeArgs};
+use actix_cluster_examples::node;
 use actix_cluster_examples::{AddItem, Cart};
 
 const PROBE_MS: u64 = 300;
@@ -20,30 +20,7 @@ fn main() {
 }
 
 async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    actix_cluster_examples::set_node_name("node-1");
-    let config = ClusterConfig::new()
-        .node_name("node-1")
-        .bind("127.0.0.1:0")
-        .probe_interval(Duration::from_millis(PROBE_MS))
-        .build()?;
-    let system = ClusterSystem::new("carts", config).start().await?;
-    let exe = std::env::current_exe()?;
-    let seeds = vec![system.local_addr().to_string()];
-    let args = |name: &str| {
-        let mut a = NodeArgs::new("carts", name, &seeds);
-        a.probe_ms = PROBE_MS;
-        a
-    };
-    println!("== starting node-2 and node-3 as processes");
-    let _node2 = node::spawn_node(&exe, &["node"], &args("node-2"), WAIT, true).await?;
-    let mut node3 = node::spawn_node(&exe, &["node"], &args("node-3"), WAIT, true).await?;
-    let started = Instant::now();
-    while system.membership().up_members().len() < 3 || system.peers().len() < 2 {
-        if started.elapsed() > WAIT {
-            return Err("the three nodes did not form a cluster".into());
-        }
-        actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (system, _node2, mut node3) = node::demo_cluster("carts", PROBE_MS, WAIT).await?;
 
     println!("\n== node-1 puts an item in eight carts, by key: each activates where its key hashes");
     let carts: Vec<ActorRef<Cart>> = (1..=8).map(|k| system.actor_for::<Cart>(format!("cart-{k}"))).collect();
