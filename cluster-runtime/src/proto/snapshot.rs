@@ -13,6 +13,14 @@
 //!   listed holder still in the view re-creates the actor ([`Output::Recreate`]) with the
 //!   next epoch, and tells the other holders to drop the older epoch. If that holder is lost
 //!   too before it re-created the actor, the next one does.
+//! - **Keyed activations** keep their replicas under the key's identity, on the members that
+//!   rank highest for the key on the ring (the host excluded): when the host is lost, the
+//!   first live holder is the member consistent hashing places the key on next. They are not
+//!   re-created eagerly: the key's next activation [claims](Snapshots::claim) the replica
+//!   from that member and starts from it.
+//! - **Moves**: a host that moves an actor away hands the next epoch to the new host
+//!   ([`SnapshotFrame::Handover`]) and tells the holders to drop older replicas, so
+//!   replicas from the two hosts can never be confused whatever order their frames arrive in.
 //!
 //! A crash loses what the actor did since its last snapshot reached the first live holder.
 //! Two sides of a partition that each see the host down can both re-create it: the same
@@ -72,10 +80,12 @@ pub struct SnapshotVersion {
 /// An actor's replica, as its host sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replica {
-    /// The actor's identity (kept when it is re-created).
+    /// The actor's identity (kept when it is re-created; a keyed activation's is its key's).
     pub identity: ActorId,
     /// Its type.
     pub actor_type: ActorTypeId,
+    /// A keyed activation's key.
+    pub key: Option<String>,
     /// The node it runs on.
     pub host: String,
     /// This replica's version.
@@ -98,6 +108,27 @@ pub enum SnapshotFrame {
         /// Replicas older than this go.
         below: SnapshotVersion,
     },
+    /// The actor moved to the receiving node: its replicas from there are in `epoch`.
+    Handover {
+        /// The actor.
+        identity: ActorId,
+        /// The epoch the new host starts in.
+        epoch: u64,
+    },
+}
+
+/// What a holder answers the key's next activation ([`Snapshots::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Start from this replica, in epoch `replica.version.epoch + 1`; report
+    /// [`Snapshots::handle_recreated`] once it runs, or [`Snapshots::claim_failed`].
+    Replica(Replica),
+    /// The replica's host is still in this node's view: it may still run the activation.
+    HostLive,
+    /// Another claim of it is under way.
+    Claimed,
+    /// No replica here.
+    None,
 }
 
 impl SnapshotFrame {
@@ -143,6 +174,7 @@ pub enum Output {
 #[derive(Debug)]
 struct Hosted {
     actor_type: ActorTypeId,
+    key: Option<String>,
     policy: RecoveryPolicy,
     version: SnapshotVersion,
     holders: Vec<String>,
@@ -169,14 +201,22 @@ pub struct Snapshots {
     live: BTreeSet<String>,
     hosted: BTreeMap<ActorId, Hosted>,
     held: BTreeMap<ActorId, Held>,
+    /// Epochs handed over by the previous hosts of actors moving here.
+    handed: BTreeMap<ActorId, u64>,
     out: std::collections::VecDeque<Output>,
 }
 
-/// The `n` holders of `identity`'s replicas among `live` (its host excluded), by rank.
-pub fn holders_of(identity: ActorId, host: &str, live: &BTreeSet<String>, n: usize) -> Vec<String> {
-    let key = format!("r/{}", identity.0);
+/// What replicas are ranked by: a keyed activation's key (so its first holder is where
+/// consistent hashing places the key once the host is gone), else the identity.
+pub fn rank_key(identity: ActorId, key: Option<&str>) -> String {
+    key.map_or_else(|| format!("r/{}", identity.0), str::to_owned)
+}
+
+/// The `n` holders of the replicas ranked by `rank` among `live` (the host excluded), by
+/// rank: the same order [`ring::owner`] picks owners in.
+pub fn holders_of(rank: &str, host: &str, live: &BTreeSet<String>, n: usize) -> Vec<String> {
     let mut ranked: Vec<&String> = live.iter().filter(|m| *m != host).collect();
-    ranked.sort_by(|a, b| ring::score(&key, b).cmp(&ring::score(&key, a)).then_with(|| a.cmp(b)));
+    ranked.sort_by(|a, b| ring::score(rank, b).cmp(&ring::score(rank, a)).then_with(|| a.cmp(b)));
     ranked.into_iter().take(n).cloned().collect()
 }
 
@@ -188,6 +228,7 @@ impl Snapshots {
             live: BTreeSet::from([me.to_owned()]),
             hosted: BTreeMap::new(),
             held: BTreeMap::new(),
+            handed: BTreeMap::new(),
             out: std::collections::VecDeque::new(),
         }
     }
@@ -217,21 +258,30 @@ impl Snapshots {
         self.hosted.get(&identity).map(|h| h.holders.as_slice())
     }
 
-    /// Host: actor `identity` runs here now (started, moved in, or re-created) in `epoch`.
+    /// Actors hosted here that keep replicas.
+    pub fn hosted(&self) -> usize {
+        self.hosted.len()
+    }
+
+    /// Host: actor `identity` (a keyed activation of `key`) runs here now (started, moved
+    /// in, or re-created) in `epoch` (or the one its previous host handed over, if later).
     pub fn host(
         &mut self,
         now: Duration,
         identity: ActorId,
         actor_type: ActorTypeId,
+        key: Option<String>,
         policy: RecoveryPolicy,
         epoch: u64,
     ) {
+        let epoch = epoch.max(self.handed.remove(&identity).unwrap_or(0));
         if policy.holders() == 0 {
             return;
         }
-        let holders = holders_of(identity, &self.me, &self.live, policy.holders());
+        let holders = holders_of(&rank_key(identity, key.as_deref()), &self.me, &self.live, policy.holders());
         let h = Hosted {
             actor_type,
+            key,
             policy,
             version: SnapshotVersion { epoch, seq: 0 },
             holders,
@@ -290,8 +340,40 @@ impl Snapshots {
         }
     }
 
-    /// Holder: the actor asked for with [`Output::Recreate`] runs again (or could not be
-    /// re-created: `false`, and the next holder in line will not know; it is logged).
+    /// Host: the actor moved to node `to`: the holders drop its replicas, and `to` hosts it
+    /// in the next epoch.
+    pub fn handle_moved(&mut self, identity: ActorId, to: &str) {
+        let Some(h) = self.hosted.remove(&identity) else { return };
+        let below = SnapshotVersion { epoch: h.version.epoch + 1, seq: 0 };
+        for holder in h.holders {
+            self.out.push_back(Output::Send { to: holder, frame: SnapshotFrame::Drop { identity, below } });
+        }
+        let frame = SnapshotFrame::Handover { identity, epoch: below.epoch };
+        self.out.push_back(Output::Send { to: to.to_owned(), frame });
+    }
+
+    /// Holder: the key's next activation asks for the replica of `identity` (see [`Claim`]).
+    pub fn claim(&mut self, identity: ActorId) -> Claim {
+        let Some(held) = self.held.get_mut(&identity) else { return Claim::None };
+        if held.recreating {
+            Claim::Claimed
+        } else if self.live.contains(&held.replica.host) {
+            Claim::HostLive
+        } else {
+            held.recreating = true;
+            Claim::Replica(held.replica.clone())
+        }
+    }
+
+    /// Holder: a claimed replica could not be used; it can be claimed again.
+    pub fn claim_failed(&mut self, identity: ActorId) {
+        if let Some(held) = self.held.get_mut(&identity) {
+            held.recreating = false;
+        }
+    }
+
+    /// Holder: the actor asked for with [`Output::Recreate`] (or claimed) runs again: the
+    /// other holders drop the older epoch.
     pub fn handle_recreated(&mut self, identity: ActorId) {
         let Some(held) = self.held.remove(&identity) else { return };
         let below = SnapshotVersion { epoch: held.replica.version.epoch + 1, seq: 0 };
@@ -308,7 +390,8 @@ impl Snapshots {
         let ids: Vec<ActorId> = self.hosted.keys().copied().collect();
         for identity in ids {
             let Some(h) = self.hosted.get_mut(&identity) else { continue };
-            let holders = holders_of(identity, &self.me, &self.live, h.policy.holders());
+            let rank = rank_key(identity, h.key.as_deref());
+            let holders = holders_of(&rank, &self.me, &self.live, h.policy.holders());
             if holders == h.holders {
                 continue;
             }
@@ -322,7 +405,8 @@ impl Snapshots {
         }
         for held in self.held.values_mut() {
             let r = &held.replica;
-            if held.recreating || self.live.contains(&r.host) {
+            // Keyed activations wait for their key's next activation to claim them.
+            if held.recreating || r.key.is_some() || self.live.contains(&r.host) {
                 continue;
             }
             if r.holders.iter().find(|h| self.live.contains(*h)) == Some(&self.me) {
@@ -333,7 +417,7 @@ impl Snapshots {
     }
 
     /// Holder: a frame from node `from`. A replica must come from its own host.
-    pub fn handle_frame(&mut self, _now: Duration, from: &str, frame: SnapshotFrame) -> Result<(), String> {
+    pub fn handle_frame(&mut self, now: Duration, from: &str, frame: SnapshotFrame) -> Result<(), String> {
         match frame {
             SnapshotFrame::Store(replica) => {
                 if replica.host != from {
@@ -354,6 +438,17 @@ impl Snapshots {
                     self.held.remove(&identity);
                 }
             }
+            SnapshotFrame::Handover { identity, epoch } => match self.hosted.get_mut(&identity) {
+                Some(h) if h.version.epoch < epoch => {
+                    h.version = SnapshotVersion { epoch, seq: 0 };
+                    self.replicate(now, identity);
+                }
+                Some(_) => {}
+                None => {
+                    let e = self.handed.entry(identity).or_default();
+                    *e = (*e).max(epoch);
+                }
+            },
         }
         Ok(())
     }
@@ -388,6 +483,7 @@ impl Snapshots {
         let replica = Replica {
             identity,
             actor_type: h.actor_type,
+            key: h.key.clone(),
             host: self.me.clone(),
             version: h.version,
             holders: h.holders.clone(),
@@ -495,20 +591,20 @@ mod tests {
     #[test]
     fn holders_are_ranked_the_same_everywhere_and_exclude_the_host() {
         let live = members(&["n1", "n2", "n3", "n4", "n5"]);
-        let h = holders_of(A, "n1", &live, 2);
+        let h = holders_of(&rank_key(A, None), "n1", &live, 2);
         assert_eq!(h.len(), 2);
         assert!(!h.contains(&"n1".to_string()));
-        assert_eq!(h, holders_of(A, "n1", &live, 2));
+        assert_eq!(h, holders_of(&rank_key(A, None), "n1", &live, 2));
         // Adding a member changes at most the holders it outranks.
         let more = members(&["n1", "n2", "n3", "n4", "n5", "n6"]);
-        let h2 = holders_of(A, "n1", &more, 2);
+        let h2 = holders_of(&rank_key(A, None), "n1", &more, 2);
         assert!(h2.iter().filter(|m| !h.contains(m)).count() <= 1, "{h:?} -> {h2:?}");
     }
 
     #[test]
     fn every_message_is_snapshotted_to_every_holder_and_the_first_live_holder_recreates() {
         let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
-        net.node("n1").host(ms(0), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").host(ms(0), A, TYPE, None, policy(2, SnapshotSchedule::EveryMessage), 0);
         let holders = net.node("n1").holders(A).expect("hosted").to_vec();
         assert_eq!(drain(net.node("n1")), vec![Output::TakeSnapshot { identity: A }]);
         net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![0])));
@@ -535,7 +631,7 @@ mod tests {
         // It runs again (on n4, say) in epoch 1; the other holder drops the old epoch.
         let who = who.clone();
         net.node(&who).handle_recreated(A);
-        net.node("n4").host(ms(11), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 1);
+        net.node("n4").host(ms(11), A, TYPE, None, policy(2, SnapshotSchedule::EveryMessage), 1);
         net.node("n4").handle_snapshot(ms(12), A, Some((Format::Postcard, vec![3])));
         net.run(ms(12));
         let now_holders = net.node("n4").holders(A).expect("hosted").to_vec();
@@ -552,7 +648,7 @@ mod tests {
     #[test]
     fn if_the_first_holder_is_lost_too_the_next_one_recreates() {
         let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
-        net.node("n1").host(ms(0), A, TYPE, policy(2, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").host(ms(0), A, TYPE, None, policy(2, SnapshotSchedule::EveryMessage), 0);
         drain(net.node("n1"));
         net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![9])));
         net.run(ms(1));
@@ -568,7 +664,7 @@ mod tests {
     #[test]
     fn a_descriptor_restarts_from_default_and_recovery_none_keeps_nothing() {
         let mut net = Net::new(&["n1", "n2", "n3"]);
-        net.node("n1").host(ms(0), A, TYPE, policy(0, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").host(ms(0), A, TYPE, None, policy(0, SnapshotSchedule::EveryMessage), 0);
         net.node("n1").handle_handled(ms(1), A);
         net.run(ms(1));
         assert!(net.take().is_empty(), "no snapshots without replicas");
@@ -581,7 +677,7 @@ mod tests {
 
         let mut net = Net::new(&["n1", "n2"]);
         let none = RecoveryPolicy { restart: false, replicas: 3, schedule: SnapshotSchedule::EveryMessage };
-        net.node("n1").host(ms(0), ActorId(1), TYPE, none, 0);
+        net.node("n1").host(ms(0), ActorId(1), TYPE, None, none, 0);
         net.run(ms(0));
         assert_eq!(net.node("n2").held(), 0);
         assert!(net.take().is_empty());
@@ -591,7 +687,7 @@ mod tests {
     fn interval_snapshots_only_when_something_was_handled() {
         let mut s = Snapshots::new("n1");
         s.handle_view(ms(0), members(&["n1", "n2"]));
-        s.host(ms(0), A, TYPE, policy(1, SnapshotSchedule::Every(ms(100))), 0);
+        s.host(ms(0), A, TYPE, None, policy(1, SnapshotSchedule::Every(ms(100))), 0);
         drain(&mut s);
         s.handle_snapshot(ms(1), A, Some((Format::Postcard, vec![])));
         drain(&mut s);
@@ -609,7 +705,7 @@ mod tests {
     #[test]
     fn a_normal_stop_drops_the_replicas_and_suspicion_alone_recreates_nothing() {
         let mut net = Net::new(&["n1", "n2", "n3"]);
-        net.node("n1").host(ms(0), A, TYPE, policy(1, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").host(ms(0), A, TYPE, None, policy(1, SnapshotSchedule::EveryMessage), 0);
         drain(net.node("n1"));
         net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![1])));
         net.run(ms(1));
@@ -630,7 +726,7 @@ mod tests {
     #[test]
     fn holders_follow_the_view_and_replicas_only_come_from_their_host() {
         let mut net = Net::new(&["n1", "n2", "n3", "n4", "n5"]);
-        net.node("n1").host(ms(0), A, TYPE, policy(1, SnapshotSchedule::EveryMessage), 0);
+        net.node("n1").host(ms(0), A, TYPE, None, policy(1, SnapshotSchedule::EveryMessage), 0);
         drain(net.node("n1"));
         net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![1])));
         net.run(ms(1));
@@ -648,6 +744,7 @@ mod tests {
         let forged = Replica {
             identity: ActorId(5),
             actor_type: TYPE,
+            key: None,
             host: "n1".into(),
             version: SnapshotVersion::default(),
             holders: vec![second.clone()],
@@ -655,6 +752,75 @@ mod tests {
         };
         let third = ["n2", "n3", "n4", "n5"].into_iter().find(|n| *n != second && *n != first).expect("another");
         assert!(net.node(&second).handle_frame(ms(4), third, SnapshotFrame::Store(forged)).is_err());
+    }
+
+    #[test]
+    fn a_keyed_replica_waits_on_the_keys_next_owner_for_its_next_activation() {
+        let names = ["n1", "n2", "n3", "n4"];
+        let mut net = Net::new(&names);
+        let key = "cart-7".to_owned();
+        // Hosted on the key's owner, as consistent hashing places it.
+        let owner = ring::owner(&key, names).expect("owner").to_owned();
+        net.node(&owner).host(ms(0), A, TYPE, Some(key.clone()), policy(1, SnapshotSchedule::EveryMessage), 0);
+        drain(net.node(&owner));
+        net.node(&owner).handle_snapshot(ms(1), A, Some((Format::Postcard, vec![4])));
+        net.run(ms(1));
+        let holder = net.node(&owner).holders(A).expect("hosted")[0].clone();
+        let rest: Vec<&str> = names.iter().copied().filter(|n| *n != owner).collect();
+        assert_eq!(ring::owner(&key, rest.iter().copied()), Some(holder.as_str()), "the holder is the next owner");
+        assert_eq!(net.node(&holder).claim(A), Claim::HostLive, "its host still runs it");
+        net.kill(ms(2), &owner);
+        net.run(ms(2));
+        assert!(net.take().is_empty(), "keyed activations are not re-created eagerly");
+        let Claim::Replica(replica) = net.node(&holder).claim(A) else { panic!("a replica") };
+        assert_eq!(replica.state, Some((Format::Postcard, vec![4])));
+        assert_eq!(net.node(&holder).claim(A), Claim::Claimed, "one claim at a time");
+        net.node(&holder).claim_failed(A);
+        assert!(matches!(net.node(&holder).claim(A), Claim::Replica(_)), "a failed claim can be retried");
+        net.node(&holder).handle_recreated(A);
+        assert_eq!(net.node(&holder).claim(A), Claim::None);
+    }
+
+    #[test]
+    fn a_move_hands_the_next_epoch_over_whatever_order_the_frames_arrive_in() {
+        let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
+        let p = policy(3, SnapshotSchedule::EveryMessage);
+        net.node("n1").host(ms(0), A, TYPE, None, p, 0);
+        drain(net.node("n1"));
+        net.node("n1").handle_snapshot(ms(1), A, Some((Format::Postcard, vec![1])));
+        net.run(ms(1));
+        // n1 moves it to n2; n2 starts hosting before the handover reaches it.
+        net.node("n1").handle_moved(A, "n2");
+        let from_n1 = drain(net.node("n1"));
+        net.node("n2").host(ms(2), A, TYPE, None, p, 0);
+        drain(net.node("n2"));
+        net.node("n2").handle_snapshot(ms(3), A, Some((Format::Postcard, vec![2])));
+        net.run(ms(3));
+        for o in from_n1 {
+            let Output::Send { to, frame } = o else { panic!("{o:?}") };
+            net.node(&to).handle_frame(ms(4), "n1", frame).expect("valid");
+        }
+        net.run(ms(4));
+        drain(net.node("n2"));
+        net.node("n2").handle_snapshot(ms(5), A, Some((Format::Postcard, vec![3])));
+        net.run(ms(5));
+        for h in net.node("n2").holders(A).expect("hosted").to_vec() {
+            assert_eq!(net.node(&h).held_version(A), Some(SnapshotVersion { epoch: 1, seq: 1 }), "{h}");
+        }
+        // A handover that arrives before the actor does applies when it is hosted.
+        let mut s = Snapshots::new("n3");
+        s.handle_frame(ms(0), "n1", SnapshotFrame::Handover { identity: A, epoch: 4 }).expect("valid");
+        s.handle_view(ms(0), members(&["n1", "n3"]));
+        s.host(ms(1), A, TYPE, None, p, 0);
+        s.handle_snapshot(ms(2), A, Some((Format::Postcard, vec![])));
+        let stored: Vec<SnapshotVersion> = drain(&mut s)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { frame: SnapshotFrame::Store(r), .. } => Some(r.version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored, vec![SnapshotVersion { epoch: 4, seq: 1 }]);
     }
 
     #[test]
