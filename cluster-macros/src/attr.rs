@@ -8,7 +8,7 @@ use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
 use crate::ctxt::Ctxt;
 use crate::symbol::{
     self, FORMAT, FORMATS, KEYED, MANUAL_ACTOR, MESSAGES, NAME, PLACEMENT, PLACEMENTS, PLACEMENT_FORMS,
-    PLACEMENT_PREFIXES, RESULT,
+    PLACEMENT_PREFIXES, RECOVERIES, RECOVERY, REPLICAS, RESULT, SNAPSHOT_EVERY,
 };
 
 /// Arguments of `#[cluster_message(...)]`.
@@ -30,6 +30,47 @@ pub(crate) struct ActorArgs {
     /// A keyed actor: `Some(None)` for `keyed` (the user implements `KeyedActor`),
     /// `Some(Some(field))` for `keyed = "field"` (the attribute implements it).
     pub(crate) keyed: Option<Option<LitStr>>,
+    /// `recovery = "restart"` (true) or `"none"` (false), and where.
+    pub(crate) recovery: Option<(bool, Span)>,
+    /// `replicas = N`, and where.
+    pub(crate) replicas: Option<(usize, Span)>,
+    /// `snapshot_every = "500ms"` in milliseconds, and where.
+    pub(crate) snapshot_every: Option<(u64, Span)>,
+}
+
+/// `"250ms"`, `"2s"` or `"1m"` in milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let (n, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    (ms > 0).then_some(ms)
+}
+
+fn int_value(cx: &mut Ctxt, meta: &Meta, example: &str) -> Option<(usize, Span)> {
+    match meta {
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<usize>() {
+                Ok(n) => Some((n, i.span())),
+                Err(e) => {
+                    cx.error_spanned_by(i, e.to_string());
+                    None
+                }
+            },
+            other => {
+                cx.error_spanned_by(other, format!("expected a number, as in {example}"));
+                None
+            }
+        },
+        _ => {
+            cx.error_spanned_by(meta, format!("expected a value, as in {example}"));
+            None
+        }
+    }
 }
 
 /// Parses `key = value, key(...), flag` into metas; a syntax error is reported as is.
@@ -109,8 +150,17 @@ pub(crate) fn parse_message_args(cx: &mut Ctxt, args: TokenStream) -> MessageArg
 }
 
 pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
-    let mut out =
-        ActorArgs { messages: Vec::new(), name: None, format: None, manual_actor: false, placement: None, keyed: None };
+    let mut out = ActorArgs {
+        messages: Vec::new(),
+        name: None,
+        format: None,
+        manual_actor: false,
+        placement: None,
+        keyed: None,
+        recovery: None,
+        replicas: None,
+        snapshot_every: None,
+    };
     let mut seen = Vec::new();
     for meta in metas(cx, args) {
         if meta.path().is_ident(MESSAGES) {
@@ -169,6 +219,37 @@ pub(crate) fn parse_actor_args(cx: &mut Ctxt, args: TokenStream) -> ActorArgs {
                     if let Some(field) = string_value(cx, &meta, "`keyed = \"id\"` (the field that holds the key)") {
                         out.keyed = Some(Some(field));
                     }
+                }
+            }
+        } else if meta.path().is_ident(RECOVERY) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            if let Some(s) = string_value(cx, &meta, "`recovery = \"restart\"`") {
+                match s.value().as_str() {
+                    "restart" => out.recovery = Some((true, s.span())),
+                    "none" => out.recovery = Some((false, s.span())),
+                    v => cx.error_spanned_by(
+                        &s,
+                        format!("unknown recovery `{v}`; valid recoveries are: {}", symbol::list(RECOVERIES)),
+                    ),
+                }
+            }
+        } else if meta.path().is_ident(REPLICAS) {
+            if first_time(cx, &mut seen, &meta) {
+                out.replicas = int_value(cx, &meta, "`replicas = 1`");
+            }
+        } else if meta.path().is_ident(SNAPSHOT_EVERY) {
+            if !first_time(cx, &mut seen, &meta) {
+                continue;
+            }
+            if let Some(s) = string_value(cx, &meta, "`snapshot_every = \"500ms\"`") {
+                match parse_duration_ms(&s.value()) {
+                    Some(ms) => out.snapshot_every = Some((ms, s.span())),
+                    None => cx.error_spanned_by(
+                        &s,
+                        "expected a positive duration in `ms`, `s` or `m`, as in `snapshot_every = \"500ms\"`",
+                    ),
                 }
             }
         } else if meta.path().is_ident(MANUAL_ACTOR) {

@@ -7,11 +7,17 @@ pub(crate) const FORMAT: &str = "format";
 pub(crate) const MANUAL_ACTOR: &str = "manual_actor";
 pub(crate) const PLACEMENT: &str = "placement";
 pub(crate) const KEYED: &str = "keyed";
+pub(crate) const RECOVERY: &str = "recovery";
+pub(crate) const REPLICAS: &str = "replicas";
+pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
 
 /// Arguments of `#[cluster_message]`.
 pub(crate) const MESSAGE_ARGS: &[&str] = &[RESULT, NAME];
 /// Arguments of `#[distributed_actor]`.
-pub(crate) const ACTOR_ARGS: &[&str] = &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, PLACEMENT, KEYED];
+pub(crate) const ACTOR_ARGS: &[&str] =
+    &[MESSAGES, NAME, FORMAT, MANUAL_ACTOR, PLACEMENT, KEYED, RECOVERY, REPLICAS, SNAPSHOT_EVERY];
+/// Values of `recovery = "..."`.
+pub(crate) const RECOVERIES: &[&str] = &["restart", "none"];
 /// Values of `placement = "..."` without an argument.
 pub(crate) const PLACEMENTS: &[&str] = &["local", "round_robin", "random", "least_loaded", "consistent_hash"];
 /// Values of `placement = "...:<argument>"`.

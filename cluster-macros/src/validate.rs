@@ -34,3 +34,19 @@ pub(crate) fn stable_name(cx: &mut Ctxt, name: Option<&LitStr>) {
         }
     }
 }
+
+/// `replicas` and `snapshot_every` belong to `recovery = "restart"`; snapshots need replicas.
+pub(crate) fn recovery(cx: &mut Ctxt, args: &crate::attr::ActorArgs) {
+    let restart = args.recovery.is_some_and(|(r, _)| r);
+    if let (Some((_, span)), false) = (args.replicas, restart) {
+        cx.push(syn::Error::new(span, "`replicas` needs `recovery = \"restart\"`"));
+    }
+    if let Some((_, span)) = args.snapshot_every {
+        if args.replicas.is_none_or(|(n, _)| n == 0) {
+            cx.push(syn::Error::new(
+                span,
+                "`snapshot_every` needs `replicas = 1` or more (snapshots go to the replicas)",
+            ));
+        }
+    }
+}

@@ -170,6 +170,12 @@ pub fn encode_state<A: DistributedActor>(actor: &A) -> Result<Vec<u8>, String> {
     A::format().encode(actor, A::NAME).map_err(|e| e.to_string())
 }
 
+/// The serialized `Default` of `A`: what it restarts from without replicas. Generated
+/// registrations point here.
+pub fn default_state<A: DistributedActor + Default>() -> Result<Vec<u8>, String> {
+    encode_state(&A::default())
+}
+
 /// Asks the actor behind `target` (an `Addr<A>`) for its serialized state, in mailbox
 /// order. Generated registrations point here.
 pub fn take_state<A: DistributedActor>(target: &(dyn Any + Send + Sync)) -> Option<StateFuture> {

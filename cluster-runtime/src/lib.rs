@@ -46,4 +46,5 @@ pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
 pub use proto::registry::record::ActorLocation;
 pub use services::membership::{MembersSnapshot, Membership};
+pub use services::recovery::{api::Recovery, RecoveryStats};
 pub use services::registry::{NameEvent, NameWatch, Registry, RegistryStats};

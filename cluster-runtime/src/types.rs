@@ -80,6 +80,41 @@ pub struct KeyedRegistration {
     pub placement: fn() -> crate::actor::Placement,
 }
 
+/// Serializes the state an actor restarts from.
+pub type StateFn = fn() -> Result<Vec<u8>, String>;
+
+/// An actor type's recovery policy, registered by `#[distributed_actor(recovery = ...)]`.
+#[derive(Debug)]
+pub struct RecoveryRegistration {
+    /// The actor type's id.
+    pub type_id: u64,
+    /// `recovery = "restart"`: re-created on a surviving node when its node is lost.
+    pub restart: bool,
+    /// `replicas = N`: how many other nodes keep its latest snapshot.
+    pub replicas: usize,
+    /// `snapshot_every = "..."` in milliseconds; 0: a snapshot after each handled message.
+    pub snapshot_every_ms: u64,
+    /// The state it restarts from without replicas (its `Default`), for non-keyed types.
+    pub restart_state: Option<StateFn>,
+    /// Where it is re-created.
+    pub placement: fn() -> crate::actor::Placement,
+    /// Its state's format.
+    pub format: fn() -> crate::format::Format,
+}
+
+impl RecoveryRegistration {
+    /// The policy the snapshot bookkeeping follows.
+    pub fn policy(&self) -> crate::proto::snapshot::RecoveryPolicy {
+        use crate::proto::snapshot::SnapshotSchedule;
+        let schedule = match self.snapshot_every_ms {
+            0 => SnapshotSchedule::EveryMessage,
+            ms => SnapshotSchedule::Every(std::time::Duration::from_millis(ms)),
+        };
+        crate::proto::snapshot::RecoveryPolicy { restart: self.restart, replicas: self.replicas, schedule }
+    }
+}
+
+inventory::collect!(RecoveryRegistration);
 inventory::collect!(KeyedRegistration);
 inventory::collect!(MessageRegistration);
 inventory::collect!(ActorRegistration);
@@ -92,6 +127,7 @@ pub struct TypeTable {
     actors: IdMap<u64, &'static ActorRegistration>,
     handlers: IdMap<(u64, u64), &'static HandlerRegistration>,
     keyed: IdMap<u64, &'static KeyedRegistration>,
+    recovery: IdMap<u64, &'static RecoveryRegistration>,
 }
 
 impl TypeTable {
@@ -105,7 +141,15 @@ impl TypeTable {
         for k in inventory::iter::<KeyedRegistration> {
             table.keyed.insert(k.type_id, k);
         }
+        for r in inventory::iter::<RecoveryRegistration> {
+            table.recovery.insert(r.type_id, r);
+        }
         Ok(table)
+    }
+
+    /// The recovery policy of an actor type, if it has one.
+    pub fn recovery(&self, type_id: ActorTypeId) -> Option<&'static RecoveryRegistration> {
+        self.recovery.get(&type_id.0).copied()
     }
 
     /// How to activate keys of a keyed actor type.

@@ -96,9 +96,9 @@ pub use actix_cluster_runtime::{
     ActorId, ActorLocation, ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage,
     ClusterSystem, ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
     Handles, KeyedActor, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NameEvent,
-    NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Refusals, Registry, RegistryError, RegistryStats,
-    RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError, Spawn, StartError,
-    WeakClusterSystem,
+    NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Recovery, RecoveryStats, Refusals, Registry,
+    RegistryError, RegistryStats, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError,
+    Spawn, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -126,11 +126,11 @@ pub mod __private {
     pub use actix;
     pub use actix_cluster_runtime::actor::{Probe, TakeState};
     pub use actix_cluster_runtime::dispatch::{
-        assert_wire_type, dispatch, encode_state, probe, spawn_from_state, spawn_keyed, take_state,
+        assert_wire_type, default_state, dispatch, encode_state, probe, spawn_from_state, spawn_keyed, take_state,
     };
     pub use actix_cluster_runtime::proto::wire_id;
-    pub use actix_cluster_runtime::types::KeyedRegistration;
     pub use actix_cluster_runtime::types::{ActorRegistration, HandlerRegistration, MessageRegistration};
+    pub use actix_cluster_runtime::types::{KeyedRegistration, RecoveryRegistration};
     pub use inventory;
     pub use serde;
 }

@@ -21,6 +21,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     validate::struct_or_enum(&mut cx, &target, "distributed_actor");
     validate::not_generic(&mut cx, &target, "distributed_actor");
     validate::stable_name(&mut cx, args.name.as_ref());
+    validate::recovery(&mut cx, &args);
     if !cx.is_empty() {
         return fallback::actor(&mut target, args.manual_actor, cx.into_compile_errors());
     }
@@ -126,6 +127,31 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
         }
     });
+    // A recovery policy: followed by the node's recovery service.
+    let recovery = args.recovery.map(|(restart, span)| {
+        let replicas = args.replicas.map_or(0, |(n, _)| n);
+        let every = args.snapshot_every.map_or(0, |(ms, _)| ms);
+        // Without replicas a non-keyed actor restarts from its `Default` (spanned at the
+        // argument, so a missing `Default` is reported there).
+        let restart_state = if restart && replicas == 0 && args.keyed.is_none() {
+            quote_spanned!(span=> ::std::option::Option::Some(#p::default_state::<#ident>))
+        } else {
+            quote!(::std::option::Option::None)
+        };
+        quote! {
+            #p::inventory::submit! {
+                #p::RecoveryRegistration {
+                    type_id: <#ident as ::actix_cluster::DistributedActor>::TYPE_ID,
+                    restart: #restart,
+                    replicas: #replicas,
+                    snapshot_every_ms: #every,
+                    restart_state: #restart_state,
+                    placement: <#ident as ::actix_cluster::DistributedActor>::placement,
+                    format: <#ident as ::actix_cluster::DistributedActor>::format,
+                }
+            }
+        }
+    });
     let handles = args.messages.iter().map(|m| {
         // Spanned at the listed message, so a missing `Handler<M>` impl points there.
         quote_spanned! {m.span()=>
@@ -170,6 +196,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             }
             #(#handler_entries)*
             #keyed_impl
+            #recovery
         };
     }
 }

@@ -11,21 +11,50 @@ use crate::ids::ActorTypeId;
 use crate::node::ClusterSystem;
 use crate::proto::activation::keyed_identity;
 use crate::proto::registry::record::DirKey;
+use crate::proto::snapshot::ClaimAnswer;
 
 /// Registration attempts per activation before giving up (each lost race re-reads the winner).
 const ATTEMPTS: usize = 4;
 
+/// How long an activation waits before it looks again for a key whose replica's holder
+/// still sees the old host, or is re-creating it.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The activation of `key`: the one the directory names, or a new one where the type's
-/// placement says.
+/// placement says. A type that keeps replicas first claims the key's replica from the
+/// member consistent hashing places the key on (the replica's first holder once its host
+/// is gone), which runs the key from it.
 async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool) -> Result<ActorRef<A>, ClusterError> {
     let (system, key) = (&system, key.as_str());
-    let dir_key = DirKey::Keyed { actor_type: ActorTypeId(A::TYPE_ID), key: key.to_owned() };
+    let actor_type = ActorTypeId(A::TYPE_ID);
+    let dir_key = DirKey::Keyed { actor_type, key: key.to_owned() };
     let registry = system.registry();
+    let replicated = system.node.types.recovery(actor_type).is_some_and(|r| r.restart && r.replicas > 0);
+    let deadline = tokio::time::Instant::now() + system.config().request_timeout();
     let mut uncached = fresh;
-    for _ in 0..ATTEMPTS {
+    let mut attempts = 0;
+    while attempts < ATTEMPTS {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         if let Some(found) = registry.find_key::<A>(dir_key.clone(), uncached).await? {
             return Ok(found);
         }
+        uncached = true;
+        if replicated {
+            let owner = system.choose_node(Placement::ConsistentHash, Some(key.to_owned())).await?;
+            match system.recovery().claim(&owner, keyed_identity(actor_type, key)).await {
+                ClaimAnswer::None => {}
+                // It runs (from the replica, or another activation won): find it.
+                ClaimAnswer::Running(_) => continue,
+                ClaimAnswer::Retry if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                    continue;
+                }
+                ClaimAnswer::Retry => break,
+            }
+        }
+        attempts += 1;
         let placement = match A::placement() {
             Placement::Local => Placement::ConsistentHash,
             other => other,
@@ -36,7 +65,6 @@ async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool
             Err(ClusterError::Registry(RegistryError::Taken { .. })) => {
                 // Another node activated the key first: this instance never got a message.
                 let _ = actor.stop().await;
-                uncached = true;
             }
             Err(e) => {
                 let _ = actor.stop().await;

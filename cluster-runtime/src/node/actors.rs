@@ -75,23 +75,47 @@ pub(crate) struct KeyedActivity {
 /// (it is moving, or being passivated), and how many messages reached it (for idleness).
 pub(crate) type Gate = Arc<ActorCell>;
 
+/// Called when a message reaches a watched actor while it is clean (see [`ActorCell::touch`]).
+pub(crate) type WatchFn = Box<dyn Fn() + Send + Sync>;
+
 /// See [`Gate`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct ActorCell {
     /// Its inbound messages are held.
     pub(crate) held: AtomicBool,
     /// Messages that reached it so far.
     pub(crate) activity: AtomicU64,
+    /// A message reached it since its state was last taken (watched actors).
+    dirty: AtomicBool,
+    /// Set for actors whose state is snapshotted: told of the first message after each take.
+    watch: std::sync::OnceLock<WatchFn>,
+}
+
+impl std::fmt::Debug for ActorCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorCell")
+            .field("held", &self.held)
+            .field("activity", &self.activity)
+            .field("watched", &self.watch.get().is_some())
+            .finish()
+    }
 }
 
 impl ActorCell {
     fn held(held: bool) -> Self {
-        Self { held: AtomicBool::new(held), activity: AtomicU64::new(0) }
+        Self { held: AtomicBool::new(held), ..Self::default() }
     }
 
-    /// Counts a message.
+    /// Counts a message; a watched actor that was clean reports it. Called on the node's
+    /// thread just before the message goes into the mailbox, so a state taken in answer
+    /// comes after it in mailbox order.
     pub(crate) fn touch(&self) {
         self.activity.fetch_add(1, Ordering::Relaxed);
+        if let Some(watch) = self.watch.get() {
+            if !self.dirty.swap(true, Ordering::AcqRel) {
+                watch();
+            }
+        }
     }
 }
 
@@ -244,6 +268,17 @@ impl Table {
             *self.spawned.entry(node).or_default() += 1;
         }
         self.actors.insert(id, actor);
+    }
+
+    /// Actor `id` no longer counts against, nor stops with, the node that spawned it.
+    fn detach(&mut self, id: LocalActorId) {
+        let Some(node) = self.actors.get_mut(&id).and_then(|a| a.spawner.take()) else { return };
+        if let Some(n) = self.spawned.get_mut(&node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.spawned.remove(&node);
+            }
+        }
     }
 
     fn remove(&mut self, id: LocalActorId) -> Option<LocalActor> {
@@ -667,9 +702,36 @@ impl Actors {
         parked
     }
 
-    /// Marks local actor `id` as the activation of `key`; false if it is not here.
+    /// Marks local actor `id` as the activation of `key`; false if it is not here. The
+    /// activation belongs to its key from now on: it no longer stops with the node that
+    /// spawned it.
     pub(crate) fn mark_keyed(&self, id: LocalActorId, key: ActivationKey, identity: ActorId) -> bool {
-        lock(&self.table).actors.get_mut(&id).map(|a| a.keyed = Some((key, identity))).is_some()
+        let mut table = lock(&self.table);
+        let Some(a) = table.actors.get_mut(&id) else { return false };
+        a.keyed = Some((key, identity));
+        table.detach(id);
+        true
+    }
+
+    /// Actor `id` no longer stops with the node that spawned it; false if it is not here.
+    pub(crate) fn detach(&self, id: LocalActorId) -> bool {
+        let mut table = lock(&self.table);
+        table.detach(id);
+        table.actors.contains_key(&id)
+    }
+
+    /// Calls `watch` when a message reaches actor `id` after [`clean`](Self::clean) (or
+    /// from now); false if it is not here or already watched.
+    pub(crate) fn watch(&self, id: LocalActorId, watch: WatchFn) -> bool {
+        let table = lock(&self.table);
+        table.actors.get(&id).is_some_and(|a| a.gate.watch.set(watch).is_ok())
+    }
+
+    /// Actor `id`'s state is about to be taken: the next message makes it dirty again.
+    pub(crate) fn clean(&self, id: LocalActorId) {
+        if let Some(a) = lock(&self.table).actors.get(&id) {
+            a.gate.dirty.store(false, Ordering::Release);
+        }
     }
 
     /// Every keyed activation here that takes messages.

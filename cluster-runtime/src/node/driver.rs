@@ -193,6 +193,34 @@ impl Kernel for Node {
         self.to_control(Input::Notice(notice));
     }
 
+    fn watch_handled(&self, actor: crate::ids::LocalActorId) -> bool {
+        let me = self.me.clone();
+        self.actors.watch(
+            actor,
+            Box::new(move || {
+                if let Some(node) = me.upgrade() {
+                    node.to_control(Input::Touched(actor));
+                }
+            }),
+        )
+    }
+
+    fn snapshot(&self, actor: crate::ids::LocalActorId) -> Option<crate::dispatch::StateFuture> {
+        self.actors.clean(actor);
+        self.actors.take_state(&self.types, actor)
+    }
+
+    fn recovery_policy(
+        &self,
+        actor_type: crate::ids::ActorTypeId,
+    ) -> Option<&'static crate::types::RecoveryRegistration> {
+        self.types.recovery(actor_type)
+    }
+
+    fn detach(&self, actor: crate::ids::LocalActorId) -> bool {
+        self.actors.detach(actor)
+    }
+
     fn post(&self, channel: crate::proto::wire::channel::Channel, call: crate::node::service::Call) {
         self.to_control(Input::Call(channel, call));
     }
@@ -284,6 +312,7 @@ impl Driver {
                 }
             }
             Input::ActorStopped(actor) => self.each(|s, cx| s.handle_actor_stopped(cx, actor)),
+            Input::Touched(actor) => self.each(|s, cx| s.handle_touched(cx, actor)),
             Input::Wake(actor, key) => self.each(|s, cx| s.handle_wake(cx, actor, &key)),
             Input::Notice(notice) => self.each(|s, cx| s.handle_notice(cx, &notice)),
             Input::Metrics(reply) => {

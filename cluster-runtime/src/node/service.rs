@@ -82,6 +82,9 @@ pub(crate) trait Service: Any {
     /// A message reached passivated keyed activation `actor` (of `key`): it waits for the
     /// key's next activation.
     fn handle_wake(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId, _key: &crate::proto::activation::ActivationKey) {}
+    /// A message reached local actor `actor`, watched with [`Kernel::watch_handled`], since
+    /// its state was last taken.
+    fn handle_touched(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId) {}
     /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
     fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
     /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
@@ -167,6 +170,16 @@ pub(crate) trait Kernel {
     fn take_state(&self, actor: LocalActorId) -> Option<crate::dispatch::StateFuture>;
     /// Tells every service `notice` (after the current input).
     fn notify(&self, notice: Notice);
+    /// Services hear ([`Service::handle_touched`]) of the first message that reaches local
+    /// actor `actor` after each [`snapshot`](Self::snapshot); false if it is not here.
+    fn watch_handled(&self, actor: LocalActorId) -> bool;
+    /// Asks local actor `actor` for its serialized state, in mailbox order, for a snapshot.
+    fn snapshot(&self, actor: LocalActorId) -> Option<crate::dispatch::StateFuture>;
+    /// The recovery policy of actor type `actor_type`, if it has one.
+    fn recovery_policy(&self, actor_type: ActorTypeId) -> Option<&'static crate::types::RecoveryRegistration>;
+    /// Local actor `actor` no longer stops with the node that spawned it (it is recovered
+    /// elsewhere if that node is lost); false if it is not here.
+    fn detach(&self, actor: LocalActorId) -> bool;
     /// Hands `call` to the service on `channel` (after the current input).
     fn post(&self, channel: Channel, call: Call);
 }
@@ -174,6 +187,23 @@ pub(crate) trait Kernel {
 /// What one service tells the others (through the control task, after the current input).
 #[derive(Debug, Clone)]
 pub(crate) enum Notice {
+    /// Local actor `actor` (identity `identity`) got a directory record under `key`.
+    Registered {
+        /// The actor, here.
+        actor: LocalActorId,
+        /// Its identity.
+        identity: crate::ids::ActorId,
+        /// The record's key.
+        key: crate::proto::registry::record::DirKey,
+    },
+    /// Local actor `actor` no longer has its records here: it stopped,
+    /// was passivated, or moved to node `moved_to`.
+    Unhosted {
+        /// The actor, here.
+        actor: LocalActorId,
+        /// Where it moved.
+        moved_to: Option<String>,
+    },
     /// Local keyed activation `actor` lost its key to another activation at `winner` (two
     /// sides of a healed partition activated it): it yields.
     KeyedLost {
@@ -298,6 +328,8 @@ pub(crate) enum Input {
     Call(Channel, Call),
     /// A local actor the services follow stopped.
     ActorStopped(LocalActorId),
+    /// A message reached watched actor `.0` since its last snapshot.
+    Touched(LocalActorId),
     /// A message reached passivated keyed activation `.0` (of key `.1`).
     Wake(LocalActorId, crate::proto::activation::ActivationKey),
     /// A service tells the others something.

@@ -86,6 +86,8 @@ pub struct Replica {
     pub actor_type: ActorTypeId,
     /// A keyed activation's key.
     pub key: Option<String>,
+    /// The names it is registered under (taken back when it is re-created).
+    pub names: Vec<String>,
     /// The node it runs on.
     pub host: String,
     /// This replica's version.
@@ -108,6 +110,13 @@ pub enum SnapshotFrame {
         /// Replicas older than this go.
         below: SnapshotVersion,
     },
+    /// Holder to host: it keeps the replica of `identity` at `version` (or newer).
+    Stored {
+        /// The actor.
+        identity: ActorId,
+        /// The version kept.
+        version: SnapshotVersion,
+    },
     /// The actor moved to the receiving node: its replicas from there are in `epoch`.
     Handover {
         /// The actor.
@@ -115,6 +124,57 @@ pub enum SnapshotFrame {
         /// The epoch the new host starts in.
         epoch: u64,
     },
+}
+
+/// The recovery service's frames: the snapshot bookkeeping's, and claims of keyed replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoveryFrame {
+    /// Between hosts and holders.
+    Snapshot(SnapshotFrame),
+    /// The key's next activation asks the holder for the replica of `identity`.
+    Claim {
+        /// The request number, for the reply.
+        req: u64,
+        /// The key's identity.
+        identity: ActorId,
+    },
+    /// The answer to a claim.
+    ClaimReply {
+        /// The request answered.
+        req: u64,
+        /// What the holder did.
+        answer: ClaimAnswer,
+    },
+    /// Re-create the actor of `replica` on the receiving node (its placement chose it).
+    Restore(Replica),
+}
+
+/// What a holder did with a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimAnswer {
+    /// The key runs again from the replica (or another activation won the key) here.
+    Running(crate::proto::registry::record::ActorLocation),
+    /// The replica's host is still in the holder's view, or another claim is under way:
+    /// look again shortly.
+    Retry,
+    /// No replica: activate the key afresh.
+    None,
+}
+
+impl RecoveryFrame {
+    /// The frame's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding into a Vec fails only if serde reports an error, which these types never do.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a frame (exactly: no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard_exact(bytes).map_err(|e| match e {
+            Inexact::Malformed(e) => format!("malformed recovery frame: {e}"),
+            Inexact::Trailing(n) => format!("{n} trailing bytes after a recovery frame"),
+        })
+    }
 }
 
 /// What a holder answers the key's next activation ([`Snapshots::claim`]).
@@ -175,6 +235,7 @@ pub enum Output {
 struct Hosted {
     actor_type: ActorTypeId,
     key: Option<String>,
+    names: Vec<String>,
     policy: RecoveryPolicy,
     version: SnapshotVersion,
     holders: Vec<String>,
@@ -184,6 +245,10 @@ struct Hosted {
     in_flight: bool,
     /// Interval schedule: when the next snapshot may be taken.
     next_at: Option<Duration>,
+    /// The newest version each holder confirmed keeping.
+    confirmed: BTreeMap<String, SnapshotVersion>,
+    /// A snapshot was stored at least once in this epoch.
+    stored: bool,
 }
 
 #[derive(Debug)]
@@ -263,6 +328,21 @@ impl Snapshots {
         self.hosted.len()
     }
 
+    /// Host: actors whose latest state is not yet confirmed kept by every holder (a
+    /// snapshot due, in flight, or not acknowledged).
+    pub fn unconfirmed(&self) -> usize {
+        self.hosted
+            .values()
+            .filter(|h| {
+                h.policy.replicas > 0
+                    && (h.dirty
+                        || h.in_flight
+                        || !h.stored
+                        || h.holders.iter().any(|o| h.confirmed.get(o).is_none_or(|v| *v < h.version)))
+            })
+            .count()
+    }
+
     /// Host: actor `identity` (a keyed activation of `key`) runs here now (started, moved
     /// in, or re-created) in `epoch` (or the one its previous host handed over, if later).
     pub fn host(
@@ -282,12 +362,15 @@ impl Snapshots {
         let h = Hosted {
             actor_type,
             key,
+            names: Vec::new(),
             policy,
             version: SnapshotVersion { epoch, seq: 0 },
             holders,
             dirty: false,
             in_flight: false,
             next_at: None,
+            confirmed: BTreeMap::new(),
+            stored: false,
         };
         self.hosted.insert(identity, h);
         self.replicate(now, identity);
@@ -337,6 +420,23 @@ impl Snapshots {
         let below = SnapshotVersion { epoch: h.version.epoch, seq: h.version.seq + 1 };
         for to in h.holders {
             self.out.push_back(Output::Send { to, frame: SnapshotFrame::Drop { identity, below } });
+        }
+    }
+
+    /// Host: hosted actor `identity` is registered under `name` too: its replicas say so.
+    pub fn handle_named(&mut self, now: Duration, identity: ActorId, name: &str) {
+        let Some(h) = self.hosted.get_mut(&identity) else { return };
+        if h.names.iter().any(|n| n == name) {
+            return;
+        }
+        h.names.push(name.to_owned());
+        if h.policy.replicas > 0 {
+            h.dirty = true;
+            if !h.in_flight {
+                self.take(identity);
+            }
+        } else {
+            self.replicate(now, identity);
         }
     }
 
@@ -426,16 +526,25 @@ impl Snapshots {
                 if !replica.holders.contains(&self.me) {
                     return Err(format!("`{from}` sent a replica that does not list this node as a holder"));
                 }
-                match self.held.get(&replica.identity) {
-                    Some(held) if held.replica.version >= replica.version => {}
+                let (identity, version) = (replica.identity, replica.version);
+                match self.held.get(&identity) {
+                    Some(held) if held.replica.version >= version => {}
                     _ => {
-                        self.held.insert(replica.identity, Held { replica, recreating: false });
+                        self.held.insert(identity, Held { replica, recreating: false });
                     }
                 }
+                let frame = SnapshotFrame::Stored { identity, version };
+                self.out.push_back(Output::Send { to: from.to_owned(), frame });
             }
             SnapshotFrame::Drop { identity, below } => {
                 if self.held.get(&identity).is_some_and(|h| h.replica.version < below && !h.recreating) {
                     self.held.remove(&identity);
+                }
+            }
+            SnapshotFrame::Stored { identity, version } => {
+                if let Some(h) = self.hosted.get_mut(&identity) {
+                    let v = h.confirmed.entry(from.to_owned()).or_default();
+                    *v = (*v).max(version);
                 }
             }
             SnapshotFrame::Handover { identity, epoch } => match self.hosted.get_mut(&identity) {
@@ -474,16 +583,23 @@ impl Snapshots {
             }
             return;
         }
+        // A descriptor: each one sent supersedes the last (its names may have changed).
+        if let Some(h) = self.hosted.get_mut(&identity) {
+            h.version.seq += 1;
+        }
         self.store(identity, None);
     }
 
     /// Sends every holder of hosted `identity` its current replica, with `state`.
     fn store(&mut self, identity: ActorId, state: Option<(Format, Vec<u8>)>) {
-        let Some(h) = self.hosted.get(&identity) else { return };
+        let Some(h) = self.hosted.get_mut(&identity) else { return };
+        h.stored = true;
+        let h = &*h;
         let replica = Replica {
             identity,
             actor_type: h.actor_type,
             key: h.key.clone(),
+            names: h.names.clone(),
             host: self.me.clone(),
             version: h.version,
             holders: h.holders.clone(),
@@ -617,7 +733,9 @@ mod tests {
         net.node("n1").handle_snapshot(ms(5), A, Some((Format::Postcard, vec![1])));
         assert_eq!(drain(net.node("n1")).iter().filter(|o| matches!(o, Output::TakeSnapshot { .. })).count(), 1);
         net.node("n1").handle_snapshot(ms(6), A, Some((Format::Postcard, vec![3])));
+        assert_eq!(net.node("n1").unconfirmed(), 1, "stores sent, not yet acknowledged");
         net.run(ms(6));
+        assert_eq!(net.node("n1").unconfirmed(), 0, "every holder acknowledged the latest snapshot");
         for h in &holders {
             assert_eq!(net.node(h).held_version(A), Some(SnapshotVersion { epoch: 0, seq: 3 }), "{h}");
         }
@@ -745,6 +863,7 @@ mod tests {
             identity: ActorId(5),
             actor_type: TYPE,
             key: None,
+            names: Vec::new(),
             host: "n1".into(),
             version: SnapshotVersion::default(),
             holders: vec![second.clone()],

@@ -5,6 +5,7 @@
 pub mod membership;
 pub mod migration;
 pub mod placement;
+pub mod recovery;
 pub mod registry;
 
 use crate::node::service::{Install, ServiceSet};
@@ -16,5 +17,6 @@ pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     set.add(placement::install(install));
     set.add(registry::install(install));
     set.add(migration::install(install));
+    set.add(recovery::install(install));
     set
 }

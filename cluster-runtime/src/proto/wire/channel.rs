@@ -21,7 +21,9 @@ impl Channel {
     pub const PLACEMENT: Channel = Channel(3);
     /// Live migration: the handshake between an actor's old and new node.
     pub const MIGRATION: Channel = Channel(4);
-    // Assigned as the services land: 5 delivery, 6 broker, 7 raft, 8 security.
+    /// Recovery: snapshots of actors with a recovery policy, kept on other nodes.
+    pub const RECOVERY: Channel = Channel(5);
+    // Assigned as the services land: 6 delivery, 7 broker, 8 raft, 9 security.
 }
 
 impl fmt::Display for Channel {

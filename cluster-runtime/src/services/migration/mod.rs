@@ -606,7 +606,7 @@ impl Service for MigrationService {
     }
 
     fn handle_notice(&mut self, cx: &mut Cx<'_>, notice: &crate::node::service::Notice) {
-        let crate::node::service::Notice::KeyedLost { actor, winner } = notice;
+        let crate::node::service::Notice::KeyedLost { actor, winner } = notice else { return };
         let (actor, winner) = (*actor, winner.clone());
         // It yields: what it has, and what still comes, goes to the winner.
         tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");

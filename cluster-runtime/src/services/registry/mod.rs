@@ -145,16 +145,46 @@ impl RegistryService {
             let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: key.clone() };
             cx.node().mark_keyed(actor, key, identity);
         }
-        self.dir.register(now, token, key, record.clone());
+        self.dir.register(now, token, key.clone(), record.clone());
         // The identity record lets handles whose location went stale find the actor again.
         let quiet = self.token();
         self.dir.register(now, quiet, DirKey::Actor(identity), record);
-        if !cx.node().announce_stop(actor) {
+        if cx.node().announce_stop(actor) {
+            cx.node().notify(Notice::Registered { actor, identity, key });
+        } else {
             // It stopped meanwhile: its records go at once.
             self.named.remove(&actor);
             self.dir.actor_stopped(now, identity);
         }
         self.flush(cx);
+    }
+
+    /// Local actor `actor`, re-created after its node was lost, takes its identity and its
+    /// names back (first writer wins for each name; a name taken meanwhile stays taken).
+    pub(crate) fn restore(&mut self, cx: &mut Cx<'_>, actor: LocalActorId, identity: ActorId, names: Vec<String>) {
+        self.named.insert(actor, identity);
+        let (tx, _) = oneshot::channel();
+        self.register(
+            cx,
+            DirKey::Actor(identity),
+            ActorLocation { node: self.me.clone(), node_id: self.node_id, actor },
+            tx,
+        );
+        for name in names {
+            let (tx, rx) = oneshot::channel();
+            let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+            self.register(cx, DirKey::Name(name.clone()), here, tx);
+            let node = self.me.clone();
+            cx.node().spawn_call(
+                Channel::REGISTRY,
+                Box::pin(async move {
+                    if let Ok(Err(refusal)) = rx.await {
+                        tracing::warn!(%node, %name, ?refusal, "a re-created actor could not take its name back");
+                    }
+                    None
+                }),
+            );
+        }
     }
 
     /// Registers the actor at `location` under `key`: here, or by asking its host.
@@ -202,6 +232,7 @@ impl RegistryService {
     /// Local actor `actor` is being passivated: its records go now (it may register again).
     pub(crate) fn retire(&mut self, cx: &mut Cx<'_>, actor: LocalActorId) {
         if let Some(identity) = self.named.remove(&actor) {
+            cx.node().notify(Notice::Unhosted { actor, moved_to: None });
             self.dir.actor_stopped(cx.now(), identity);
             self.flush(cx);
         }
@@ -222,6 +253,7 @@ impl RegistryService {
                 let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: key.clone() };
                 cx.node().mark_keyed(actor, key, identity);
             }
+            cx.node().notify(Notice::Registered { actor, identity, key: key.clone() });
             self.dir.adopt(key, record);
         }
         if !cx.node().announce_stop(actor) {
@@ -283,6 +315,8 @@ impl RegistryService {
         if let Some(m) = self.moves.remove(&token) {
             match result {
                 Ok(_) => {
+                    let moved_to = m.records.first().map(|(_, r)| r.location.node.clone());
+                    cx.node().notify(Notice::Unhosted { actor: m.actor, moved_to });
                     let _ = m.reply.send(Ok(m.records));
                 }
                 Err(refusal) => {
@@ -416,6 +450,7 @@ impl Service for RegistryService {
 
     fn handle_actor_stopped(&mut self, cx: &mut Cx<'_>, actor: LocalActorId) {
         if let Some(identity) = self.named.remove(&actor) {
+            cx.node().notify(Notice::Unhosted { actor, moved_to: None });
             self.dir.actor_stopped(cx.now(), identity);
             self.flush(cx);
         }
