@@ -80,8 +80,9 @@ impl Handler<SlowGet> for Counter {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AddItem(pub String);
 
-/// A shopping cart: a keyed (virtual) actor, one per cart id in the cluster.
-#[distributed_actor(messages(AddItem), keyed = "id")]
+/// A shopping cart: a keyed (virtual) actor, one per cart id in the cluster, whose items
+/// are snapshotted to one other node after each message.
+#[distributed_actor(messages(AddItem), keyed = "id", recovery = "restart", replicas = 1)]
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cart {
     /// The cart's key.
@@ -226,5 +227,52 @@ impl Handler<PacedStats> for Paced {
     type Result = MessageResult<PacedStats>;
     fn handle(&mut self, _: PacedStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult((self.handled, self.out_of_order))
+    }
+}
+
+/// A keyed counter whose count is snapshotted to one other node after each message.
+#[distributed_actor(messages(Add, Get), keyed = "key", recovery = "restart", replicas = 1)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Tally {
+    /// The key.
+    pub key: String,
+    /// The running total.
+    pub total: u64,
+}
+
+impl Handler<Add> for Tally {
+    type Result = u64;
+    fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
+        self.total += msg.0;
+        self.total
+    }
+}
+
+impl Handler<Get> for Tally {
+    type Result = u64;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> u64 {
+        self.total
+    }
+}
+
+/// Asks a node's [`Inspector`] for its recovery figures: (actors hosted with replicas, of
+/// which unconfirmed, replicas held, actors recovered).
+#[cluster_message(result = "(u64, u64, u64, u64)")]
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecoveryFigures;
+
+/// Reports figures of the node it runs on (spawned there by a test).
+#[distributed_actor(messages(RecoveryFigures))]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Inspector;
+
+impl Handler<RecoveryFigures> for Inspector {
+    type Result = ResponseFuture<(u64, u64, u64, u64)>;
+    fn handle(&mut self, _: RecoveryFigures, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            let Some(system) = ClusterSystem::current() else { return (0, 0, 0, 0) };
+            let s = system.recovery().stats().await;
+            (s.hosted as u64, s.unconfirmed as u64, s.held as u64, s.recovered)
+        })
     }
 }

@@ -11,6 +11,7 @@ use crate::ids::ActorTypeId;
 use crate::node::ClusterSystem;
 use crate::proto::activation::keyed_identity;
 use crate::proto::registry::record::DirKey;
+use crate::proto::registry::ring;
 use crate::proto::snapshot::ClaimAnswer;
 
 /// Registration attempts per activation before giving up (each lost race re-reads the winner).
@@ -21,15 +22,14 @@ const ATTEMPTS: usize = 4;
 const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The activation of `key`: the one the directory names, or a new one where the type's
-/// placement says. A type that keeps replicas first claims the key's replica from the
-/// member consistent hashing places the key on (the replica's first holder once its host
-/// is gone), which runs the key from it.
+/// placement says. A type that keeps replicas first claims the key's replica (see
+/// [`claim`]); the holder that has it runs the key from it.
 async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool) -> Result<ActorRef<A>, ClusterError> {
     let (system, key) = (&system, key.as_str());
     let actor_type = ActorTypeId(A::TYPE_ID);
     let dir_key = DirKey::Keyed { actor_type, key: key.to_owned() };
     let registry = system.registry();
-    let replicated = system.node.types.recovery(actor_type).is_some_and(|r| r.restart && r.replicas > 0);
+    let replicas = system.node.types.recovery(actor_type).filter(|r| r.restart && r.replicas > 0).map(|r| r.replicas);
     let deadline = tokio::time::Instant::now() + system.config().request_timeout();
     let mut uncached = fresh;
     let mut attempts = 0;
@@ -41,9 +41,8 @@ async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool
             return Ok(found);
         }
         uncached = true;
-        if replicated {
-            let owner = system.choose_node(Placement::ConsistentHash, Some(key.to_owned())).await?;
-            match system.recovery().claim(&owner, keyed_identity(actor_type, key)).await {
+        if let Some(replicas) = replicas {
+            match claim(system, actor_type, key, replicas).await {
                 ClaimAnswer::None => {}
                 // It runs (from the replica, or another activation won): find it.
                 ClaimAnswer::Running(_) => continue,
@@ -73,6 +72,34 @@ async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool
         }
     }
     Err(ClusterError::Timeout(system.config().request_timeout()))
+}
+
+/// Claims the replica of `key` from the members that may hold it: the first `replicas + 1`
+/// members not marked down, in the key's ring order (its host ranks among them while it is
+/// still in this node's view, and holds none). The first that runs it answers; a member
+/// that cannot tell yet (it still sees the host, or is unreachable) makes the activation
+/// look again shortly; if none holds one the key activates afresh.
+async fn claim(system: &ClusterSystem, actor_type: ActorTypeId, key: &str, replicas: usize) -> ClaimAnswer {
+    use crate::proto::membership::MemberStatus;
+    let mut members: Vec<String> = system
+        .membership()
+        .members()
+        .into_iter()
+        .filter(|m| matches!(m.status, MemberStatus::Up | MemberStatus::Suspect | MemberStatus::Leaving))
+        .map(|m| m.name)
+        .collect();
+    members.sort_by(|a, b| ring::score(key, b).cmp(&ring::score(key, a)).then_with(|| a.cmp(b)));
+    let identity = keyed_identity(actor_type, key);
+    let mut answer = ClaimAnswer::None;
+    for member in members.iter().take(replicas + 1) {
+        match system.recovery().claim(member, identity).await {
+            ClaimAnswer::None => {}
+            ClaimAnswer::Retry => answer = ClaimAnswer::Retry,
+            running => return running,
+        }
+    }
+    tracing::debug!(node = %system.node_name(), %key, ?answer, "claimed a keyed replica");
+    answer
 }
 
 impl ClusterSystem {

@@ -103,7 +103,8 @@ pub struct Replica {
 pub enum SnapshotFrame {
     /// Keep this replica (it replaces an older one).
     Store(Replica),
-    /// Drop the replicas of `identity` older than `below`.
+    /// Drop the replicas of `identity` older than `below` (from their host, or of an older
+    /// epoch).
     Drop {
         /// The actor.
         identity: ActorId,
@@ -537,7 +538,13 @@ impl Snapshots {
                 self.out.push_back(Output::Send { to: from.to_owned(), frame });
             }
             SnapshotFrame::Drop { identity, below } => {
-                if self.held.get(&identity).is_some_and(|h| h.replica.version < below && !h.recreating) {
+                // Its host drops older replicas; anyone may retire an older epoch (a holder
+                // that re-created the actor). A duplicate's host cannot drop the replica of
+                // the key's other activation in the same epoch.
+                let applies = |h: &Held| {
+                    (h.replica.host == from || below.epoch > h.replica.version.epoch) && h.replica.version < below
+                };
+                if self.held.get(&identity).is_some_and(|h| applies(h) && !h.recreating) {
                     self.held.remove(&identity);
                 }
             }
