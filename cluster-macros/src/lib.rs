@@ -47,7 +47,13 @@ pub fn cluster_message(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Arguments: `messages(...)` the message types the actor accepts remotely (each needs a
 /// `Handler` impl); `name = "..."` pins the type id; `format = "postcard" | "json"` the wire
 /// format of its messages and state; `manual_actor` if you write `impl Actor` yourself
-/// (otherwise one with `Context<Self>` is generated).
+/// (otherwise one with `Context<Self>` is generated); `placement = "..."` where
+/// `start_distributed()` and `spawn` put it; `keyed` / `keyed = "field"` a keyed (virtual)
+/// actor reached with `actor_for`; `recovery = "restart" | "none"` whether it is re-created
+/// on a surviving node when its node is lost (from `Default` unless it keeps replicas),
+/// `replicas = N` how many other nodes keep its latest snapshot, and
+/// `snapshot_every = "500ms"` to snapshot at most once per interval instead of after each
+/// message.
 #[proc_macro_attribute]
 pub fn distributed_actor(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::actor::expand(args.into(), input.into()).into()

@@ -130,10 +130,18 @@ pub struct Directory {
     pending: BTreeMap<u64, Pending>,
     cache: HashMap<DirKey, Record>,
     watched: BTreeMap<DirKey, Option<Record>>,
+    /// Incarnations that left the view (the latest [`GONE_KEPT`]) and have not come back:
+    /// records located on them are stale wherever they come from (a reply or a request
+    /// from before the change).
+    gone: std::collections::HashSet<(String, NodeId)>,
+    gone_order: VecDeque<(String, NodeId)>,
     // Frames to this node itself, handled before anything else is polled.
     inbox: VecDeque<RegistryFrame>,
     out: VecDeque<Output>,
 }
+
+/// How many departed incarnations a directory remembers.
+const GONE_KEPT: usize = 1024;
 
 /// The version of a view: a portable hash of its directory members (name and incarnation).
 pub fn view_digest<'a>(owners: impl IntoIterator<Item = (&'a str, NodeId)>) -> u64 {
@@ -169,6 +177,8 @@ impl Directory {
             pending: BTreeMap::new(),
             cache: HashMap::new(),
             watched: BTreeMap::new(),
+            gone: std::collections::HashSet::new(),
+            gone_order: VecDeque::new(),
             inbox: VecDeque::new(),
             out: VecDeque::new(),
         };
@@ -271,11 +281,24 @@ impl Directory {
             live.keys().filter(|n| self.masters.as_ref().is_none_or(|m| m.contains(*n))).cloned().collect();
         let digest = view_digest(owners.iter().map(|n| (n.as_str(), live[n])));
         self.live = live;
+        // An incarnation back in the view (a partition healed) is no longer gone.
+        if !self.gone.is_empty() {
+            let back: Vec<(String, NodeId)> =
+                self.live.iter().map(|(n, id)| (n.clone(), *id)).filter(|k| self.gone.contains(k)).collect();
+            for k in back {
+                self.gone.remove(&k);
+                self.gone_order.retain(|g| *g != k);
+            }
+        }
         for (name, id) in &gone {
             self.purge_node(now, name, *id);
         }
         if digest == self.digest && !self.owners.is_empty() {
             return;
+        }
+        // Requests waiting from the old view are asked again in the new one.
+        for (from, req, _) in std::mem::take(&mut self.deferred) {
+            self.send(now, &from, RegistryFrame::Reply { req, result: Err(Refusal::ViewMismatch) });
         }
         self.owners = owners;
         self.digest = digest;
@@ -315,8 +338,21 @@ impl Directory {
         self.serve_deferred(now);
     }
 
+    /// The record is located on an incarnation that left the view.
+    fn on_gone(&self, r: &Record) -> bool {
+        !self.gone.is_empty() && self.gone.contains(&(r.location.node.clone(), r.location.node_id))
+    }
+
     /// Drops every record located on the old incarnation `id` of `name`.
     fn purge_node(&mut self, now: Duration, name: &str, id: NodeId) {
+        if self.gone.insert((name.to_owned(), id)) {
+            self.gone_order.push_back((name.to_owned(), id));
+            if self.gone_order.len() > GONE_KEPT {
+                if let Some(old) = self.gone_order.pop_front() {
+                    self.gone.remove(&old);
+                }
+            }
+        }
         let on_it = |r: &Record| r.location.node == name && r.location.node_id == id;
         let keys: Vec<DirKey> =
             self.slots.iter().filter(|(_, s)| s.record.as_ref().is_some_and(on_it)).map(|(k, _)| k.clone()).collect();
@@ -574,7 +610,10 @@ impl Directory {
                 // Only the key's owner speaks for it.
                 tracing::debug!(%key, %from, "registry update from a node that does not own the key; ignored");
             }
-            RegistryFrame::Changed { key, record } => {
+            RegistryFrame::Changed { key, mut record } => {
+                if record.as_ref().is_some_and(|r| self.on_gone(r)) {
+                    record = None;
+                }
                 match &record {
                     Some(r) if self.cache.contains_key(&key) || self.watched.contains_key(&key) => {
                         self.cache.insert(key.clone(), r.clone());
@@ -608,7 +647,13 @@ impl Directory {
                 let resend_at = now + self.config.mismatch_backoff;
                 self.pending.insert(req, Pending { resend_at, ..p });
             }
-            result => {
+            mut result => {
+                if let Ok(Answer::Found(found)) = &mut result {
+                    // Answered before the owner saw its node leave: it is not there.
+                    if found.as_ref().is_some_and(|r| self.on_gone(r)) {
+                        *found = None;
+                    }
+                }
                 match (&p.op, &result) {
                     (Op::Lookup { key, .. }, Ok(Answer::Found(found))) => {
                         if let Some(r) = found {
@@ -659,6 +704,11 @@ impl Directory {
 
     fn serve(&mut self, now: Duration, from: &str, req: u64, op: Op) {
         let result = match op {
+            Op::Register { key, record } if self.on_gone(&record) => {
+                // Sent before its host left the view.
+                let _ = key;
+                Err(Refusal::NotHere)
+            }
             Op::Register { key, record } => {
                 let current = self.slots.get(&key).and_then(|s| s.record.clone());
                 match current {
@@ -670,6 +720,7 @@ impl Directory {
                     }
                 }
             }
+            Op::Move { record, .. } if self.on_gone(&record) => Err(Refusal::Superseded),
             Op::Move { key, from, record } => {
                 let current = self.slots.get(&key).and_then(|s| s.record.clone());
                 match current {
@@ -760,6 +811,9 @@ impl Directory {
 
     /// A host's record for `key` meets what this owner holds.
     fn merge(&mut self, now: Duration, key: DirKey, incoming: Record) {
+        if self.on_gone(&incoming) {
+            return;
+        }
         let current = self.slots.get(&key).and_then(|s| s.record.clone());
         let Some(held) = current else {
             self.set_record(now, &key, Some(incoming));
@@ -974,6 +1028,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(net.node("c").hosted().next().is_none(), "the refused record is not kept");
+    }
+
+    #[test]
+    fn a_request_or_reply_from_before_a_node_left_never_brings_its_record_back() {
+        let mut net = Net::new(&["a", "b", "c"], None);
+        // A key owned by `a`, registered by `c`, whose request reaches `a` only after `a`
+        // saw `c` leave (it was on its way, or deferred in the old view).
+        let key = key_owned_by("a", &["a", "b", "c"]);
+        let r = record("c", 7, 100);
+        let view = net.node("a").view();
+        net.nodes.remove("c");
+        net.view_all();
+        let op = Op::Register { key: name(&key), record: r.clone() };
+        let (now, new_view) = (net.now, net.node("a").view());
+        net.node("a").handle_frame(now, "c", RegistryFrame::Request { req: 1, view: new_view, op });
+        assert_ne!(view, new_view);
+        net.run();
+        assert_eq!(net.lookup("b", 1, &key), None, "the departed node's record is refused");
+        // A lookup answered before the owner purged it is not believed either.
+        let now = net.now;
+        net.node("b").lookup(now, 2, name(&key));
+        let req = net.node("b").pending.keys().copied().max().expect("a request");
+        let owner = key_owner(&net, &key);
+        net.node("b").handle_frame(now, &owner, RegistryFrame::Reply { req, result: Ok(Answer::Found(Some(r))) });
+        assert_eq!(net.done.get(&("b".into(), 2)), None);
+        net.run();
+        assert_eq!(net.done.get(&("b".into(), 2)), Some(&Ok(Answer::Found(None))));
+        assert_eq!(net.node("b").cached(&name(&key)), None);
+    }
+
+    fn key_owner(net: &Net, key: &str) -> String {
+        net.nodes.values().next().and_then(|d| d.owner_of(&name(key))).expect("an owner").to_owned()
     }
 
     #[test]

@@ -325,6 +325,14 @@ impl RecoveryService {
                             r.s.handle_recreated(identity);
                             ClaimAnswer::Running(r.here(actor))
                         }
+                        Err(Refusal::Taken(winner)) if !r.live.contains(&winner.location.node) => {
+                            // The directory still names the lost activation: keep the
+                            // replica until it forgets it.
+                            cx.node().discard(actor);
+                            r.restoring.remove(&actor);
+                            r.s.claim_failed(identity);
+                            ClaimAnswer::Retry
+                        }
                         Err(Refusal::Taken(winner)) => {
                             // Another activation took the key first: it stays the key's.
                             cx.node().discard(actor);
