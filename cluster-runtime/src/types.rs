@@ -100,6 +100,8 @@ pub struct RecoveryRegistration {
     pub placement: fn() -> crate::actor::Placement,
     /// Its state's format.
     pub format: fn() -> crate::format::Format,
+    /// A keyed type (its replicas are kept per key and claimed by the key's next activation).
+    pub keyed: bool,
 }
 
 impl RecoveryRegistration {

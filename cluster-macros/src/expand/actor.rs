@@ -131,6 +131,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let recovery = args.recovery.map(|(restart, span)| {
         let replicas = args.replicas.map_or(0, |(n, _)| n);
         let every = args.snapshot_every.map_or(0, |(ms, _)| ms);
+        let keyed = args.keyed.is_some();
         // Without replicas a non-keyed actor restarts from its `Default` (spanned at the
         // argument, so a missing `Default` is reported there).
         let restart_state = if restart && replicas == 0 && args.keyed.is_none() {
@@ -148,6 +149,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     restart_state: #restart_state,
                     placement: <#ident as ::actix_cluster::DistributedActor>::placement,
                     format: <#ident as ::actix_cluster::DistributedActor>::format,
+                    keyed: #keyed,
                 }
             }
         }

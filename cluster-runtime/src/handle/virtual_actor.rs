@@ -65,6 +65,11 @@ async fn activate<A: KeyedActor>(system: ClusterSystem, key: String, fresh: bool
                 // Another node activated the key first: this instance never got a message.
                 let _ = actor.stop().await;
             }
+            Err(ClusterError::Registry(RegistryError::NotHere { .. })) => {
+                // The instance is gone (its node stopped it) or its node cannot be reached
+                // to register it: try again.
+                let _ = actor.stop().await;
+            }
             Err(e) => {
                 let _ = actor.stop().await;
                 return Err(e);

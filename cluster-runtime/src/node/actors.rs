@@ -748,6 +748,18 @@ impl Actors {
             .collect()
     }
 
+    /// Actors of the keyed types `keyed` that a peer spawned here and that never became a
+    /// key's activation (their registration failed and the spawner's stop never came).
+    pub(crate) fn unclaimed(&self, keyed: &dyn Fn(ActorTypeId) -> bool) -> Vec<LocalActorId> {
+        let table = lock(&self.table);
+        table
+            .actors
+            .iter()
+            .filter(|(_, a)| a.keyed.is_none() && a.spawner.is_some() && keyed(a.type_id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Held keyed activation `id` of `key` is passivated if nothing reached it while held:
     /// it leaves the table (the caller stops it) and what is sent to it from now on waits for
     /// the next activation. False if something did (it stays, held).

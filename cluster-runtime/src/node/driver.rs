@@ -147,6 +147,10 @@ impl Kernel for Node {
         self.actors.keyed_activity()
     }
 
+    fn unclaimed_keyed(&self) -> Vec<crate::ids::LocalActorId> {
+        self.actors.unclaimed(&|t| self.types.keyed(t).is_some())
+    }
+
     fn keyed_policies(&self) -> Vec<(crate::ids::ActorTypeId, Option<std::time::Duration>, bool)> {
         use crate::actor::Placement;
         self.types

@@ -155,6 +155,8 @@ pub(crate) trait Kernel {
     /// Every keyed activation here that takes messages: its key, identity, and how many
     /// messages reached it so far.
     fn keyed_activity(&self) -> Vec<crate::node::actors::KeyedActivity>;
+    /// Local actors of keyed types a peer spawned that never became a key's activation.
+    fn unclaimed_keyed(&self) -> Vec<LocalActorId>;
     /// Every keyed actor type registered here: its idle period, and whether it is placed
     /// by consistent hashing of the key.
     fn keyed_policies(&self) -> Vec<(ActorTypeId, Option<Duration>, bool)>;

@@ -255,7 +255,13 @@ struct Incoming {
     location: Option<ActorLocation>,
     /// An `Abort` came while building.
     aborted: bool,
+    /// Until when a directory that does not name the arrival yet may still do so (the
+    /// source's swap can be on its way): it is asked again until then.
+    verify_until: Duration,
 }
+
+/// How long a target that lost its source waits between asking the directory.
+const REVERIFY: Duration = Duration::from_millis(250);
 
 /// Timer keys: a source's migration, or a target's arrival (by source and id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -419,7 +425,15 @@ impl Migrations {
                 }
                 self.incoming.insert(
                     key.clone(),
-                    Incoming { identity: actor, state: Arrival::Building, location: None, aborted: false },
+                    Incoming {
+                        identity: actor,
+                        state: Arrival::Building,
+                        location: None,
+                        aborted: false,
+                        // The source swaps within its timeout, and the directory answers it
+                        // within about as long again.
+                        verify_until: now + self.timeout * 3,
+                    },
                 );
                 self.timers.set(Due::In(key.0, id), Some(now + self.timeout * 2));
                 self.out.push_back(Output::Build {
@@ -512,11 +526,18 @@ impl Migrations {
 
     /// Target: whether the directory names the built actor's location (after
     /// [`Output::Verify`]).
-    pub fn handle_verified(&mut self, _now: Duration, from: &str, id: MigrationId, named: bool) {
+    pub fn handle_verified(&mut self, now: Duration, from: &str, id: MigrationId, named: bool) {
         let key = (from.to_owned(), id);
-        let Some((Arrival::Verifying(actor), identity)) = self.incoming.get(&key).map(|i| (i.state, i.identity)) else {
+        let Some((Arrival::Verifying(actor), identity, until)) =
+            self.incoming.get(&key).map(|i| (i.state, i.identity, i.verify_until))
+        else {
             return;
         };
+        if !named && now < until {
+            // The source's swap may still land (or its commit still come): ask again later.
+            self.timers.set(Due::In(key.0, id), Some(now + REVERIFY));
+            return;
+        }
         self.incoming.remove(&key);
         self.timers.set(Due::In(key.0, id), None);
         self.out.push_back(if named {
@@ -548,7 +569,11 @@ impl Migrations {
             Arrival::Building => {
                 self.incoming.remove(&key);
             }
-            Arrival::Verifying(_) => {}
+            // Asked again (see `handle_verified`).
+            Arrival::Verifying(_) => {
+                let Some(location) = i.location.clone() else { return };
+                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location });
+            }
         }
     }
 }
@@ -732,7 +757,8 @@ mod tests {
             vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
         );
 
-        // The same, when the directory does not name it: the copy is dropped.
+        // The same, when the directory does not name it: the source's swap may still land,
+        // so the directory is asked again until the window closes; then the copy is dropped.
         let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
         start(&mut src);
         exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
@@ -741,7 +767,29 @@ mod tests {
         dst.handle_node_lost(ms(6), "n1");
         assert!(matches!(&drain(&mut dst)[..], [Output::Verify { .. }]));
         dst.handle_verified(ms(7), "n1", 1, false);
+        assert!(drain(&mut dst).is_empty(), "not dropped while the swap may still land");
+        let again = dst.poll_timeout().expect("asks again");
+        dst.handle_timeout(again);
+        assert!(matches!(&drain(&mut dst)[..], [Output::Verify { .. }]));
+        let closed = ms(3) + T * 3;
+        dst.handle_verified(closed, "n1", 1, false);
         assert_eq!(drain(&mut dst), vec![Output::Discard { actor: LocalActorId(40) }]);
+
+        // A link replaced mid-migration: the target lost the source, the swap landed, and
+        // the commit comes on the new link: the arrival runs.
+        let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
+        start(&mut src);
+        exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
+        dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
+        exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        dst.handle_node_lost(ms(6), "n1");
+        drain(&mut dst);
+        dst.handle_verified(ms(7), "n1", 1, false);
+        dst.handle_frame(ms(8), "n1", MigrationFrame::Commit { id: 1, records: Vec::new() });
+        assert_eq!(
+            drain(&mut dst),
+            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+        );
     }
 
     #[test]

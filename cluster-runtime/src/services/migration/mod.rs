@@ -103,7 +103,24 @@ pub(crate) struct MigrationService {
     sweep_at: Option<Duration>,
     /// Activations passivated here so far.
     passivations: u64,
+    /// When the keyed activations here are next checked against the directory (once
+    /// membership has been still for a while after a change).
+    verify_at: Option<Duration>,
+    /// Activations still to check, a batch per tick.
+    verify_queue: Vec<(ActivationKey, crate::ids::LocalActorId)>,
+    rebalance_interval: Duration,
+    /// Keyed-type actors spawned here that were not a key's activation at the last check.
+    unclaimed: std::collections::BTreeSet<crate::ids::LocalActorId>,
+    /// When that check runs next (`None`: no keyed type).
+    unclaimed_at: Option<Duration>,
+    /// The period of that check: longer than an activation takes to register.
+    unclaimed_every: Duration,
 }
+
+/// Keyed activations checked against the directory per tick after a membership change.
+const VERIFY_BATCH: usize = 256;
+/// The pause between two batches of that check.
+const VERIFY_TICK: Duration = Duration::from_millis(20);
 
 /// What migration shares with its API: nothing, the API calls the service.
 #[derive(Debug, Default)]
@@ -139,6 +156,12 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         sweep_every: None,
         sweep_at: None,
         passivations: 0,
+        verify_at: None,
+        verify_queue: Vec::new(),
+        rebalance_interval: c.rebalance_interval,
+        unclaimed: Default::default(),
+        unclaimed_at: None,
+        unclaimed_every: i.config.request_timeout() * 2,
     };
     (service, Arc::new(MigrationShared))
 }
@@ -493,6 +516,10 @@ impl MigrationService {
         found: Option<Record>,
     ) {
         let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+        // Gone meanwhile, or being moved by a migration of this node: nothing to settle.
+        if cx.node().actor_type(actor).is_none() || self.actors.values().any(|a| *a == actor) {
+            return;
+        }
         match found {
             Some(r) if r.location == here => {}
             Some(r) => {
@@ -573,6 +600,34 @@ impl MigrationService {
         );
     }
 
+    /// Anti-entropy after membership changed: every keyed activation here that takes
+    /// messages checks that the directory names it for its key. One the directory does not
+    /// name yields to the one it names (a duplicate whose conflict notice was lost, or that
+    /// was left outside the directory by a partition), or registers again if none is named.
+    fn verify_batch(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        if self.verify_queue.is_empty() {
+            self.verify_queue =
+                cx.node().keyed_activity().into_iter().map(|a| (a.key, a.actor)).rev().collect::<Vec<_>>();
+        }
+        for _ in 0..VERIFY_BATCH {
+            let Some((key, actor)) = self.verify_queue.pop() else { break };
+            self.reclaim(cx, key, actor);
+        }
+        self.verify_at = (!self.verify_queue.is_empty()).then_some(now + VERIFY_TICK);
+    }
+
+    /// Stops the keyed-type actors peers spawned here that stayed outside the directory for
+    /// a whole period: an activation whose registration failed and whose spawner's stop did
+    /// not arrive (a partition). Nothing reaches them; they would only hold memory.
+    fn stop_unclaimed(&mut self, cx: &mut Cx<'_>) {
+        let now: std::collections::BTreeSet<_> = cx.node().unclaimed_keyed().into_iter().collect();
+        for actor in now.intersection(&self.unclaimed) {
+            tracing::info!(node = %self.me, %actor, "a keyed actor spawned here never became its key's activation; stopped");
+            cx.node().discard(*actor);
+        }
+        self.unclaimed = now;
+    }
+
     fn lost(&mut self, cx: &mut Cx<'_>, node: &str) {
         self.m.handle_node_lost(cx.now(), node);
         self.flush(cx);
@@ -603,6 +658,9 @@ impl Service for MigrationService {
         // last message.
         self.sweep_every = shortest.map(|s| (s / 2).max(Duration::from_millis(1)));
         self.sweep_at = self.sweep_every.map(|every| cx.now() + every);
+        if !cx.node().keyed_policies().is_empty() {
+            self.unclaimed_at = Some(cx.now() + self.unclaimed_every);
+        }
     }
 
     fn handle_notice(&mut self, cx: &mut Cx<'_>, notice: &crate::node::service::Notice) {
@@ -673,6 +731,11 @@ impl Service for MigrationService {
             MembershipEvent::MemberRemoved(m) => self.up.remove(&m.name),
             MembershipEvent::MemberSuspect(_) | MembershipEvent::ResourcesChanged(_) => false,
         };
+        if changed {
+            // Once membership has been still for a while (after any rebalance batch).
+            self.verify_queue.clear();
+            self.verify_at = Some(cx.now() + self.rebalance_interval * 2);
+        }
         if changed && !self.hashed.is_empty() {
             // Keys that now hash to another node move there, a batch at a time, once
             // membership has been still for an interval.
@@ -690,6 +753,13 @@ impl Service for MigrationService {
             // The rest of a burst of idle keys, or the next rebalance batch.
             self.sweep(cx, now);
         }
+        if self.verify_at.is_some_and(|at| at <= now) {
+            self.verify_batch(cx, now);
+        }
+        if self.unclaimed_at.is_some_and(|at| at <= now) {
+            self.stop_unclaimed(cx);
+            self.unclaimed_at = Some(now + self.unclaimed_every);
+        }
         self.m.handle_timeout(now);
         let expired: Vec<u64> = self.asked.iter().filter(|(_, a)| a.deadline <= now).map(|(r, _)| *r).collect();
         for req in expired {
@@ -702,7 +772,10 @@ impl Service for MigrationService {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let asked = self.asked.values().map(|a| a.deadline).min();
-        [self.m.poll_timeout(), asked, self.sweep_at, self.acts.poll_timeout()].into_iter().flatten().min()
+        [self.m.poll_timeout(), asked, self.sweep_at, self.acts.poll_timeout(), self.verify_at, self.unclaimed_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

@@ -140,6 +140,8 @@ impl RecoveryService {
         }
         let (rid, keyed) = match key {
             DirKey::Keyed { actor_type, key } => (keyed_identity(*actor_type, key), Some(key.clone())),
+            // A keyed activation is hosted under its key, whatever record is reported first.
+            _ if reg.keyed => return,
             _ => (identity, None),
         };
         // A keyed activation without replicas simply activates again from its key.
