@@ -13,6 +13,7 @@ use actix_cluster_runtime::ids::{ActorTypeId, LocalActorId, NodeId, RequestId, W
 use actix_cluster_runtime::proto::membership::frames::MembershipFrame;
 use actix_cluster_runtime::proto::migration::MigrationFrame;
 use actix_cluster_runtime::proto::registry::record::{DirKey, Op, Refusal, RegistryFrame};
+use actix_cluster_runtime::proto::snapshot::{ClaimAnswer, RecoveryFrame, Replica, SnapshotFrame, SnapshotVersion};
 use actix_cluster_runtime::proto::wire::channel::Channel;
 use actix_cluster_runtime::proto::wire::frame::{self, Frame, Hello, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,6 +154,19 @@ async fn expect_migration(stream: &mut TcpStream, want: impl Fn(&MigrationFrame)
         let body = read_frame(stream).await;
         if let Frame::Service { channel: Channel::MIGRATION, body } = frame::decode(&body).expect("valid frames") {
             let f = MigrationFrame::decode(body).expect("the node sends valid migration frames");
+            if want(&f) {
+                return f;
+            }
+        }
+    }
+}
+
+/// Reads frames until a recovery frame `want` accepts comes.
+async fn expect_recovery(stream: &mut TcpStream, want: impl Fn(&RecoveryFrame) -> bool) -> RecoveryFrame {
+    loop {
+        let body = read_frame(stream).await;
+        if let Frame::Service { channel: Channel::RECOVERY, body } = frame::decode(&body).expect("valid frames") {
+            let f = RecoveryFrame::decode(body).expect("the node sends valid recovery frames");
             if want(&f) {
                 return f;
             }
@@ -302,6 +316,44 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
         .await;
     send(&mut s, &ask(11, target, add_id, &[1])).await;
     assert_eq!(expect_reply(&mut s, 11).await, (None, vec![11]), "served after bad migration frames");
+    // The recovery channel: garbage is logged; a replica whose host is another node, or
+    // that does not list this node as a holder, is refused; a claim of a replica this node
+    // does not hold is answered `None`; an answer to a claim never made and a request to
+    // re-create an actor the sender holds no replica of are refused. A replica the sender
+    // hosts is kept and acknowledged. The link is kept throughout.
+    let recovery = |f: &RecoveryFrame| f.encode();
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &[0xee, 0xff, 0x01] }).await;
+    logs.wait_for("malformed recovery frame").await;
+    let replica = |host: &str, holders: &[&str]| Replica {
+        identity: actix_cluster::ActorId(4242),
+        actor_type: ActorTypeId(0xdead_beef),
+        key: None,
+        names: vec!["stolen".into()],
+        host: host.into(),
+        version: SnapshotVersion { epoch: 0, seq: 1 },
+        holders: holders.iter().map(|h| (*h).to_owned()).collect(),
+        state: Some((Format::Postcard, vec![1, 2, 3])),
+    };
+    let forged = RecoveryFrame::Snapshot(SnapshotFrame::Store(replica("node-b", &["node-a"])));
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&forged) }).await;
+    logs.wait_for("sent a replica of an actor hosted by").await;
+    let misdirected = RecoveryFrame::Snapshot(SnapshotFrame::Store(replica("raw-client", &["node-b"])));
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&misdirected) }).await;
+    logs.wait_for("does not list this node as a holder").await;
+    let claim = RecoveryFrame::Claim { req: 3, identity: actix_cluster::ActorId(9_999) };
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&claim) }).await;
+    expect_recovery(&mut s, |f| matches!(f, RecoveryFrame::ClaimReply { req: 3, answer: ClaimAnswer::None })).await;
+    let unasked = RecoveryFrame::ClaimReply { req: 77, answer: ClaimAnswer::Retry };
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&unasked) }).await;
+    logs.wait_for("answered a claim it was not asked").await;
+    let restore = RecoveryFrame::Restore(replica("node-b", &["node-b"]));
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&restore) }).await;
+    logs.wait_for("asked for the re-creation of an actor it holds no replica of").await;
+    let kept = RecoveryFrame::Snapshot(SnapshotFrame::Store(replica("raw-client", &["node-a"])));
+    send(&mut s, &Frame::Service { channel: Channel::RECOVERY, body: &recovery(&kept) }).await;
+    expect_recovery(&mut s, |f| matches!(f, RecoveryFrame::Snapshot(SnapshotFrame::Stored { .. }))).await;
+    send(&mut s, &ask(12, target, add_id, &[1])).await;
+    assert_eq!(expect_reply(&mut s, 12).await, (None, vec![12]), "served after bad recovery frames");
     legit_still_works().await;
     drop(s);
 

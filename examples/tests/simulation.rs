@@ -477,7 +477,7 @@ fn handled_per_activation() -> std::collections::BTreeMap<String, std::collectio
 /// after faults stop and the views converge, one activation handles each key. Returns how
 /// many extra instances of keys were alive at once during the faults (partitions can make
 /// duplicates; an instance counts until it is dropped).
-fn keyed_chaos_run(seed: u64) -> usize {
+fn keyed_chaos_run(seed: u64) -> (usize, usize) {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let _report = SeedReport(seed);
     LIVE.with(|l| l.borrow_mut().clear());
@@ -549,7 +549,9 @@ fn keyed_chaos_run(seed: u64) -> usize {
         let n = active.get(key).map_or(0, Vec::len);
         assert_eq!(n, 1, "key {key}: {n} activations handled its messages at the end: {active:?}");
     }
-    extra_seen
+    // Instances still alive that no longer handle anything (not dropped after they stopped).
+    let idle = live_per_key().values().sum::<usize>().saturating_sub(SIM_KEYS.len());
+    (extra_seen, idle)
 }
 
 /// 200 seeds (`SIM_SEEDS` for more): random crashes, restarts and partitions while every
@@ -560,17 +562,18 @@ fn keyed_chaos_run(seed: u64) -> usize {
 fn a_simulated_cluster_keeps_one_activation_per_key_after_kills_and_partitions() {
     let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let seeds = sim::seeds(9000, count);
-    let mut with_duplicates = 0;
-    let mut most = 0;
+    let (mut with_duplicates, mut most, mut lingering) = (0, 0, 0);
     for seed in &seeds {
-        let extra = keyed_chaos_run(*seed);
+        let (extra, idle) = keyed_chaos_run(*seed);
         with_duplicates += usize::from(extra > 0);
         most = most.max(extra);
+        lingering += usize::from(idle > 0);
     }
     println!(
         "{} seeded keyed chaos runs: one activation handling each key once faults stopped, in every run; \
          during the faults {with_duplicates} runs had more than one instance of a key alive at some point \
-         (at most {most} extra at once)",
+         (at most {most} extra at once); {lingering} runs ended with an instance alive that no longer \
+         handled messages",
         seeds.len()
     );
 }

@@ -117,10 +117,10 @@ pub(crate) struct MigrationService {
     unclaimed_every: Duration,
 }
 
-/// Keyed activations checked against the directory per tick after a membership change.
-const VERIFY_BATCH: usize = 256;
+/// Keyed activations checked against the directory per tick after membership changed.
+const VERIFY_BATCH: usize = 128;
 /// The pause between two batches of that check.
-const VERIFY_TICK: Duration = Duration::from_millis(20);
+const VERIFY_TICK: Duration = Duration::from_millis(50);
 
 /// What migration shares with its API: nothing, the API calls the service.
 #[derive(Debug, Default)]
@@ -732,7 +732,9 @@ impl Service for MigrationService {
             MembershipEvent::MemberSuspect(_) | MembershipEvent::ResourcesChanged(_) => false,
         };
         if changed {
-            // Once membership has been still for a while (after any rebalance batch).
+            // Once membership has been still for a while (after any rebalance batch):
+            // both sides of a healed partition may have activated keys, or left instances
+            // behind.
             self.verify_queue.clear();
             self.verify_at = Some(cx.now() + self.rebalance_interval * 2);
         }

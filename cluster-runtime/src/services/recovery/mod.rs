@@ -411,6 +411,13 @@ impl Service for RecoveryService {
     fn handle_link_down(&mut self, _: &mut Cx<'_>, peer: &PeerInfo, _: &LinkEnd) {
         if self.linked.get(&peer.name) == Some(&peer.id) {
             self.linked.remove(&peer.name);
+            // Its answers to claims will not come: look again.
+            let lost: Vec<u64> = self.asked.iter().filter(|(_, a)| a.holder == peer.name).map(|(r, _)| *r).collect();
+            for req in lost {
+                if let Some(a) = self.asked.remove(&req) {
+                    let _ = a.reply.send(ClaimAnswer::Retry);
+                }
+            }
         }
     }
 
