@@ -239,19 +239,22 @@ impl<A: DistributedActor> RemoteAddr<A> {
         }
     }
 
-    /// True if the node incarnation this handle names is gone for good: another
-    /// incarnation of its node is known, or membership marked it down or removed. Nothing
-    /// sent through this handle can reach the actor any more.
+    /// True if the node incarnation this handle names is gone for good: it is not linked,
+    /// and another incarnation of its node is known, or membership marked it down or
+    /// removed, or no longer lists it. Nothing sent through this handle can reach the actor
+    /// any more (a handle to a node that has not joined yet looks the actor up instead).
     pub(crate) fn node_gone(&self) -> bool {
         if self.system.node.peers.contains(self.node.id) {
             return false;
         }
+        // Unlinked, and marked down, removed, or no longer a member at all (forgotten once
+        // its removal was retained long enough): it cannot be reached again.
         self.node_restarted()
             || self
                 .system
                 .membership()
                 .member(&self.node.name)
-                .is_some_and(|m| m.id == self.node.id && matches!(m.status, MemberStatus::Down | MemberStatus::Removed))
+                .is_none_or(|m| m.id == self.node.id && matches!(m.status, MemberStatus::Down | MemberStatus::Removed))
     }
 
     /// True if another incarnation of the actor's node is known (linked, or in membership):

@@ -330,6 +330,7 @@ impl RecoveryService {
                         Err(Refusal::Taken(winner)) if !r.live.contains(&winner.location.node) => {
                             // The directory still names the lost activation: keep the
                             // replica until it forgets it.
+                            tracing::debug!(node = %r.me, lost = %winner.location.node, "a claimed key is still registered on a lost node; claimed again later");
                             cx.node().discard(actor);
                             r.restoring.remove(&actor);
                             r.s.claim_failed(identity);
