@@ -311,6 +311,15 @@ impl ServiceSet {
 /// A call into a service from its API, run on the control task.
 pub(crate) type Call = Box<dyn FnOnce(&mut dyn Service, &mut Cx<'_>) + Send>;
 
+/// A call that runs `f` on the service of type `S` (post it on that service's channel).
+pub(crate) fn call_on<S: Service>(f: impl FnOnce(&mut S, &mut Cx<'_>) + Send + 'static) -> Call {
+    Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
+        if let Some(s) = service.as_any_mut().downcast_mut::<S>() {
+            f(s, cx);
+        }
+    })
+}
+
 /// What the control task receives.
 pub(crate) enum Input {
     /// A link came up.

@@ -63,11 +63,7 @@ struct Asked {
 
 /// A call back into the migration service, for work done in a task of the node.
 fn back(f: impl FnOnce(&mut MigrationService, &mut Cx<'_>) + Send + 'static) -> Option<crate::node::service::Call> {
-    Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-        if let Some(m) = service.as_any_mut().downcast_mut::<MigrationService>() {
-            f(m, cx);
-        }
-    }))
+    Some(crate::node::service::call_on(f))
 }
 
 /// The migration service of one node.
@@ -590,14 +586,7 @@ impl MigrationService {
     }
 
     fn registry(&mut self, cx: &mut Cx<'_>, f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) + Send + 'static) {
-        cx.node().post(
-            Channel::REGISTRY,
-            Box::new(move |service, cx| {
-                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    f(r, cx);
-                }
-            }),
-        );
+        cx.node().post(Channel::REGISTRY, crate::node::service::call_on(f));
     }
 
     /// Anti-entropy after membership changed: every keyed activation here that takes

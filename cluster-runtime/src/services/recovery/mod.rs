@@ -63,11 +63,7 @@ pub struct RecoveryStats {
 
 /// A call back into the recovery service, for work done in a task of the node.
 fn back(f: impl FnOnce(&mut RecoveryService, &mut Cx<'_>) + Send + 'static) -> Option<crate::node::service::Call> {
-    Some(Box::new(move |service: &mut dyn Service, cx: &mut Cx<'_>| {
-        if let Some(r) = service.as_any_mut().downcast_mut::<RecoveryService>() {
-            f(r, cx);
-        }
-    }))
+    Some(crate::node::service::call_on(f))
 }
 
 /// The recovery service of one node.
@@ -240,14 +236,8 @@ impl RecoveryService {
         };
         let key = Some(format!("{}", replica.identity.0));
         let (tx, rx) = oneshot::channel();
-        cx.node().post(
-            Channel::PLACEMENT,
-            Box::new(move |service, cx| {
-                if let Some(p) = service.as_any_mut().downcast_mut::<PlacementService>() {
-                    p.decide(cx, placement, key, tx);
-                }
-            }),
-        );
+        let decide = move |p: &mut PlacementService, cx: &mut Cx<'_>| p.decide(cx, placement, key, tx);
+        cx.node().post(Channel::PLACEMENT, crate::node::service::call_on(decide));
         cx.node().spawn_call(
             Channel::RECOVERY,
             Box::pin(async move {
@@ -385,14 +375,7 @@ impl RecoveryService {
     }
 
     fn registry(&mut self, cx: &mut Cx<'_>, f: impl FnOnce(&mut RegistryService, &mut Cx<'_>) + Send + 'static) {
-        cx.node().post(
-            Channel::REGISTRY,
-            Box::new(move |service, cx| {
-                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    f(r, cx);
-                }
-            }),
-        );
+        cx.node().post(Channel::REGISTRY, crate::node::service::call_on(f));
     }
 }
 
