@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use actix_cluster::prelude::*;
 use actix_cluster::testkit::harness::ClusterTestHarness;
 use futures_util::future::join_all;
@@ -103,24 +105,6 @@ async fn replicated(h: &ClusterTestHarness) {
     }
 }
 
-/// Retries `f` until it succeeds or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClusterError>>,
-{
-    let started = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => {
-                assert!(started.elapsed() < DEADLINE, "{what}: {e}");
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn keyed_actors_of_a_killed_node_come_back_from_their_snapshots() {
     let mut h = ClusterTestHarness::start(4).await.expect("harness");
@@ -155,7 +139,7 @@ async fn keyed_actors_of_a_killed_node_come_back_from_their_snapshots() {
     h.kill(victim);
     let totals = join_all(keys.iter().map(|k| {
         let t = h.node(0).actor_for::<Tally>(k.clone());
-        async move { eventually("a key answers again", || t.send(Total)).await }
+        async move { support::eventually("a key answers again", DEADLINE, || t.send(Total)).await }
     }))
     .await;
     let took = killed.elapsed();
@@ -190,7 +174,7 @@ async fn a_named_actor_is_recreated_with_its_identity_and_name_and_without_repli
     let victim = h.name(2).to_owned();
     h.kill(2);
     // Found again by name, with its state: re-created at once, before any message.
-    let found = eventually("the ledger is found by name", || async {
+    let found = support::eventually("the ledger is found by name", DEADLINE, || async {
         match h.node(0).registry().lookup::<Ledger>("ledger").await? {
             Some(l) if l.location().is_some_and(|at| at.node != victim) => Ok(l),
             _ => Err(ClusterError::Timeout(Duration::ZERO)),
@@ -200,8 +184,8 @@ async fn a_named_actor_is_recreated_with_its_identity_and_name_and_without_repli
     assert_eq!(found.identity(), identity, "the same identity");
     assert_eq!(found.send(Total).await.expect("total"), 5, "its last snapshot");
     // The old handle finds it through its identity.
-    assert_eq!(eventually("the old handle", || old.send(Bump)).await, 6);
-    let scratch = eventually("the scratch actor is found by name", || async {
+    assert_eq!(support::eventually("the old handle", DEADLINE, || old.send(Bump)).await, 6);
+    let scratch = support::eventually("the scratch actor is found by name", DEADLINE, || async {
         match h.node(0).registry().lookup::<Scratch>("scratch").await? {
             Some(s) if s.location().is_some_and(|at| at.node != victim) => Ok(s),
             _ => Err(ClusterError::Timeout(Duration::ZERO)),

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use actix_cluster::prelude::*;
 use actix_cluster::testkit::harness::ClusterTestHarness;
 use actix_cluster_examples::node::{self, NodeArgs};
@@ -27,24 +29,6 @@ struct Trial {
     on_victim: usize,
     /// From the kill until every one of them answered again.
     available: Duration,
-}
-
-/// Retries `f` until it succeeds or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClusterError>>,
-{
-    let started = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => {
-                assert!(started.elapsed() < DEADLINE, "{what}: {e}");
-                actix_cluster::rt::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
 }
 
 /// Two in-process nodes and a victim process; `want` keys activated on the victim, each
@@ -109,7 +93,7 @@ async fn trial(n: usize, want: usize) -> Trial {
     let killed = Instant::now();
     victim.kill().await;
     let totals = join_all(on_victim.iter().map(|t| async move {
-        let total = eventually("a key answers again", || t.send(Get)).await;
+        let total = support::eventually("a key answers again", DEADLINE, || t.send(Get)).await;
         (total, killed.elapsed())
     }))
     .await;

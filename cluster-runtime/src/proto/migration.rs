@@ -724,24 +724,27 @@ mod tests {
 
     #[test]
     fn a_superseded_entry_aborts_and_releases() {
-        let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
-        start(&mut src);
-        exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
-        dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
-        exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        let (mut src, mut dst) = built_on_the_target();
         src.handle_swapped(ms(6), 1, false);
         let (released, discarded) = exchange(ms(7), ("n1", &mut src), ("n2", &mut dst));
         assert!(matches!(&released[..], [Output::Release { error: MigrationError::Superseded, .. }]));
         assert_eq!(discarded, vec![Output::Discard { actor: LocalActorId(40) }]);
     }
 
-    #[test]
-    fn a_target_left_without_a_verdict_asks_the_directory() {
+    /// Migration 1 of actor 99 from n1, built on n2 as actor 40 and swapped there,
+    /// waiting for its commit.
+    fn built_on_the_target() -> (Migrations, Migrations) {
         let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
         start(&mut src);
         exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
         dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
         exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        (src, dst)
+    }
+
+    #[test]
+    fn a_target_left_without_a_verdict_asks_the_directory() {
+        let (mut src, mut dst) = built_on_the_target();
         // The source swapped and died before its commit reached the target.
         src.handle_swapped(ms(6), 1, true);
         drop(src);
@@ -759,11 +762,7 @@ mod tests {
 
         // The same, when the directory does not name it: the source's swap may still land,
         // so the directory is asked again until the window closes; then the copy is dropped.
-        let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
-        start(&mut src);
-        exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
-        dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
-        exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        let (_src, mut dst) = built_on_the_target();
         dst.handle_node_lost(ms(6), "n1");
         assert!(matches!(&drain(&mut dst)[..], [Output::Verify { .. }]));
         dst.handle_verified(ms(7), "n1", 1, false);
@@ -777,11 +776,7 @@ mod tests {
 
         // A link replaced mid-migration: the target lost the source, the swap landed, and
         // the commit comes on the new link: the arrival runs.
-        let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
-        start(&mut src);
-        exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
-        dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
-        exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        let (_src, mut dst) = built_on_the_target();
         dst.handle_node_lost(ms(6), "n1");
         drain(&mut dst);
         dst.handle_verified(ms(7), "n1", 1, false);
@@ -800,11 +795,7 @@ mod tests {
         src.handle_node_lost(ms(4), "n2");
         assert!(matches!(&drain(&mut src)[..], [Output::Send { .. }, Output::Release { .. }]));
 
-        let (mut src, mut dst) = (Migrations::new(T), Migrations::new(T));
-        start(&mut src);
-        exchange(ms(3), ("n1", &mut src), ("n2", &mut dst));
-        dst.handle_built(ms(4), "n1", 1, Ok(loc("n2", 40)));
-        exchange(ms(5), ("n1", &mut src), ("n2", &mut dst));
+        let (mut src, _dst) = built_on_the_target();
         src.handle_node_lost(ms(6), "n2");
         assert!(drain(&mut src).is_empty(), "the directory's answer decides once the swap is asked");
         src.handle_swapped(ms(7), 1, true);

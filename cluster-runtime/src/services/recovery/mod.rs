@@ -310,33 +310,26 @@ impl RecoveryService {
             Box::pin(async move {
                 let registered = rx.await.unwrap_or(Err(Refusal::Timeout));
                 back(move |r, cx| {
+                    if registered.is_ok() {
+                        cx.node().resume(actor);
+                        r.recovered += 1;
+                        r.s.handle_recreated(identity);
+                        r.flush(cx);
+                        return reply(cx, ClaimAnswer::Running(r.here(actor)));
+                    }
+                    // The built copy is not the key's.
+                    cx.node().discard(actor);
+                    r.restoring.remove(&actor);
                     let answer = match registered {
-                        Ok(_) => {
-                            cx.node().resume(actor);
-                            r.recovered += 1;
-                            r.s.handle_recreated(identity);
-                            ClaimAnswer::Running(r.here(actor))
-                        }
-                        Err(Refusal::Taken(winner)) if !r.live.contains(&winner.location.node) => {
-                            // The directory still names the lost activation: keep the
-                            // replica until it forgets it.
-                            tracing::debug!(node = %r.me, lost = %winner.location.node, "a claimed key is still registered on a lost node; claimed again later");
-                            cx.node().discard(actor);
-                            r.restoring.remove(&actor);
-                            r.s.claim_failed(identity);
-                            ClaimAnswer::Retry
-                        }
-                        Err(Refusal::Taken(winner)) => {
-                            // Another activation took the key first: it stays the key's.
-                            cx.node().discard(actor);
-                            r.restoring.remove(&actor);
+                        // Another activation took the key first: it stays the key's.
+                        Err(Refusal::Taken(winner)) if r.live.contains(&winner.location.node) => {
                             r.s.handle_recreated(identity);
                             ClaimAnswer::Running(winner.location)
                         }
-                        Err(refusal) => {
-                            tracing::info!(node = %r.me, ?refusal, "a claimed replica could not take its key; it can be claimed again");
-                            cx.node().discard(actor);
-                            r.restoring.remove(&actor);
+                        // The directory still names the lost activation, or did not answer:
+                        // the replica stays, to be claimed again.
+                        refused => {
+                            tracing::debug!(node = %r.me, ?refused, "a claimed replica could not take its key yet");
                             r.s.claim_failed(identity);
                             ClaimAnswer::Retry
                         }
