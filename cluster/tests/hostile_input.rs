@@ -297,6 +297,7 @@ async fn bad_input_is_rejected_while_a_legitimate_peer_keeps_working() {
         actor_type: ActorTypeId(0xdead_beef),
         format: Format::Postcard,
         state: vec![1, 2, 3],
+        keys: Vec::new(),
     };
     send(&mut s, &Frame::Service { channel: Channel::MIGRATION, body: &offer.encode() }).await;
     expect_migration(&mut s, |f| matches!(f, MigrationFrame::Refused { id: 5, .. })).await;

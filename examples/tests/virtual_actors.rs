@@ -377,3 +377,64 @@ async fn a_joining_node_takes_its_keys_a_batch_at_a_time_with_their_state() {
     }
     h.shutdown().await;
 }
+
+/// Keyed handles on the node of their activation send through its hold while it moves:
+/// every tell and ask reaches it once, and the count it moves with stays whole.
+#[actix_rt::test]
+async fn local_keyed_handles_lose_nothing_while_their_activation_moves() {
+    let h = ClusterTestHarness::start(2).await.expect("harness");
+    let two = ["node-1", "node-2"];
+    // Keys consistent hashing places on node-1, where the handles are.
+    let keys: Vec<String> = (0..)
+        .map(|k| format!("local-{k}"))
+        .filter(|k| actix_cluster_runtime::proto::registry::ring::owner(k, two) == Some("node-1"))
+        .take(4)
+        .collect();
+    let moving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Each key's handle on node-1 tells (and now and then asks) until every move is done.
+    let senders = keys.iter().map(|key| {
+        let tally = h.node(0).actor_for::<Tally>(key.clone());
+        let moving = moving.clone();
+        async move {
+            let (mut tells, mut asks) = (0u64, 0u64);
+            while moving.load(Ordering::Relaxed) || tells < 100 {
+                tally.tell(Add(1)).await.expect("tell");
+                tells += 1;
+                if tells % 25 == 0 {
+                    let (_, _, total, _) = tally.send(Get).await.expect("ask");
+                    assert_eq!(total, tells, "an ask sees every tell before it");
+                    asks += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            (tally, tells, asks)
+        }
+    });
+    // Meanwhile each activation moves to node-2 and back, twice.
+    let movers = keys.iter().map(|key| {
+        let (one, two) = (h.node(0).clone(), h.node(1).clone());
+        let tally = one.actor_for::<Tally>(key.clone());
+        async move {
+            tally.send(Get).await.expect("activate");
+            let mut current = tally;
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let there = one.migrate(&current, "node-2").await.expect("move to node-2");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                current = two.migrate(&there, "node-1").await.expect("move back");
+            }
+        }
+    });
+    let stop = moving.clone();
+    let (sent, ()) = futures_util::join!(join_all(senders), async move {
+        join_all(movers).await;
+        stop.store(false, Ordering::Relaxed);
+    });
+    for (key, (tally, tells, asks)) in keys.iter().zip(sent) {
+        // Through the sender's handle, so it follows the sender's last tells.
+        let (_, _, total, handled) = tally.send(Get).await.expect("ask at the end");
+        // The mover's first ask, the sender's asks, this one.
+        assert_eq!((total, handled), (tells, tells + asks + 2), "{key}: every message handled once");
+    }
+    h.shutdown().await;
+}

@@ -618,10 +618,14 @@ impl<A: DistributedActor> ActorRef<A> {
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match &started.repr {
-                Repr::Local { addr, .. } => {
+                Repr::Local { addr, registered, .. } => {
                     if first && !addr.connected() {
                         activation = k.renew(&activation);
                         continue;
+                    }
+                    // Held (moving, yielding, passivating): it waits with the held messages.
+                    if let Some(h) = registered.as_ref().filter(|h| h.held()) {
+                        return Box::pin(Self::ask_held(h, addr, msg, left)).await;
                     }
                     return M::send_local(addr, msg, Some(left)).await.map_err(|e| mailbox_error(e, Some(left)));
                 }
@@ -664,12 +668,12 @@ impl<A: DistributedActor> ActorRef<A> {
                 Ok(started) => started.clone(),
             };
             match &started.repr {
-                Repr::Local { addr, .. } => {
+                Repr::Local { addr, registered, .. } => {
                     if first && !addr.connected() {
                         activation = k.renew(&activation);
                         continue;
                     }
-                    M::do_send_local(addr, msg);
+                    Self::tell_local(addr, registered.as_ref(), msg);
                     return Ok(());
                 }
                 Repr::Remote(r) => match r.tell_ref(&msg).await {

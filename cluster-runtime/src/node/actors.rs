@@ -734,6 +734,11 @@ impl Actors {
         }
     }
 
+    /// The key actor `id` is the activation of, if it is one.
+    pub(crate) fn key_of(&self, id: LocalActorId) -> Option<ActivationKey> {
+        lock(&self.table).actors.get(&id).and_then(|a| a.keyed.as_ref().map(|(key, _)| key.clone()))
+    }
+
     /// Every keyed activation here that takes messages.
     pub(crate) fn keyed_activity(&self) -> Vec<KeyedActivity> {
         let table = lock(&self.table);

@@ -147,6 +147,10 @@ impl Kernel for Node {
         self.actors.keyed_activity()
     }
 
+    fn key_of(&self, actor: crate::ids::LocalActorId) -> Option<crate::proto::activation::ActivationKey> {
+        self.actors.key_of(actor)
+    }
+
     fn unclaimed_keyed(&self) -> Vec<crate::ids::LocalActorId> {
         self.actors.unclaimed(&|t| self.types.keyed(t).is_some())
     }

@@ -57,6 +57,9 @@ pub enum MigrationFrame {
         format: Format,
         /// The serialized state.
         state: Vec<u8>,
+        /// The directory keys the actor is registered under (its identity, names, key): the
+        /// records a target that lost its source takes over once the directory names it.
+        keys: Vec<DirKey>,
     },
     /// Target → source: built, held, at this location.
     Built {
@@ -198,9 +201,12 @@ pub enum Output {
         actor: LocalActorId,
         /// The identity it keeps.
         identity: ActorId,
-        /// Its directory records (empty when the directory was asked instead: see
-        /// [`Output::Verify`]).
+        /// Its directory records (from the source's commit, or those the directory named
+        /// when it was asked instead: see [`Output::Verify`]).
         records: Vec<(DirKey, Record)>,
+        /// The keys it was registered under at the source (a key whose record is not among
+        /// `records` is for the target to register again).
+        keys: Vec<DirKey>,
     },
     /// Target: stop the built actor without it ever taking a message.
     Discard {
@@ -208,7 +214,7 @@ pub enum Output {
         actor: LocalActorId,
     },
     /// Target: the source went quiet; look `identity` up and report whether the directory
-    /// names `location`.
+    /// names `location`, with the records of `keys` that name it.
     Verify {
         /// The source.
         from: String,
@@ -218,6 +224,8 @@ pub enum Output {
         identity: ActorId,
         /// The built actor's location.
         location: ActorLocation,
+        /// The keys the actor was registered under at the source.
+        keys: Vec<DirKey>,
     },
 }
 
@@ -251,6 +259,8 @@ enum Arrival {
 #[derive(Debug)]
 struct Incoming {
     identity: ActorId,
+    /// The keys it was registered under at the source.
+    keys: Vec<DirKey>,
     state: Arrival,
     location: Option<ActorLocation>,
     /// An `Abort` came while building.
@@ -348,8 +358,15 @@ impl Migrations {
         }
     }
 
-    /// Source: the actor's serialized state, or why it could not be taken.
-    pub fn handle_snapshot(&mut self, _now: Duration, id: MigrationId, state: Result<(Format, Vec<u8>), String>) {
+    /// Source: the actor's serialized state, or why it could not be taken, and the
+    /// directory keys it is registered under.
+    pub fn handle_snapshot(
+        &mut self,
+        _now: Duration,
+        id: MigrationId,
+        state: Result<(Format, Vec<u8>), String>,
+        keys: Vec<DirKey>,
+    ) {
         let Some(o) = self.outgoing.get_mut(&id) else { return };
         if o.phase != Phase::Snapshotting {
             return;
@@ -357,7 +374,8 @@ impl Migrations {
         match state {
             Ok((format, state)) => {
                 o.phase = Phase::Offered;
-                let frame = MigrationFrame::Offer { id, actor: o.identity, actor_type: o.actor_type, format, state };
+                let frame =
+                    MigrationFrame::Offer { id, actor: o.identity, actor_type: o.actor_type, format, state, keys };
                 self.out.push_back(Output::Send { to: o.to.clone(), frame });
             }
             Err(reason) => self.fail(id, MigrationError::ActorRefused(reason)),
@@ -418,7 +436,7 @@ impl Migrations {
     /// Both sides: a frame from node `from`.
     pub fn handle_frame(&mut self, now: Duration, from: &str, frame: MigrationFrame) {
         match frame {
-            MigrationFrame::Offer { id, actor, actor_type, format, state } => {
+            MigrationFrame::Offer { id, actor, actor_type, format, state, keys } => {
                 let key = (from.to_owned(), id);
                 if self.incoming.contains_key(&key) {
                     return;
@@ -427,6 +445,7 @@ impl Migrations {
                     key.clone(),
                     Incoming {
                         identity: actor,
+                        keys,
                         state: Arrival::Building,
                         location: None,
                         aborted: false,
@@ -467,9 +486,9 @@ impl Migrations {
                 let key = (from.to_owned(), id);
                 match self.incoming.get(&key).map(|i| (i.state, i.identity)) {
                     Some((Arrival::Held(actor) | Arrival::Verifying(actor), identity)) => {
-                        self.incoming.remove(&key);
+                        let keys = self.incoming.remove(&key).map(|i| i.keys).unwrap_or_default();
                         self.timers.set(Due::In(key.0, id), None);
-                        self.out.push_back(Output::Activate { actor, identity, records });
+                        self.out.push_back(Output::Activate { actor, identity, records, keys });
                     }
                     Some((Arrival::Building, _)) | None => {}
                 }
@@ -525,25 +544,30 @@ impl Migrations {
     }
 
     /// Target: whether the directory names the built actor's location (after
-    /// [`Output::Verify`]).
-    pub fn handle_verified(&mut self, now: Duration, from: &str, id: MigrationId, named: bool) {
+    /// [`Output::Verify`]): `Some` with the records that name it, `None` if it does not.
+    pub fn handle_verified(
+        &mut self,
+        now: Duration,
+        from: &str,
+        id: MigrationId,
+        named: Option<Vec<(DirKey, Record)>>,
+    ) {
         let key = (from.to_owned(), id);
         let Some((Arrival::Verifying(actor), identity, until)) =
             self.incoming.get(&key).map(|i| (i.state, i.identity, i.verify_until))
         else {
             return;
         };
-        if !named && now < until {
+        if named.is_none() && now < until {
             // The source's swap may still land (or its commit still come): ask again later.
             self.timers.set(Due::In(key.0, id), Some(now + REVERIFY));
             return;
         }
-        self.incoming.remove(&key);
+        let keys = self.incoming.remove(&key).map(|i| i.keys).unwrap_or_default();
         self.timers.set(Due::In(key.0, id), None);
-        self.out.push_back(if named {
-            Output::Activate { actor, identity, records: Vec::new() }
-        } else {
-            Output::Discard { actor }
+        self.out.push_back(match named {
+            Some(records) => Output::Activate { actor, identity, records, keys },
+            None => Output::Discard { actor },
         });
     }
 
@@ -563,7 +587,8 @@ impl Migrations {
                 i.state = Arrival::Verifying(actor);
                 let Some(location) = i.location.clone() else { return };
                 self.timers.set(Due::In(key.0.clone(), key.1), None);
-                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location });
+                let keys = i.keys.clone();
+                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location, keys });
             }
             // Still building: the build's report decides (an expired build is discarded).
             Arrival::Building => {
@@ -572,7 +597,8 @@ impl Migrations {
             // Asked again (see `handle_verified`).
             Arrival::Verifying(_) => {
                 let Some(location) = i.location.clone() else { return };
-                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location });
+                let keys = i.keys.clone();
+                self.out.push_back(Output::Verify { from: key.0, id: key.1, identity: i.identity, location, keys });
             }
         }
     }
@@ -632,7 +658,29 @@ mod tests {
         assert_eq!(drain(src), vec![Output::Hold { id: 1, actor: LocalActorId(7) }]);
         src.handle_drained(ms(1), 1);
         assert_eq!(drain(src), vec![Output::Snapshot { id: 1, actor: LocalActorId(7) }]);
-        src.handle_snapshot(ms(2), 1, Ok((Format::Postcard, vec![1, 2, 3])));
+        src.handle_snapshot(ms(2), 1, Ok((Format::Postcard, vec![1, 2, 3])), keys());
+    }
+
+    /// What the migrating actor is registered under.
+    fn keys() -> Vec<DirKey> {
+        vec![DirKey::Actor(ActorId(99)), DirKey::Keyed { actor_type: ActorTypeId(5), key: "cart-1".into() }]
+    }
+
+    /// The directory's records for `keys()` once it names the target's copy.
+    fn named_records() -> Vec<(DirKey, Record)> {
+        keys()
+            .into_iter()
+            .map(|k| {
+                let record = Record {
+                    actor: ActorId(99),
+                    actor_type: ActorTypeId(5),
+                    location: loc("n2", 40),
+                    at_ms: 6,
+                    version: crate::proto::registry::conflict::VersionVector::new(),
+                };
+                (k, record)
+            })
+            .collect()
     }
 
     #[test]
@@ -661,10 +709,15 @@ mod tests {
         let (moved, _) = exchange(ms(60_002), ("n1", &mut src), ("n2", &mut dst));
         assert_eq!(moved, vec![Output::Moved { id: 1, actor: LocalActorId(7), to: loc("n2", 40) }]);
         // The driver forwards what it held, then commits on the same link.
-        dst.handle_frame(ms(60_003), "n1", MigrationFrame::Commit { id: 1, records: Vec::new() });
+        dst.handle_frame(ms(60_003), "n1", MigrationFrame::Commit { id: 1, records: named_records() });
         assert_eq!(
             drain(&mut dst),
-            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+            vec![Output::Activate {
+                actor: LocalActorId(40),
+                identity: ActorId(99),
+                records: named_records(),
+                keys: keys()
+            }]
         );
         assert_eq!(src.in_progress(), (0, 0));
         assert_eq!(dst.in_progress(), (0, 0));
@@ -695,7 +748,7 @@ mod tests {
         src.start(ms(0), 1, LocalActorId(7), ActorId(99), ActorTypeId(5), loc("n1", 7), "n2").expect("start");
         src.handle_drained(ms(1), 1);
         drain(&mut src);
-        src.handle_snapshot(ms(2), 1, Err("busy".into()));
+        src.handle_snapshot(ms(2), 1, Err("busy".into()), keys());
         assert_eq!(
             drain(&mut src),
             vec![Output::Release { id: 1, actor: LocalActorId(7), error: MigrationError::ActorRefused("busy".into()) }]
@@ -752,12 +805,25 @@ mod tests {
         dst.handle_timeout(ms(3) + T * 2);
         assert_eq!(
             drain(&mut dst),
-            vec![Output::Verify { from: "n1".into(), id: 1, identity: ActorId(99), location: loc("n2", 40) }]
+            vec![Output::Verify {
+                from: "n1".into(),
+                id: 1,
+                identity: ActorId(99),
+                location: loc("n2", 40),
+                keys: keys()
+            }]
         );
-        dst.handle_verified(ms(3) + T * 2 + ms(1), "n1", 1, true);
+        // The arrival takes over the records that name it (its key's among them), so the
+        // node hosts them from now on as if the commit had come.
+        dst.handle_verified(ms(3) + T * 2 + ms(1), "n1", 1, Some(named_records()));
         assert_eq!(
             drain(&mut dst),
-            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+            vec![Output::Activate {
+                actor: LocalActorId(40),
+                identity: ActorId(99),
+                records: named_records(),
+                keys: keys()
+            }]
         );
 
         // The same, when the directory does not name it: the source's swap may still land,
@@ -765,13 +831,13 @@ mod tests {
         let (_src, mut dst) = built_on_the_target();
         dst.handle_node_lost(ms(6), "n1");
         assert!(matches!(&drain(&mut dst)[..], [Output::Verify { .. }]));
-        dst.handle_verified(ms(7), "n1", 1, false);
+        dst.handle_verified(ms(7), "n1", 1, None);
         assert!(drain(&mut dst).is_empty(), "not dropped while the swap may still land");
         let again = dst.poll_timeout().expect("asks again");
         dst.handle_timeout(again);
         assert!(matches!(&drain(&mut dst)[..], [Output::Verify { .. }]));
         let closed = ms(3) + T * 3;
-        dst.handle_verified(closed, "n1", 1, false);
+        dst.handle_verified(closed, "n1", 1, None);
         assert_eq!(drain(&mut dst), vec![Output::Discard { actor: LocalActorId(40) }]);
 
         // A link replaced mid-migration: the target lost the source, the swap landed, and
@@ -779,11 +845,17 @@ mod tests {
         let (_src, mut dst) = built_on_the_target();
         dst.handle_node_lost(ms(6), "n1");
         drain(&mut dst);
-        dst.handle_verified(ms(7), "n1", 1, false);
-        dst.handle_frame(ms(8), "n1", MigrationFrame::Commit { id: 1, records: Vec::new() });
+        dst.handle_verified(ms(7), "n1", 1, None);
+        // (Its key's record lost meanwhile: the arrival learns the key, to register it.)
+        dst.handle_frame(ms(8), "n1", MigrationFrame::Commit { id: 1, records: named_records()[..1].to_vec() });
         assert_eq!(
             drain(&mut dst),
-            vec![Output::Activate { actor: LocalActorId(40), identity: ActorId(99), records: Vec::new() }]
+            vec![Output::Activate {
+                actor: LocalActorId(40),
+                identity: ActorId(99),
+                records: named_records()[..1].to_vec(),
+                keys: keys()
+            }]
         );
     }
 
@@ -825,6 +897,7 @@ mod tests {
             actor_type: ActorTypeId(9),
             format: Format::Json,
             state: b"{}".to_vec(),
+            keys: vec![DirKey::Name("ledger".into()), DirKey::Actor(ActorId(1 << 100))],
         };
         assert_eq!(MigrationFrame::decode(&frame.encode()), Ok(frame));
         assert!(MigrationFrame::decode(&[0xff, 0xff, 0xff]).is_err());

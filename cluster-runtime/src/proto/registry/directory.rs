@@ -456,9 +456,12 @@ impl Directory {
     }
 
     /// This node hosts `record` under `key` from now on (after a migration), without asking
-    /// the owner: it already holds it.
-    pub fn adopt(&mut self, key: DirKey, record: Record) {
-        self.hosted.insert(key, record);
+    /// the owner: it already holds it. Returns the record of another actor this node
+    /// hosted under `key` until now (the directory has moved on from it: that actor lost
+    /// the key).
+    pub fn adopt(&mut self, key: DirKey, record: Record) -> Option<Record> {
+        let actor = record.actor;
+        self.hosted.insert(key, record).filter(|old| old.actor != actor)
     }
 
     /// Removes this node's record for `key`.
@@ -1149,7 +1152,7 @@ mod tests {
         assert_eq!(keys, BTreeSet::from([name("cart"), DirKey::Actor(at_a.actor)]), "the name and the identity record");
         assert_eq!(net.node("a").hosted().count(), 0, "a no longer writes them");
         for (key, record) in moved {
-            net.node("b").adopt(key, record);
+            assert_eq!(net.node("b").adopt(key, record), None, "b held no other actor's records under them");
         }
         for n in ["a", "b", "c"] {
             assert_eq!(net.lookup(n, 3, "cart").map(|r| r.location.node), Some("b".to_owned()), "{n}");

@@ -34,7 +34,7 @@ use crate::services::registry::RegistryService;
 use crate::transport::link::LinkEnd;
 
 /// The version of migration's frames.
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// At most this many keyed activations are being passivated at once on a node.
 const PASSIVATION_BATCH: usize = 256;
@@ -243,10 +243,16 @@ impl MigrationService {
     }
 
     /// The source's state, taken in mailbox order after the hold (so the actor is drained).
-    fn snapshot(&mut self, cx: &mut Cx<'_>, id: MigrationId, state: Result<(crate::format::Format, Vec<u8>), String>) {
+    fn snapshot(
+        &mut self,
+        cx: &mut Cx<'_>,
+        id: MigrationId,
+        state: Result<(crate::format::Format, Vec<u8>), String>,
+        keys: Vec<DirKey>,
+    ) {
         let now = cx.now();
         self.m.handle_drained(now, id);
-        self.m.handle_snapshot(now, id, state);
+        self.m.handle_snapshot(now, id, state, keys);
         self.flush(cx);
     }
 
@@ -266,9 +272,21 @@ impl MigrationService {
         self.flush(cx);
     }
 
-    /// Takes the actor's state in a task of the node; it comes back as a call.
+    /// Takes the actor's state in a task of the node, with the directory keys it is
+    /// registered under; they come back as a call.
     fn take_state(&mut self, cx: &mut Cx<'_>, id: MigrationId, actor: crate::ids::LocalActorId) {
         let taking = cx.node().take_state(actor);
+        let (tx, rx) = oneshot::channel();
+        // Its key too, should the directory have dropped its record of it meanwhile (a
+        // conflict it lost): the arrival settles that with the directory.
+        let keyed = cx.node().key_of(actor).map(|k| DirKey::Keyed { actor_type: k.actor_type, key: k.key });
+        self.registry(cx, move |r, _| {
+            let mut keys = r.keys_of(actor);
+            if let Some(key) = keyed.filter(|k| !keys.contains(k)) {
+                keys.push(key);
+            }
+            let _ = tx.send(keys);
+        });
         cx.node().spawn_call(
             Channel::MIGRATION,
             Box::pin(async move {
@@ -276,7 +294,8 @@ impl MigrationService {
                     Some(taking) => taking.await,
                     None => Err("the actor stopped".to_owned()),
                 };
-                back(move |m, cx| m.snapshot(cx, id, state))
+                let keys = rx.await.unwrap_or_default();
+                back(move |m, cx| m.snapshot(cx, id, state, keys))
             }),
         );
     }
@@ -338,8 +357,18 @@ impl MigrationService {
                         .map_err(|e| e.detail);
                     self.m.handle_built(cx.now(), &from, id, built);
                 }
-                Output::Activate { actor, identity, records } => {
+                Output::Activate { actor, identity, records, keys } => {
                     cx.node().resume(actor);
+                    // A keyed activation whose key's record did not come with it: it registers
+                    // its key (and yields if another activation holds it).
+                    let unrecorded = keys.into_iter().find_map(|k| match k {
+                        DirKey::Keyed { actor_type, key } => {
+                            let recorded =
+                                records.iter().any(|(r, _)| matches!(r, DirKey::Keyed { key: k, .. } if *k == key));
+                            (!recorded).then_some(ActivationKey { actor_type, key })
+                        }
+                        _ => None,
+                    });
                     cx.node().post(
                         Channel::REGISTRY,
                         Box::new(move |service, cx| {
@@ -348,30 +377,59 @@ impl MigrationService {
                             }
                         }),
                     );
+                    if let Some(key) = unrecorded {
+                        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+                        self.register_key(cx, key, here, move |m, cx, result| {
+                            if let Err(Some(winner)) = result {
+                                m.yield_to(cx, actor, winner.location);
+                            }
+                        });
+                    }
                     tracing::info!(node = %self.me, %actor, "actor arrived");
                 }
                 Output::Discard { actor } => cx.node().discard(actor),
-                Output::Verify { from, id, identity, location } => self.verify(cx, from, id, identity, location),
+                Output::Verify { from, id, identity, location, keys } => {
+                    self.verify(cx, from, id, identity, location, keys);
+                }
             }
         }
     }
 
-    /// Asks the directory whether it names `location` for `identity`; the answer decides
-    /// whether the arrival runs.
-    fn verify(&mut self, cx: &mut Cx<'_>, from: String, id: MigrationId, identity: ActorId, location: ActorLocation) {
-        let (tx, rx) = oneshot::channel();
-        cx.node().post(
-            Channel::REGISTRY,
-            Box::new(move |service, cx| {
-                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    r.lookup(cx, DirKey::Actor(identity), true, tx);
-                }
-            }),
-        );
+    /// Asks the directory whether it names `location` for `identity`, and for the records
+    /// of `keys` that name it; the answer decides whether the arrival runs, and with which
+    /// records.
+    fn verify(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: String,
+        id: MigrationId,
+        identity: ActorId,
+        location: ActorLocation,
+        mut keys: Vec<DirKey>,
+    ) {
+        let own = DirKey::Actor(identity);
+        if !keys.contains(&own) {
+            keys.insert(0, own.clone());
+        }
+        let mut asked = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (tx, rx) = oneshot::channel();
+            let lookup = key.clone();
+            self.registry(cx, move |r, cx| r.lookup(cx, lookup, true, tx));
+            asked.push((key, rx));
+        }
         cx.node().spawn_call(
             Channel::MIGRATION,
             Box::pin(async move {
-                let named = matches!(rx.await, Ok(Ok(Answer::Found(Some(r)))) if r.location == location);
+                let mut records = Vec::new();
+                for (key, rx) in asked {
+                    if let Ok(Ok(Answer::Found(Some(r)))) = rx.await {
+                        if r.location == location {
+                            records.push((key, r));
+                        }
+                    }
+                }
+                let named = records.iter().any(|(k, _)| *k == own).then_some(records);
                 back(move |m, cx| {
                     m.m.handle_verified(cx.now(), &from, id, named);
                     m.flush(cx);

@@ -229,6 +229,13 @@ impl RegistryService {
         self.flush(cx);
     }
 
+    /// The directory keys local actor `actor` is registered under here (its identity, its
+    /// names, its key).
+    pub(crate) fn keys_of(&self, actor: LocalActorId) -> Vec<DirKey> {
+        let Some(identity) = self.named.get(&actor) else { return Vec::new() };
+        self.dir.hosted().filter(|(_, r)| r.actor == *identity).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Local actor `actor` is being passivated: its records go now (it may register again).
     pub(crate) fn retire(&mut self, cx: &mut Cx<'_>, actor: LocalActorId) {
         if let Some(identity) = self.named.remove(&actor) {
@@ -254,7 +261,16 @@ impl RegistryService {
                 cx.node().mark_keyed(actor, key, identity);
             }
             cx.node().notify(Notice::Registered { actor, identity, key: key.clone() });
-            self.dir.adopt(key, record);
+            let winner = record.location.clone();
+            let replaced = self.dir.adopt(key.clone(), record);
+            if let Some(old) = replaced.filter(|old| old.location.node_id == self.node_id) {
+                // Another activation of the key here held it: the arrival carries the
+                // directory's later word, so that one yields to it.
+                tracing::info!(node = %self.me, %key, "an arriving activation replaces this node's record of its key");
+                if matches!(key, DirKey::Keyed { .. }) {
+                    cx.node().notify(Notice::KeyedLost { actor: old.location.actor, winner });
+                }
+            }
         }
         if !cx.node().announce_stop(actor) {
             self.named.remove(&actor);
