@@ -216,6 +216,14 @@ pub(crate) enum Notice {
         /// Where the winner runs.
         winner: ActorLocation,
     },
+    /// Local keyed activations `actors` all claim `key` (an arriving one took over the
+    /// record of another here): the directory decides which stays.
+    KeyedContested {
+        /// The key.
+        key: crate::proto::activation::ActivationKey,
+        /// The activations, here.
+        actors: Vec<LocalActorId>,
+    },
 }
 
 /// A service's view of the node during one call.

@@ -575,7 +575,11 @@ impl MigrationService {
             return;
         }
         match found {
-            Some(r) if r.location == here => {}
+            // Named: this node hosts its record (another activation's may have replaced it).
+            Some(r) if r.location == here => {
+                let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key };
+                self.registry(cx, move |r, cx| r.ensure_hosted(cx, dir_key, here));
+            }
             Some(r) => {
                 tracing::info!(node = %self.me, key = %key.key, winner = %r.location.node, "a duplicate activation yields to the key's holder");
                 self.yield_to(cx, actor, r.location);
@@ -711,11 +715,22 @@ impl Service for MigrationService {
     }
 
     fn handle_notice(&mut self, cx: &mut Cx<'_>, notice: &crate::node::service::Notice) {
-        let crate::node::service::Notice::KeyedLost { actor, winner } = notice else { return };
-        let (actor, winner) = (*actor, winner.clone());
-        // It yields: what it has, and what still comes, goes to the winner.
-        tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");
-        self.yield_to(cx, actor, winner);
+        use crate::node::service::Notice;
+        match notice {
+            Notice::KeyedLost { actor, winner } => {
+                let (actor, winner) = (*actor, winner.clone());
+                // It yields: what it has, and what still comes, goes to the winner.
+                tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");
+                self.yield_to(cx, actor, winner);
+            }
+            // Each checks with the directory: the one it names stays, the others yield to it.
+            Notice::KeyedContested { key, actors } => {
+                for actor in actors {
+                    self.reclaim(cx, key.clone(), *actor);
+                }
+            }
+            Notice::Registered { .. } | Notice::Unhosted { .. } => {}
+        }
     }
 
     fn handle_wake(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, key: &ActivationKey) {

@@ -229,6 +229,18 @@ impl RegistryService {
         self.flush(cx);
     }
 
+    /// Makes sure this node hosts the record the directory holds for `key`, naming `at` (a
+    /// local activation the directory names, whose record this node stopped hosting when
+    /// another activation's replaced it): registers it again if not. The same actor
+    /// registering again is accepted by the key's owner.
+    pub(crate) fn ensure_hosted(&mut self, cx: &mut Cx<'_>, key: DirKey, at: ActorLocation) {
+        if self.dir.hosted().any(|(k, r)| *k == key && r.location == at) {
+            return;
+        }
+        let (tx, _) = oneshot::channel();
+        self.register(cx, key, at, tx);
+    }
+
     /// The directory keys local actor `actor` is registered under here (its identity, its
     /// names, its key).
     pub(crate) fn keys_of(&self, actor: LocalActorId) -> Vec<DirKey> {
@@ -261,14 +273,14 @@ impl RegistryService {
                 cx.node().mark_keyed(actor, key, identity);
             }
             cx.node().notify(Notice::Registered { actor, identity, key: key.clone() });
-            let winner = record.location.clone();
             let replaced = self.dir.adopt(key.clone(), record);
-            if let Some(old) = replaced.filter(|old| old.location.node_id == self.node_id) {
-                // Another activation of the key here held it: the arrival carries the
-                // directory's later word, so that one yields to it.
-                tracing::info!(node = %self.me, %key, "an arriving activation replaces this node's record of its key");
-                if matches!(key, DirKey::Keyed { .. }) {
-                    cx.node().notify(Notice::KeyedLost { actor: old.location.actor, winner });
+            if let (Some(old), DirKey::Keyed { actor_type, key: k }) = (replaced, &key) {
+                if old.location.node_id == self.node_id && old.location.actor != actor {
+                    // Another activation of the key here held its record: the directory
+                    // decides which of the two stays.
+                    tracing::info!(node = %self.me, %key, "an arriving activation meets another one of its key here");
+                    let key = crate::proto::activation::ActivationKey { actor_type: *actor_type, key: k.clone() };
+                    cx.node().notify(Notice::KeyedContested { key, actors: vec![old.location.actor, actor] });
                 }
             }
         }
