@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod backoff;
+pub mod broker;
 pub mod delivery;
 pub mod flow;
 pub mod membership;

@@ -6,10 +6,12 @@
 //!   asked for again, confirmations after the handler ran).
 //! - [`dedup`]: exactly-once de-duplication by message id within a window, with the replies
 //!   of asks kept for retries.
+//! - [`transaction`]: all targets or none, by two-phase commit with presumed abort.
 
 pub mod dedup;
 pub mod inbox;
 pub mod outbox;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests {
