@@ -7,7 +7,9 @@
 //! - [`dedup`]: exactly-once de-duplication by message id within a window, with the replies
 //!   of asks kept for retries.
 //! - [`transaction`]: all targets or none, by two-phase commit with presumed abort.
+//! - [`causal`]: vector clocks and the hold-back queue of causal delivery in a group.
 
+pub mod causal;
 pub mod dedup;
 pub mod inbox;
 pub mod outbox;
