@@ -494,19 +494,27 @@ fn keyed_chaos_run(seed: u64) -> usize {
     let nodes: Vec<SimNode> = NAMES
         .iter()
         .map(|n| {
-            SimNode::new(*n, PORT).with_app(|system, incarnation| {
-                let name = system.node_name().to_owned();
-                HOSTS.with(|h| h.borrow_mut().insert(tokio::runtime::Handle::current().id(), (name, incarnation)));
-                Box::pin(async move {
-                    loop {
-                        for key in SIM_KEYS {
-                            let handle = system.actor_for::<SimKey>(key);
-                            let _ = handle.send_timeout(Touch, Duration::from_secs(1)).await;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+            SimNode::new(*n, PORT)
+                .configure(|c| {
+                    // The periodic check against the directory, well within the settling time.
+                    c.migration(actix_cluster::MigrationConfig {
+                        verify_interval: Duration::from_secs(3),
+                        ..Default::default()
+                    })
                 })
-            })
+                .with_app(|system, incarnation| {
+                    let name = system.node_name().to_owned();
+                    HOSTS.with(|h| h.borrow_mut().insert(tokio::runtime::Handle::current().id(), (name, incarnation)));
+                    Box::pin(async move {
+                        loop {
+                            for key in SIM_KEYS {
+                                let handle = system.actor_for::<SimKey>(key);
+                                let _ = handle.send_timeout(Touch, Duration::from_secs(1)).await;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    })
+                })
         })
         .collect();
     let (mut sim, _log) = simulate(seed, &nodes);
@@ -554,8 +562,11 @@ fn keyed_chaos_run(seed: u64) -> usize {
             for b in &spans[i + 1..] {
                 assert!(
                     a.1 < b.0 || b.1 < a.0,
-                    "key {key}: activations {} and {} both handled messages over steps {}..{} and {}..{} after the faults stopped",
-                    a.2, b.2, a.0, a.1, b.0, b.1
+                    "key {key}: activations {} and {} both handled messages over steps {}..{} and {}..{} after the faults stopped \
+                     (on {:?} and {:?})",
+                    a.2, b.2, a.0, a.1, b.0, b.1,
+                    WHERE.with(|w| w.borrow().get(&a.2).cloned()),
+                    WHERE.with(|w| w.borrow().get(&b.2).cloned())
                 );
             }
         }

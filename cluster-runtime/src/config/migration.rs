@@ -22,6 +22,11 @@ pub struct MigrationConfig {
     pub rebalance_batch: usize,
     /// See `rebalance_batch`.
     pub rebalance_interval: Duration,
+    /// Every node checks its keyed activations against the directory this often (and two
+    /// rebalance intervals after every membership change): an activation the directory no
+    /// longer names for its key yields to the one it names. Catches duplicates the
+    /// directory's conflict notices missed while views were changing.
+    pub verify_interval: Duration,
 }
 
 impl Default for MigrationConfig {
@@ -32,6 +37,7 @@ impl Default for MigrationConfig {
             rebalance: true,
             rebalance_batch: 64,
             rebalance_interval: Duration::from_secs(1),
+            verify_interval: Duration::from_secs(30),
         }
     }
 }
@@ -42,6 +48,7 @@ impl MigrationConfig {
         dur("migration.timeout", self.timeout, "greater than zero")?;
         dur("migration.grace", self.grace, "greater than zero")?;
         dur("migration.rebalance_interval", self.rebalance_interval, "greater than zero")?;
+        dur("migration.verify_interval", self.verify_interval, "greater than zero")?;
         crate::config::validate::range(
             "migration.rebalance_batch",
             self.rebalance_batch,
@@ -60,5 +67,7 @@ mod tests {
     fn defaults_are_valid_and_zeros_are_not() {
         assert_eq!(MigrationConfig::default().validate(), Ok(()));
         assert!(MigrationConfig { grace: Duration::ZERO, ..MigrationConfig::default() }.validate().is_err());
+        let never = MigrationConfig { verify_interval: Duration::ZERO, ..MigrationConfig::default() };
+        assert!(never.validate().is_err());
     }
 }

@@ -208,16 +208,9 @@ pub(crate) enum Notice {
         /// Where it moved.
         moved_to: Option<String>,
     },
-    /// Local keyed activation `actor` lost its key to another activation at `winner` (two
-    /// sides of a healed partition activated it): it yields.
-    KeyedLost {
-        /// The losing activation, here.
-        actor: LocalActorId,
-        /// Where the winner runs.
-        winner: ActorLocation,
-    },
-    /// Local keyed activations `actors` all claim `key` (an arriving one took over the
-    /// record of another here): the directory decides which stays.
+    /// Local keyed activations `actors` may not be `key`'s activation any more (one lost a
+    /// conflict after a partition healed, or an arriving one took over the record of
+    /// another here): the directory decides which stays.
     KeyedContested {
         /// The key.
         key: crate::proto::activation::ActivationKey,

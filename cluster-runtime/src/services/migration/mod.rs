@@ -100,11 +100,13 @@ pub(crate) struct MigrationService {
     /// Activations passivated here so far.
     passivations: u64,
     /// When the keyed activations here are next checked against the directory (once
-    /// membership has been still for a while after a change).
+    /// membership has been still for a while after a change, and periodically).
     verify_at: Option<Duration>,
     /// Activations still to check, a batch per tick.
     verify_queue: Vec<(ActivationKey, crate::ids::LocalActorId)>,
     rebalance_interval: Duration,
+    /// The periodic anti-entropy pass.
+    verify_every: Duration,
     /// Keyed-type actors spawned here that were not a key's activation at the last check.
     unclaimed: std::collections::BTreeSet<crate::ids::LocalActorId>,
     /// When that check runs next (`None`: no keyed type).
@@ -155,6 +157,7 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         verify_at: None,
         verify_queue: Vec::new(),
         rebalance_interval: c.rebalance_interval,
+        verify_every: c.verify_interval,
         unclaimed: Default::default(),
         unclaimed_at: None,
         unclaimed_every: i.config.request_timeout() * 2,
@@ -349,6 +352,11 @@ impl MigrationService {
                     cx.node().resume(actor);
                     tracing::info!(node = %self.me, %actor, %error, "migration failed; the actor stays");
                     self.finish(cx, id, Err(error));
+                    // A keyed activation checks it is still its key's: a conflict it lost
+                    // while it was moving was not settled then.
+                    if let Some(key) = cx.node().key_of(actor) {
+                        self.reclaim(cx, key, actor);
+                    }
                 }
                 Output::Build { from, id, actor_type, format, state, .. } => {
                     let built = cx.node().build_held(actor_type, format, &state);
@@ -664,7 +672,8 @@ impl MigrationService {
             let Some((key, actor)) = self.verify_queue.pop() else { break };
             self.reclaim(cx, key, actor);
         }
-        self.verify_at = (!self.verify_queue.is_empty()).then_some(now + VERIFY_TICK);
+        // The next batch, or the next periodic pass.
+        self.verify_at = Some(if self.verify_queue.is_empty() { now + self.verify_every } else { now + VERIFY_TICK });
     }
 
     /// Stops the keyed-type actors peers spawned here that stayed outside the directory for
@@ -711,18 +720,13 @@ impl Service for MigrationService {
         self.sweep_at = self.sweep_every.map(|every| cx.now() + every);
         if !cx.node().keyed_policies().is_empty() {
             self.unclaimed_at = Some(cx.now() + self.unclaimed_every);
+            self.verify_at = Some(cx.now() + self.verify_every);
         }
     }
 
     fn handle_notice(&mut self, cx: &mut Cx<'_>, notice: &crate::node::service::Notice) {
         use crate::node::service::Notice;
         match notice {
-            Notice::KeyedLost { actor, winner } => {
-                let (actor, winner) = (*actor, winner.clone());
-                // It yields: what it has, and what still comes, goes to the winner.
-                tracing::info!(node = %self.me, %actor, winner = %winner.node, "a duplicate activation yields to the key's winner");
-                self.yield_to(cx, actor, winner);
-            }
             // Each checks with the directory: the one it names stays, the others yield to it.
             Notice::KeyedContested { key, actors } => {
                 for actor in actors {

@@ -450,7 +450,7 @@ impl Service for RecoveryService {
         match notice {
             Notice::Registered { actor, identity, key } => self.registered(cx, *actor, *identity, key),
             Notice::Unhosted { actor, moved_to } => self.unhosted(cx, *actor, moved_to.as_deref()),
-            Notice::KeyedLost { .. } | Notice::KeyedContested { .. } => {}
+            Notice::KeyedContested { .. } => {}
         }
     }
 

@@ -388,12 +388,14 @@ impl RegistryService {
                             node = %self.me, %key, winner = %winner.location.node,
                             "this node's registration lost a conflict after a partition healed"
                         );
-                        if matches!(key, DirKey::Keyed { .. }) && loser.location.node_id == self.node_id {
-                            // Two activations of one key: this one yields to the winner.
-                            cx.node().notify(Notice::KeyedLost {
-                                actor: loser.location.actor,
-                                winner: winner.location.clone(),
-                            });
+                        if let (DirKey::Keyed { actor_type, key: k }, true) =
+                            (&key, loser.location.node_id == self.node_id)
+                        {
+                            // Two activations of one key. The notice may be late (the winner
+                            // moved or lost in turn since): the key's owner says which stays.
+                            let key =
+                                crate::proto::activation::ActivationKey { actor_type: *actor_type, key: k.clone() };
+                            cx.node().notify(Notice::KeyedContested { key, actors: vec![loser.location.actor] });
                         }
                     }
                     let event = NameEvent::from(event);
