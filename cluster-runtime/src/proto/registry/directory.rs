@@ -211,6 +211,11 @@ impl Directory {
         self.hosted.iter()
     }
 
+    /// The record this node hosts under `key`.
+    pub fn hosted_record(&self, key: &DirKey) -> Option<&Record> {
+        self.hosted.get(key)
+    }
+
     /// Records this node holds as owner.
     pub fn owned(&self) -> impl Iterator<Item = (&DirKey, &Record)> {
         self.slots.iter().filter_map(|(k, s)| s.record.as_ref().map(|r| (k, r)))

@@ -234,7 +234,7 @@ impl RegistryService {
     /// another activation's replaced it): registers it again if not. The same actor
     /// registering again is accepted by the key's owner.
     pub(crate) fn ensure_hosted(&mut self, cx: &mut Cx<'_>, key: DirKey, at: ActorLocation) {
-        if self.dir.hosted().any(|(k, r)| *k == key && r.location == at) {
+        if self.dir.hosted_record(&key).is_some_and(|r| r.location == at) {
             return;
         }
         let (tx, _) = oneshot::channel();
