@@ -734,6 +734,11 @@ impl Actors {
         }
     }
 
+    /// True if actor `id`'s inbound messages are held.
+    pub(crate) fn is_held(&self, id: LocalActorId) -> bool {
+        lock(&self.table).actors.get(&id).is_some_and(|a| a.parked.is_some())
+    }
+
     /// The key actor `id` is the activation of, if it is one.
     pub(crate) fn key_of(&self, id: LocalActorId) -> Option<ActivationKey> {
         lock(&self.table).actors.get(&id).and_then(|a| a.keyed.as_ref().map(|(key, _)| key.clone()))

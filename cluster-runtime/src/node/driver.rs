@@ -147,6 +147,10 @@ impl Kernel for Node {
         self.actors.keyed_activity()
     }
 
+    fn is_held(&self, actor: crate::ids::LocalActorId) -> bool {
+        self.actors.is_held(actor)
+    }
+
     fn key_of(&self, actor: crate::ids::LocalActorId) -> Option<crate::proto::activation::ActivationKey> {
         self.actors.key_of(actor)
     }

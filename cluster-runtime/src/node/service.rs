@@ -157,6 +157,9 @@ pub(crate) trait Kernel {
     fn keyed_activity(&self) -> Vec<crate::node::actors::KeyedActivity>;
     /// Local actors of keyed types a peer spawned that never became a key's activation.
     fn unclaimed_keyed(&self) -> Vec<LocalActorId>;
+    /// True if local actor `actor`'s inbound messages are held (it is moving, yielding or
+    /// being passivated).
+    fn is_held(&self, actor: LocalActorId) -> bool;
     /// The key local actor `actor` is the activation of, if it is one (held or not).
     fn key_of(&self, actor: LocalActorId) -> Option<crate::proto::activation::ActivationKey>;
     /// Every keyed actor type registered here: its idle period, and whether it is placed

@@ -204,8 +204,8 @@ pub enum Output {
         /// Its directory records (from the source's commit, or those the directory named
         /// when it was asked instead: see [`Output::Verify`]).
         records: Vec<(DirKey, Record)>,
-        /// The keys it was registered under at the source (a key whose record is not among
-        /// `records` is for the target to register again).
+        /// The keys it was registered under at the source (a keyed activation's key whose
+        /// record is not among `records` is for the target to register again).
         keys: Vec<DirKey>,
     },
     /// Target: stop the built actor without it ever taking a message.

@@ -462,8 +462,8 @@ impl Directory {
 
     /// This node hosts `record` under `key` from now on (after a migration), without asking
     /// the owner: it already holds it. Returns the record of another actor this node
-    /// hosted under `key` until now (the directory has moved on from it: that actor lost
-    /// the key).
+    /// hosted under `key` until now (two activations of a key meet here: the driver asks
+    /// the key's owner which one stays).
     pub fn adopt(&mut self, key: DirKey, record: Record) -> Option<Record> {
         let actor = record.actor;
         self.hosted.insert(key, record).filter(|old| old.actor != actor)

@@ -107,6 +107,10 @@ pub(crate) struct MigrationService {
     rebalance_interval: Duration,
     /// The periodic anti-entropy pass.
     verify_every: Duration,
+    /// Activations being checked against the directory now.
+    reclaiming: std::collections::BTreeSet<crate::ids::LocalActorId>,
+    /// Activations yielding to another activation of their key.
+    yielding: std::collections::BTreeSet<crate::ids::LocalActorId>,
     /// Keyed-type actors spawned here that were not a key's activation at the last check.
     unclaimed: std::collections::BTreeSet<crate::ids::LocalActorId>,
     /// When that check runs next (`None`: no keyed type).
@@ -158,6 +162,8 @@ pub(crate) fn install(i: &Install<'_>) -> (MigrationService, Arc<MigrationShared
         verify_queue: Vec::new(),
         rebalance_interval: c.rebalance_interval,
         verify_every: c.verify_interval,
+        reclaiming: std::collections::BTreeSet::new(),
+        yielding: std::collections::BTreeSet::new(),
         unclaimed: Default::default(),
         unclaimed_at: None,
         unclaimed_every: i.config.request_timeout() * 2,
@@ -367,8 +373,6 @@ impl MigrationService {
                 }
                 Output::Activate { actor, identity, records, keys } => {
                     cx.node().resume(actor);
-                    // A keyed activation whose key's record did not come with it: it registers
-                    // its key (and yields if another activation holds it).
                     let unrecorded = keys.into_iter().find_map(|k| match k {
                         DirKey::Keyed { actor_type, key } => {
                             let recorded =
@@ -385,6 +389,10 @@ impl MigrationService {
                             }
                         }),
                     );
+                    // A keyed arrival whose key's record did not come with it (a conflict lost
+                    // before it moved) registers its key, and yields if another activation
+                    // holds it. (Not a lookup: the key's record may still be moving to its new
+                    // location, and the old one has just gone.)
                     if let Some(key) = unrecorded {
                         let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
                         self.register_key(cx, key, here, move |m, cx, result| {
@@ -535,10 +543,14 @@ impl MigrationService {
         });
     }
 
-    /// Activation `actor` of `key` found the directory naming something else: it yields to
-    /// the key's activation there, or registers again if there is none.
+    /// Checks activation `actor` of `key` with the key's owner: named, it stays (and hosts
+    /// its record here); another named, it yields to that one; none, it registers again.
     fn reclaim(&mut self, cx: &mut Cx<'_>, key: ActivationKey, actor: crate::ids::LocalActorId) {
-        self.find_key(cx, key.clone(), move |m, cx, found| m.reclaimed(cx, key, actor, found));
+        // One check at a time per activation (a notice, a failed move and the periodic pass
+        // can ask together).
+        if self.reclaiming.insert(actor) {
+            self.find_key(cx, key.clone(), move |m, cx, found| m.reclaimed(cx, key, actor, found));
+        }
     }
 
     /// Looks the activation of `key` up in the directory (not the cache); `then` gets it.
@@ -566,8 +578,14 @@ impl MigrationService {
     /// Activation `actor` yields to the key's activation at `winner`: held, drained, then
     /// moved away (what it held, and what still comes, goes to the winner).
     fn yield_to(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, winner: ActorLocation) {
+        if !self.yielding.insert(actor) {
+            return;
+        }
         cx.node().hold(actor);
-        self.after_drained(cx, actor, move |m, cx| cx.node().move_away(actor, winner, None, m.grace));
+        self.after_drained(cx, actor, move |m, cx| {
+            m.yielding.remove(&actor);
+            cx.node().move_away(actor, winner, None, m.grace);
+        });
     }
 
     fn reclaimed(
@@ -577,16 +595,21 @@ impl MigrationService {
         actor: crate::ids::LocalActorId,
         found: Option<Record>,
     ) {
+        self.reclaiming.remove(&actor);
         let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
-        // Gone meanwhile, or being moved by a migration of this node: nothing to settle.
-        if cx.node().actor_type(actor).is_none() || self.actors.values().any(|a| *a == actor) {
+        // Gone meanwhile, or held (moving, yielding, being passivated: its fate is being
+        // decided already): nothing to settle.
+        if cx.node().actor_type(actor).is_none()
+            || cx.node().is_held(actor)
+            || self.actors.values().any(|a| *a == actor)
+        {
             return;
         }
         match found {
             // Named: this node hosts its record (another activation's may have replaced it).
             Some(r) if r.location == here => {
                 let dir_key = DirKey::Keyed { actor_type: key.actor_type, key: key.key };
-                self.registry(cx, move |r, cx| r.ensure_hosted(cx, dir_key, here));
+                self.registry(cx, move |reg, _| reg.ensure_hosted(dir_key, r));
             }
             Some(r) => {
                 tracing::info!(node = %self.me, key = %key.key, winner = %r.location.node, "a duplicate activation yields to the key's holder");
@@ -659,10 +682,11 @@ impl MigrationService {
         cx.node().post(Channel::REGISTRY, crate::node::service::call_on(f));
     }
 
-    /// Anti-entropy after membership changed: every keyed activation here that takes
-    /// messages checks that the directory names it for its key. One the directory does not
-    /// name yields to the one it names (a duplicate whose conflict notice was lost, or that
-    /// was left outside the directory by a partition), or registers again if none is named.
+    /// Anti-entropy, after membership changed and every `verify_interval`: every keyed
+    /// activation here that takes messages checks that the directory names it for its key.
+    /// One the directory does not name yields to the one it names (a duplicate whose
+    /// conflict notice was lost, or that was left outside the directory by a partition), or
+    /// registers again if none is named; one it names hosts its record here.
     fn verify_batch(&mut self, cx: &mut Cx<'_>, now: Duration) {
         if self.verify_queue.is_empty() {
             self.verify_queue =

@@ -229,16 +229,15 @@ impl RegistryService {
         self.flush(cx);
     }
 
-    /// Makes sure this node hosts the record the directory holds for `key`, naming `at` (a
-    /// local activation the directory names, whose record this node stopped hosting when
-    /// another activation's replaced it): registers it again if not. The same actor
-    /// registering again is accepted by the key's owner.
-    pub(crate) fn ensure_hosted(&mut self, cx: &mut Cx<'_>, key: DirKey, at: ActorLocation) {
-        if self.dir.hosted_record(&key).is_some_and(|r| r.location == at) {
+    /// Makes sure this node hosts `record`, the directory's record for `key` naming a local
+    /// activation (whose hosted record another activation's may have replaced here): the
+    /// key's owner holds it already, so this node takes it over as it is.
+    pub(crate) fn ensure_hosted(&mut self, key: DirKey, record: Record) {
+        if self.dir.hosted_record(&key).is_some_and(|r| r.actor == record.actor && r.location == record.location) {
             return;
         }
-        let (tx, _) = oneshot::channel();
-        self.register(cx, key, at, tx);
+        tracing::debug!(node = %self.me, %key, "hosting a key's record again");
+        self.dir.adopt(key, record);
     }
 
     /// The directory keys local actor `actor` is registered under here (its identity, its
