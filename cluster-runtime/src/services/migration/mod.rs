@@ -314,14 +314,7 @@ impl MigrationService {
     fn swap(&mut self, cx: &mut Cx<'_>, id: MigrationId, to: ActorLocation) {
         let Some(&actor) = self.actors.get(&id) else { return };
         let (tx, rx) = oneshot::channel();
-        cx.node().post(
-            Channel::REGISTRY,
-            Box::new(move |service, cx| {
-                if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                    r.move_out(cx, actor, to, tx);
-                }
-            }),
-        );
+        self.registry(cx, move |r, cx| r.move_out(cx, actor, to, tx));
         cx.node().spawn_call(
             Channel::MIGRATION,
             Box::pin(async move {
@@ -381,25 +374,13 @@ impl MigrationService {
                         }
                         _ => None,
                     });
-                    cx.node().post(
-                        Channel::REGISTRY,
-                        Box::new(move |service, cx| {
-                            if let Some(r) = service.as_any_mut().downcast_mut::<RegistryService>() {
-                                r.adopt(cx, actor, identity, records);
-                            }
-                        }),
-                    );
+                    self.registry(cx, move |r, cx| r.adopt(cx, actor, identity, records));
                     // A keyed arrival whose key's record did not come with it (a conflict lost
                     // before it moved) registers its key, and yields if another activation
                     // holds it. (Not a lookup: the key's record may still be moving to its new
                     // location, and the old one has just gone.)
                     if let Some(key) = unrecorded {
-                        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
-                        self.register_key(cx, key, here, move |m, cx, result| {
-                            if let Err(Some(winner)) = result {
-                                m.yield_to(cx, actor, winner.location);
-                            }
-                        });
+                        self.register_or_yield(cx, key, actor);
                     }
                     tracing::info!(node = %self.me, %actor, "actor arrived");
                 }
@@ -575,6 +556,17 @@ impl MigrationService {
         );
     }
 
+    /// Registers local activation `actor` for `key`; it yields if another activation holds
+    /// the key.
+    fn register_or_yield(&mut self, cx: &mut Cx<'_>, key: ActivationKey, actor: crate::ids::LocalActorId) {
+        let here = ActorLocation { node: self.me.clone(), node_id: self.node_id, actor };
+        self.register_key(cx, key, here, move |m, cx, result| {
+            if let Err(Some(winner)) = result {
+                m.yield_to(cx, actor, winner.location);
+            }
+        });
+    }
+
     /// Activation `actor` yields to the key's activation at `winner`: held, drained, then
     /// moved away (what it held, and what still comes, goes to the winner).
     fn yield_to(&mut self, cx: &mut Cx<'_>, actor: crate::ids::LocalActorId, winner: ActorLocation) {
@@ -615,11 +607,7 @@ impl MigrationService {
                 tracing::info!(node = %self.me, key = %key.key, winner = %r.location.node, "a duplicate activation yields to the key's holder");
                 self.yield_to(cx, actor, r.location);
             }
-            None => self.register_key(cx, key, here, move |m, cx, result| {
-                if let Err(Some(winner)) = result {
-                    m.yield_to(cx, actor, winner.location);
-                }
-            }),
+            None => self.register_or_yield(cx, key, actor),
         }
     }
 
