@@ -425,6 +425,8 @@ pub enum RemoteErrorKind {
     /// The actor moved, and forwarding the ask to its new node failed: it may or may not
     /// have been handled there.
     ForwardFailed,
+    /// A guaranteed message's id was used before for another payload (exactly-once).
+    IdReused,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -439,6 +441,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::TooLarge => "reply too large",
             RemoteErrorKind::Overloaded => "over a limit",
             RemoteErrorKind::ForwardFailed => "forwarding to the actor's new node failed",
+            RemoteErrorKind::IdReused => "message id used before for another payload",
         })
     }
 }

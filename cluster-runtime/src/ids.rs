@@ -45,6 +45,12 @@ id_type!(
     ActorId(u128), "{:032x}"
 );
 id_type!(
+    /// A guaranteed message's id: the same for every copy of it (resends, re-routes), so a
+    /// receiver can tell a copy from a new message. Random unless the sender names it
+    /// ([`MessageId::from_key`]).
+    MessageId(u128), "{:032x}"
+);
+id_type!(
     /// A request's id, unique among the requests one node sends.
     RequestId(u64), "{}"
 );
@@ -60,6 +66,17 @@ id_type!(
     /// An actor type's stable id, computed at compile time from its stable name.
     ActorTypeId(u64), "{:#018x}"
 );
+
+impl MessageId {
+    /// The id of the message named `key` by the application (an idempotency key such as an
+    /// order number): the same key gives the same id on every node and every run.
+    pub fn from_key(key: &str) -> Self {
+        // Two FNV-1a passes with different offsets: 128 bits from the key's bytes.
+        let pass =
+            |offset: u64| key.bytes().fold(offset, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+        Self((u128::from(pass(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(pass(0x6c62_272e_07bb_0142)))
+    }
+}
 
 impl ActorId {
     /// The identity of an actor first started on node `node` under local id `local`: the

@@ -36,15 +36,18 @@ pub mod types;
 pub use actor::{ClusterMessage, DistributedActor, Handles, KeyedActor, Placement, RemoteMessage};
 pub use builder::ClusterSystemBuilder;
 pub use config::Architecture;
-pub use config::{ClusterConfig, ClusterConfigBuilder, DiscoveryMethod};
+pub use config::{ClusterConfig, ClusterConfigBuilder, DeliveryConfig, DiscoveryMethod};
 pub use error::{ClusterError, ConfigError, RemoteError, RemoteErrorKind, SendError, StartError};
 pub use error::{PlacementError, RegistryError};
 pub use format::Format;
 pub use handle::{ActorRef, DistributedActorExt, RemoteAddr, Spawn};
-pub use ids::{ActorId, LocalActorId, NodeId};
+pub use ids::{ActorId, LocalActorId, MessageId, NodeId};
 pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
 pub use proto::registry::record::ActorLocation;
+pub use services::delivery::api::{
+    Delivery, DeliveryApi, DeliveryError, DeliveryFailure, DeliveryGuarantee, DeliveryStats, DeliveryStatus, Receipt,
+};
 pub use services::membership::{MembersSnapshot, Membership};
 pub use services::recovery::{api::Recovery, RecoveryStats};
 pub use services::registry::{NameEvent, NameWatch, Registry, RegistryStats};

@@ -87,18 +87,20 @@
 pub use actix_cluster_macros::{cluster_message, distributed_actor};
 pub use actix_cluster_runtime::config::MembershipConfig;
 pub use actix_cluster_runtime::config::{
-    Hooks, LimitsConfig, MigrationConfig, NodeConfig, PlacementConfig, PlacementPolicy, RegistryConfig, TransportConfig,
+    DeliveryConfig, Hooks, LimitsConfig, MigrationConfig, NodeConfig, PlacementConfig, PlacementPolicy, RegistryConfig,
+    TransportConfig,
 };
 pub use actix_cluster_runtime::proto::migration::MigrationError;
 pub use actix_cluster_runtime::proto::placement::Candidate;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
     ActorId, ActorLocation, ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage,
-    ClusterSystem, ClusterSystemBuilder, ConfigError, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
-    Handles, KeyedActor, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, NameEvent,
-    NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Recovery, RecoveryStats, Refusals, Registry,
-    RegistryError, RegistryStats, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage, ResourceReport, SendError,
-    Spawn, StartError, WeakClusterSystem,
+    ClusterSystem, ClusterSystemBuilder, ConfigError, Delivery, DeliveryApi, DeliveryError, DeliveryFailure,
+    DeliveryGuarantee, DeliveryStats, DeliveryStatus, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
+    Handles, KeyedActor, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, MessageId,
+    NameEvent, NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Receipt, Recovery, RecoveryStats,
+    Refusals, Registry, RegistryError, RegistryStats, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage,
+    ResourceReport, SendError, Spawn, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.
@@ -115,8 +117,8 @@ pub mod prelude {
 
     pub use crate::{
         cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
-        ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles, KeyedActor, Member,
-        MemberStatus, MembershipEvent, Placement, RemoteAddr, StartError,
+        ClusterSystem, DeliveryGuarantee, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
+        KeyedActor, Member, MemberStatus, MembershipEvent, Placement, RemoteAddr, StartError,
     };
 }
 

@@ -3,6 +3,7 @@
 //! [`Hooks`] (what tests plug in). Each section validates itself and holds the only copy
 //! of its defaults; [`ClusterConfigBuilder`] composes them and keeps the flat shortcuts.
 
+pub mod delivery;
 pub mod hooks;
 pub mod limits;
 pub mod membership;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use delivery::DeliveryConfig;
 pub use hooks::Hooks;
 pub use limits::LimitsConfig;
 pub use membership::{Architecture, MembershipConfig};
@@ -46,6 +48,7 @@ pub struct ClusterConfig {
     placement: PlacementConfig,
     registry: RegistryConfig,
     migration: MigrationConfig,
+    delivery: DeliveryConfig,
     hooks: Hooks,
 }
 
@@ -90,6 +93,11 @@ impl ClusterConfig {
     /// The migration section.
     pub fn migration(&self) -> &MigrationConfig {
         &self.migration
+    }
+
+    /// The delivery section.
+    pub fn delivery(&self) -> &DeliveryConfig {
+        &self.delivery
     }
 
     /// The hooks.
@@ -187,6 +195,7 @@ pub struct ClusterConfigBuilder {
     placement: PlacementConfig,
     registry: RegistryConfig,
     migration: MigrationConfig,
+    delivery: DeliveryConfig,
     hooks: Hooks,
 }
 
@@ -208,6 +217,7 @@ impl Default for ClusterConfigBuilder {
             placement: PlacementConfig::default(),
             registry: RegistryConfig::default(),
             migration: MigrationConfig::default(),
+            delivery: DeliveryConfig::default(),
             hooks: Hooks::default(),
         }
     }
@@ -277,6 +287,12 @@ impl ClusterConfigBuilder {
     /// The whole transport section.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// How guaranteed messages travel.
+    pub fn delivery(mut self, delivery: DeliveryConfig) -> Self {
+        self.delivery = delivery;
         self
     }
 
@@ -439,6 +455,7 @@ impl ClusterConfigBuilder {
         self.membership.validate()?;
         self.registry.validate()?;
         self.migration.validate()?;
+        self.delivery.validate()?;
         Ok(ClusterConfig {
             node,
             transport: self.transport,
@@ -447,6 +464,7 @@ impl ClusterConfigBuilder {
             placement: self.placement,
             registry: self.registry,
             migration: self.migration,
+            delivery: self.delivery,
             hooks: self.hooks,
         })
     }

@@ -783,3 +783,64 @@ impl<'de, A: DistributedActor> Deserialize<'de> for ActorRef<A> {
         Ok(ClusterSystem { node }.handle_at(w.identity, w.location))
     }
 }
+
+/// Finds where an actor runs now (after a guaranteed message found it gone from where it
+/// was): `None` if nowhere is known.
+pub(crate) type Locator =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ActorLocation>>>> + Send + Sync>;
+
+/// What the delivery service needs to know about a handle's actor.
+pub(crate) struct Target {
+    /// The node the handle belongs to.
+    pub(crate) system: ClusterSystem,
+    /// The actor's identity.
+    pub(crate) identity: ActorId,
+    /// Where it runs, as far as the handle knows.
+    pub(crate) location: ActorLocation,
+    /// How to find it again.
+    pub(crate) locator: Locator,
+}
+
+impl<A: DistributedActor> ActorRef<A> {
+    /// The actor's identity, location and how to find it again, for a guaranteed send
+    /// (waits for a handle still being started, and for a key's activation).
+    pub(crate) async fn guaranteed_target(&self) -> Result<Target, ClusterError> {
+        if let Repr::Keyed(k) = &self.repr {
+            let started = match k.current().wait().await {
+                Ok(started) => started.clone(),
+                Err(cause) => return Err(not_started::<A>(cause)),
+            };
+            let location = started.location().ok_or(ClusterError::Shutdown)?;
+            let keyed = k.clone();
+            let locator: Locator = Arc::new(move || {
+                let keyed = keyed.clone();
+                Box::pin(async move {
+                    // The activation the message went to is gone: the key's next one.
+                    let next = keyed.renew(&keyed.current());
+                    let started = next.wait().await.as_ref().ok()?.clone();
+                    started.location()
+                })
+            });
+            return Ok(Target { system: k.system().clone(), identity: k.identity(), location, locator });
+        }
+        let this = self.ready().await?;
+        let (system, identity, location) = match &this.repr {
+            Repr::Local { registered: Some(h), .. } => {
+                let location =
+                    ActorLocation { node: h.system.node_name().to_owned(), node_id: h.system.node_id(), actor: h.id };
+                (h.system.clone(), h.identity, location)
+            }
+            Repr::Local { registered: None, .. } => {
+                return Err(crate::error::RegistryError::NotDistributed(A::NAME.to_owned()).into())
+            }
+            Repr::Remote(r) => (r.system().clone(), r.identity(), r.location()),
+            Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
+        };
+        let finder = system.clone();
+        let locator: Locator = Arc::new(move || {
+            let system = finder.clone();
+            Box::pin(async move { system.registry().relocate::<A>(identity).await.ok().flatten()?.location() })
+        });
+        Ok(Target { system, identity, location, locator })
+    }
+}

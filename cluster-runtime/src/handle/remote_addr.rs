@@ -286,7 +286,8 @@ impl<A: DistributedActor> RemoteAddr<A> {
             RemoteErrorKind::Encode
             | RemoteErrorKind::UnknownActorType
             | RemoteErrorKind::TooLarge
-            | RemoteErrorKind::ForwardFailed => ClusterError::Remote { node, error },
+            | RemoteErrorKind::ForwardFailed
+            | RemoteErrorKind::IdReused => ClusterError::Remote { node, error },
         }
     }
 }

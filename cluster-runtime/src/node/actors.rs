@@ -195,6 +195,17 @@ pub(crate) enum Asked {
     Moved(ActorLocation),
 }
 
+/// How a guaranteed message reaches its actor.
+pub(crate) enum Guaranteed {
+    /// Into its mailbox now: its address and the message's handler.
+    Now(ErasedAddr, &'static HandlerRegistration),
+    /// Held with its other inbound messages (moving, yielding, passivated): it goes where
+    /// the actor is once released.
+    Held,
+    /// The actor moved there.
+    Moved(ActorLocation),
+}
+
 /// What resuming a held actor here produced: replies to await and the probe to send.
 pub(crate) struct Resumed {
     /// Parked asks now in the mailbox: (asking node, request, frame size, reply).
@@ -609,6 +620,38 @@ impl Actors {
             }
         }
         Ok(jobs)
+    }
+
+    /// Finds how a guaranteed message for actor `target` reaches it: now (its address and
+    /// handler), or held with its other inbound messages (as `park` builds it, given the
+    /// handler), or where it moved.
+    pub(crate) fn deliver_guaranteed(
+        &self,
+        types: &TypeTable,
+        target: LocalActorId,
+        message: WireId,
+        park: impl FnOnce(&'static HandlerRegistration) -> LocalSend,
+    ) -> Result<Guaranteed, RemoteError> {
+        let mut table = lock(&self.table);
+        let t = &mut *table;
+        let Some(a) = t.actors.get_mut(&target) else {
+            if let Some(to) = t.moved.get(&target) {
+                return Ok(Guaranteed::Moved(to.clone()));
+            }
+            let Some(actor_type) = t.passivated.get(&target).map(|p| p.key.actor_type) else {
+                return Err(unknown_actor(target));
+            };
+            let h = handler(types, actor_type, target, message)?;
+            t.park_passivated(target, Parked::Local(park(h)));
+            return Ok(Guaranteed::Held);
+        };
+        let h = handler(types, a.type_id, target, message)?;
+        a.gate.touch();
+        if let Some(parked) = a.parked.as_mut() {
+            parked.push(Parked::Local(park(h)));
+            return Ok(Guaranteed::Held);
+        }
+        Ok(Guaranteed::Now(a.addr.clone(), h))
     }
 
     /// Holds actor `id`'s inbound messages from now on; false if it is not here.

@@ -237,10 +237,89 @@ impl Kernel for Node {
         self.to_control(Input::Call(channel, call));
     }
 
+    fn deliver(
+        &self,
+        channel: crate::proto::wire::channel::Channel,
+        target: crate::ids::LocalActorId,
+        message: crate::ids::WireId,
+        format: crate::format::Format,
+        payload: bytes::Bytes,
+        done: crate::node::service::HandledFn,
+    ) {
+        use crate::node::actors::{Guaranteed, Resume};
+        use crate::node::service::Handled;
+        let back = self.me.clone();
+        let done: Box<dyn FnOnce(Handled) + Send> = Box::new(move |handled| {
+            if let Some(node) = back.upgrade() {
+                node.to_control(Input::Call(channel, done(handled)));
+            }
+        });
+        let mut slot = Some((done, payload.clone()));
+        let me = self.me.clone();
+        let park = |h: &'static crate::types::HandlerRegistration| -> crate::node::actors::LocalSend {
+            let (done, payload) = slot.take().expect("parked once");
+            Box::new(move |resume| match resume {
+                Resume::Here(addr) => {
+                    if let Some(node) = me.upgrade() {
+                        node.dispatch_guaranteed(addr, h, format, &payload, done);
+                    }
+                }
+                Resume::There(to) => done(Handled::Moved(to.clone())),
+            })
+        };
+        match self.actors.deliver_guaranteed(&self.types, target, message, park) {
+            Ok(Guaranteed::Held) => {}
+            Ok(Guaranteed::Now(addr, h)) => {
+                if let Some((done, payload)) = slot.take() {
+                    self.dispatch_guaranteed(&addr, h, format, &payload, done);
+                }
+            }
+            Ok(Guaranteed::Moved(to)) => {
+                if let Some((done, _)) = slot.take() {
+                    done(Handled::Moved(to));
+                }
+            }
+            Err(e) => {
+                if let Some((done, _)) = slot.take() {
+                    done(Handled::Refused(e));
+                }
+            }
+        }
+    }
+
     fn stats(&self) -> NodeStats {
         NodeStats {
             actor_count: self.actors.len() as u64,
             in_flight: (self.requests.len() + self.peers.queued()) as u64,
+        }
+    }
+}
+
+impl Node {
+    /// Puts a guaranteed message into actor `addr`'s mailbox as an ask; `done` hears the
+    /// handler's result once it has run.
+    fn dispatch_guaranteed(
+        &self,
+        addr: &crate::dispatch::ErasedAddr,
+        h: &'static crate::types::HandlerRegistration,
+        format: crate::format::Format,
+        payload: &[u8],
+        done: Box<dyn FnOnce(crate::node::service::Handled) + Send>,
+    ) {
+        use crate::error::{RemoteError, RemoteErrorKind};
+        use crate::node::service::Handled;
+        let dispatched = crate::node::context::decoding(&self.slot, || (h.dispatch)(&**addr, format, payload, true));
+        match dispatched {
+            Ok(Some(reply)) => self.spawn_task(async move {
+                done(match reply.await {
+                    Ok(bytes) => Handled::Done(bytes),
+                    Err(e) => Handled::Refused(e),
+                });
+            }),
+            Ok(None) => {
+                done(Handled::Refused(RemoteError::new(RemoteErrorKind::Encode, "the message produced no result")))
+            }
+            Err(e) => done(Handled::Refused(e)),
         }
     }
 }

@@ -189,7 +189,34 @@ pub(crate) trait Kernel {
     fn detach(&self, actor: LocalActorId) -> bool;
     /// Hands `call` to the service on `channel` (after the current input).
     fn post(&self, channel: Channel, call: Call);
+    /// Delivers a guaranteed message to local actor `target` like a remote ask: into its
+    /// mailbox, or held with its other messages while it is held (moving, yielding,
+    /// passivated). Once the handler has run, or it is certain the message will not be
+    /// handled here, `done` makes of the outcome a call to the service on `channel`.
+    fn deliver(
+        &self,
+        channel: Channel,
+        target: LocalActorId,
+        message: crate::ids::WireId,
+        format: Format,
+        payload: bytes::Bytes,
+        done: HandledFn,
+    );
 }
+
+/// What became of a message given to [`Kernel::deliver`].
+#[derive(Debug)]
+pub(crate) enum Handled {
+    /// The handler ran: its encoded result.
+    Done(Vec<u8>),
+    /// Not handled here: the actor runs there now.
+    Moved(ActorLocation),
+    /// Not handled, and it will not be here: why.
+    Refused(RemoteError),
+}
+
+/// Makes of what became of a message given to [`Kernel::deliver`] a call to a service.
+pub(crate) type HandledFn = Box<dyn FnOnce(Handled) -> Call + Send>;
 
 /// What one service tells the others (through the control task, after the current input).
 #[derive(Debug, Clone)]

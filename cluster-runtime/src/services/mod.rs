@@ -2,6 +2,7 @@
 //! plugged into the node's control task through the crate's service interface, with its
 //! own configuration section and API.
 
+pub mod delivery;
 pub mod membership;
 pub mod migration;
 pub mod placement;
@@ -18,5 +19,6 @@ pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     set.add(registry::install(install));
     set.add(migration::install(install));
     set.add(recovery::install(install));
+    set.add(delivery::install(install));
     set
 }

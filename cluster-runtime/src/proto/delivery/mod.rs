@@ -8,12 +8,14 @@
 //!   of asks kept for retries.
 //! - [`transaction`]: all targets or none, by two-phase commit with presumed abort.
 //! - [`causal`]: vector clocks and the hold-back queue of causal delivery in a group.
+//! - [`wire`]: the frames of the delivery service.
 
 pub mod causal;
 pub mod dedup;
 pub mod inbox;
 pub mod outbox;
 pub mod transaction;
+pub mod wire;
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@
 //! ([`Output::Receipt`]) in the order they happened; [`Outbox::poll_timeout`] gives the next
 //! deadline.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,9 @@ pub struct Outbox<P> {
     sent: Seq,
     /// Unconfirmed messages, `confirmed + 1` first.
     unconfirmed: VecDeque<Entry<P>>,
+    /// The deadlines of unconfirmed messages not yet expired, earliest first (so that
+    /// neither the next timeout nor an expiry looks at every outstanding message).
+    expiries: BTreeSet<(Duration, Seq)>,
     /// When outstanding messages are sent again if nothing is confirmed meanwhile.
     resend_at: Option<Duration>,
     out: VecDeque<Output<P>>,
@@ -138,7 +141,9 @@ impl<P: Clone> Outbox<P> {
             .zip(confirmed + 1..)
             .map(|((payload, deadline), seq)| Entry { seq, payload: Some(payload), deadline })
             .collect();
+        let expiries = unconfirmed.iter().filter_map(|e| e.deadline.map(|d| (d, e.seq))).collect();
         Self {
+            expiries,
             config,
             next: confirmed + 1 + unconfirmed.len() as u64,
             confirmed,
@@ -157,7 +162,7 @@ impl<P: Clone> Outbox<P> {
 
     /// The next deadline: a resend, or a message's expiry.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let expiry = self.unconfirmed.iter().filter(|e| e.payload.is_some()).filter_map(|e| e.deadline).min();
+        let expiry = self.expiries.first().map(|&(at, _)| at);
         match (self.resend_at, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -182,6 +187,9 @@ impl<P: Clone> Outbox<P> {
         }
         let seq = self.next;
         self.next += 1;
+        if let Some(at) = deadline {
+            self.expiries.insert((at, seq));
+        }
         self.unconfirmed.push_back(Entry { seq, payload: Some(payload), deadline });
         self.transmit(now);
         Ok(seq)
@@ -209,12 +217,31 @@ impl<P: Clone> Outbox<P> {
         self.transmit(now);
     }
 
+    /// Gives up the stream (its receiver is gone for good): every unconfirmed message not
+    /// expired, in order, to be sent elsewhere. The outbox is empty afterwards.
+    pub fn drain(&mut self) -> Vec<(Seq, P)> {
+        self.expiries.clear();
+        self.resend_at = None;
+        self.sent = self.confirmed;
+        let drained: Vec<(Seq, P)> = self.unconfirmed.drain(..).filter_map(|e| e.payload.map(|p| (e.seq, p))).collect();
+        // The numbers stay given out; nothing before `next` is expected any more.
+        self.confirmed = self.next - 1;
+        self.sent = self.confirmed;
+        drained
+    }
+
     /// Time passed: expires messages past their deadline, resends if nothing was confirmed.
     pub fn handle_timeout(&mut self, now: Duration) {
-        for e in self.unconfirmed.iter_mut() {
-            if e.payload.is_some() && e.deadline.is_some_and(|d| d <= now) {
-                e.payload = None;
-                self.out.push_back(Output::Receipt { seq: e.seq, fate: Fate::Expired });
+        while let Some(&(at, seq)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            let index = seq.checked_sub(self.confirmed + 1).map(|i| i as usize);
+            if let Some(e) = index.and_then(|i| self.unconfirmed.get_mut(i)) {
+                if e.payload.take().is_some() {
+                    self.out.push_back(Output::Receipt { seq, fate: Fate::Expired });
+                }
             }
         }
         if self.resend_at.is_some_and(|at| at <= now) {
@@ -232,6 +259,9 @@ impl<P: Clone> Outbox<P> {
         }
         while self.unconfirmed.front().is_some_and(|e| e.seq <= confirmed) {
             if let Some(e) = self.unconfirmed.pop_front() {
+                if let Some(at) = e.deadline {
+                    self.expiries.remove(&(at, e.seq));
+                }
                 if e.payload.is_some() {
                     self.out.push_back(Output::Receipt { seq: e.seq, fate: Fate::Delivered });
                 }
@@ -393,5 +423,36 @@ mod tests {
         o.handle_grant(2 * MS, Grant { confirmed: 99, up_to: 99 });
         assert_eq!(delivered(&drain(&mut o)), vec![11, 12, 13]);
         assert_eq!(o.confirmed(), 13);
+    }
+
+    #[test]
+    fn a_drained_stream_gives_back_what_is_unconfirmed_in_order() {
+        let mut o = Outbox::new(config());
+        for m in ["a", "b", "c", "d"] {
+            o.push(MS, m, Some(50 * MS)).expect("room");
+        }
+        o.handle_grant(2 * MS, Grant { confirmed: 1, up_to: 10 });
+        drain(&mut o);
+        assert_eq!(o.drain(), vec![(2, "b"), (3, "c"), (4, "d")]);
+        assert_eq!(o.unconfirmed(), 0);
+        assert_eq!(o.poll_timeout(), None, "no deadline or resend is left");
+        // Numbering goes on after the drained numbers.
+        assert_eq!(o.push(3 * MS, "e", None), Ok(5));
+    }
+
+    #[test]
+    fn deadlines_cost_nothing_per_outstanding_message() {
+        // 100,000 outstanding messages, one with a deadline: the next timeout is found
+        // without looking at the others, and expiring it touches only it.
+        let mut o = Outbox::new(OutboxConfig { initial_window: 10, capacity: 200_000, resend_after: 100 * MS });
+        for i in 0..100_000u32 {
+            let deadline = (i == 99_999).then_some(20 * MS);
+            o.push(MS, "m", deadline).expect("room");
+        }
+        drain(&mut o);
+        assert_eq!(o.poll_timeout(), Some(20 * MS));
+        o.handle_timeout(20 * MS);
+        let out = drain(&mut o);
+        assert_eq!(out, vec![Output::Receipt { seq: 100_000, fate: Fate::Expired }]);
     }
 }

@@ -23,7 +23,9 @@ impl Channel {
     pub const MIGRATION: Channel = Channel(4);
     /// Recovery: snapshots of actors with a recovery policy, kept on other nodes.
     pub const RECOVERY: Channel = Channel(5);
-    // Assigned as the services land: 6 delivery, 7 broker, 8 raft, 9 security.
+    /// Guaranteed delivery: reliable streams between nodes.
+    pub const DELIVERY: Channel = Channel(6);
+    // Assigned as the services land: 7 broker, 8 raft, 9 security.
 }
 
 impl fmt::Display for Channel {

@@ -1,0 +1,167 @@
+//! The delivery service's frames (channel 6): messages of reliable streams, the receiver's
+//! grants with the outcomes of what it handled, and its resend requests.
+//!
+//! A node keeps two streams to every peer incarnation it sends guaranteed messages to: an
+//! unordered one (at-least-once, exactly-once) and an ordered one. A stream is named by the
+//! sending node's incarnation (the link it comes on) and `ordered`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RemoteError;
+use crate::format::{postcard_exact, Format, Inexact};
+use crate::ids::{ActorId, LocalActorId, MessageId, WireId};
+use crate::proto::delivery::outbox::Seq;
+use crate::proto::registry::record::ActorLocation;
+
+/// One guaranteed message as it crosses the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<'a> {
+    /// Its id: the same for every copy, resends and re-routes included.
+    pub id: MessageId,
+    /// The target's cluster-wide identity.
+    pub identity: ActorId,
+    /// The target's id on the receiving node.
+    pub target: LocalActorId,
+    /// The message's type.
+    pub message: WireId,
+    /// The payload's format.
+    pub format: Format,
+    /// The sender waits for the handler's result (an ask).
+    pub reply: bool,
+    /// De-duplicate by `id` within the receiver's window (exactly once).
+    pub dedup: bool,
+    /// The encoded message.
+    #[serde(borrow, with = "serde_bytes")]
+    pub payload: &'a [u8],
+}
+
+/// What became of a handled message, when there is more to say than "handled".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome<'a> {
+    /// The handler's result (asks).
+    #[serde(borrow)]
+    Reply(#[serde(with = "serde_bytes")] &'a [u8]),
+    /// Not handled: the actor runs there now.
+    Moved(ActorLocation),
+    /// Not handled, and never will be here: why.
+    Refused(RemoteError),
+}
+
+/// A delivery frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryFrame<'a> {
+    /// Message `seq` of the sender's stream; `envelope` is `None` for a skipped (expired)
+    /// number.
+    Message {
+        /// Which of the sender's two streams.
+        ordered: bool,
+        /// Its number.
+        seq: Seq,
+        /// Everything up to here is confirmed, as far as the sender knows.
+        confirmed: Seq,
+        /// The message.
+        #[serde(borrow)]
+        envelope: Option<Envelope<'a>>,
+    },
+    /// The receiver's grant: handled up to `confirmed`, send up to `up_to`; with the
+    /// outcomes of the numbers up to `confirmed` the sender may not have seen yet.
+    Grant {
+        /// Which stream.
+        ordered: bool,
+        /// Handled with none missing up to here.
+        confirmed: Seq,
+        /// The sender may send up to here.
+        up_to: Seq,
+        /// Outcomes by number (numbers not listed were handled, nothing more to say).
+        #[serde(borrow)]
+        outcomes: Vec<(Seq, Outcome<'a>)>,
+    },
+    /// The receiver misses everything from `from` on.
+    Resend {
+        /// Which stream.
+        ordered: bool,
+        /// The first missing number.
+        from: Seq,
+    },
+}
+
+/// Bytes that are not one delivery frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not a frame.
+    #[error("malformed delivery frame: {0}")]
+    Malformed(String),
+    /// A frame followed by more bytes.
+    #[error("{0} trailing bytes after a delivery frame")]
+    Trailing(usize),
+}
+
+impl<'a> DeliveryFrame<'a> {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a frame, borrowing payloads from `bytes`; trailing bytes are an error.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        postcard_exact(bytes).map_err(|e| match e {
+            Inexact::Malformed(detail) => FrameError::Malformed(detail),
+            Inexact::Trailing(n) => FrameError::Trailing(n),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RemoteErrorKind;
+    use crate::ids::NodeId;
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_refused() {
+        let payload = [1u8, 2, 3];
+        let frames = [
+            DeliveryFrame::Message {
+                ordered: true,
+                seq: 7,
+                confirmed: 5,
+                envelope: Some(Envelope {
+                    id: MessageId(u128::MAX - 3),
+                    identity: ActorId(42),
+                    target: LocalActorId(9),
+                    message: WireId(0xfeed),
+                    format: Format::Postcard,
+                    reply: true,
+                    dedup: false,
+                    payload: &payload,
+                }),
+            },
+            DeliveryFrame::Message { ordered: false, seq: 8, confirmed: 5, envelope: None },
+            DeliveryFrame::Grant {
+                ordered: false,
+                confirmed: 8,
+                up_to: 300,
+                outcomes: vec![
+                    (6, Outcome::Reply(&payload)),
+                    (
+                        7,
+                        Outcome::Moved(ActorLocation { node: "n2".into(), node_id: NodeId(3), actor: LocalActorId(1) }),
+                    ),
+                    (8, Outcome::Refused(RemoteError::new(RemoteErrorKind::UnknownActor, "gone"))),
+                ],
+            },
+            DeliveryFrame::Resend { ordered: true, from: 3 },
+        ];
+        for frame in frames {
+            let bytes = frame.encode();
+            assert_eq!(DeliveryFrame::decode(&bytes), Ok(frame.clone()));
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(DeliveryFrame::decode(&longer), Err(FrameError::Trailing(1)));
+            for cut in 0..bytes.len() {
+                assert!(DeliveryFrame::decode(&bytes[..cut]).is_err(), "a frame cut at {cut} decodes");
+            }
+        }
+        assert!(matches!(DeliveryFrame::decode(&[0xff; 12]), Err(FrameError::Malformed(_))));
+    }
+}

@@ -1,0 +1,383 @@
+//! Guaranteed sends: [`ActorRef::tell_with`] and [`ActorRef::send_with`], the
+//! [`DeliveryGuarantee`] they take, and the [`Receipt`] they return.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::actor::{DistributedActor, RemoteMessage, WireType};
+use crate::error::{ClusterError, RemoteError};
+use crate::format::Format;
+use crate::handle::actor_ref::ActorRef;
+use crate::ids::{ActorId, MessageId, WireId};
+use crate::node::context;
+use crate::node::service::{call_on, Input};
+use crate::node::system::ClusterSystem;
+use crate::proto::wire::channel::Channel;
+use crate::services::delivery::{DeliveryService, DeliveryShared, Submit};
+
+/// What a send promises. See the README's table for what each promises when nothing
+/// crashes, when the receiver or the sender crashes, and under a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeliveryGuarantee {
+    /// Today's `tell` / `send`: sent once, never confirmed; lost if the link or the
+    /// receiver fails. The fastest.
+    AtMostOnce,
+    /// Sent again until the receiver confirms that the handler ran; kept across link drops
+    /// and reconnects, and re-routed when the actor moves or its node is lost. A message
+    /// can be handled more than once.
+    AtLeastOnce,
+    /// At-least-once, and the receiving node handles each message id once within its
+    /// de-duplication window (an ask's retry gets the first reply).
+    ExactlyOnce,
+    /// Exactly-once, and the messages this node sends to one actor are handled in the
+    /// order they were sent, across reconnects and moves.
+    Ordered,
+}
+
+/// A guarantee plus the options of one send: its id (for application-level idempotency)
+/// and a deadline.
+///
+/// ```
+/// # use actix_cluster_runtime::{Delivery, DeliveryGuarantee};
+/// # use std::time::Duration;
+/// let d = Delivery::from(DeliveryGuarantee::ExactlyOnce).id("order-42").expire_after(Duration::from_secs(10));
+/// assert_eq!(d.guarantee(), DeliveryGuarantee::ExactlyOnce);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    guarantee: DeliveryGuarantee,
+    id: Option<MessageId>,
+    expire_after: Option<Duration>,
+}
+
+impl From<DeliveryGuarantee> for Delivery {
+    fn from(guarantee: DeliveryGuarantee) -> Self {
+        Self { guarantee, id: None, expire_after: None }
+    }
+}
+
+impl Delivery {
+    /// Names the message with the application's key (an order number, a request id): every
+    /// send with the same key to the same actor is the same message, so with
+    /// [`DeliveryGuarantee::ExactlyOnce`] a resend after a sender restart is handled once.
+    /// The same key with another payload fails with [`DeliveryFailure::IdReused`].
+    pub fn id(mut self, key: &str) -> Self {
+        self.id = Some(MessageId::from_key(key));
+        self
+    }
+
+    /// Gives up if the receiver has not confirmed the message within `after`: the receipt
+    /// turns [`DeliveryStatus::Expired`]. A message never sent is then never delivered;
+    /// one already sent may have been handled.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+
+    /// The guarantee.
+    pub fn guarantee(&self) -> DeliveryGuarantee {
+        self.guarantee
+    }
+}
+
+/// Why a guaranteed message was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryFailure {
+    /// The actor could not be found (its node is gone and the directory knows no other
+    /// place for it within `delivery.relocate_for`, or it stopped).
+    #[error("actor {0} could not be found")]
+    ActorNotFound(ActorId),
+    /// The receiving node refused it (it does not accept the message type, the payload did
+    /// not decode, ...).
+    #[error("refused: {0}")]
+    Refused(RemoteError),
+    /// The message's id was used before for another payload.
+    #[error("message id {0} was used before for another payload")]
+    IdReused(MessageId),
+    /// The sending node shut down before the message was confirmed.
+    #[error("the node shut down before the message was confirmed")]
+    Shutdown,
+    /// The message could not be sent (an at-most-once send failed, or a re-routed message
+    /// found its new stream full): the error, as text.
+    #[error("{0}")]
+    Send(String),
+}
+
+/// Where a guaranteed message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryStatus {
+    /// Not confirmed yet.
+    Pending,
+    /// An at-most-once message was handed to the link; nothing more will be known.
+    Sent,
+    /// The receiver's handler ran.
+    Delivered,
+    /// It will not be delivered.
+    Failed(DeliveryFailure),
+    /// Not confirmed by its deadline.
+    Expired,
+}
+
+impl DeliveryStatus {
+    /// True once the status will not change any more.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, DeliveryStatus::Pending)
+    }
+}
+
+/// Why awaiting a [`Receipt`] gave no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// Not delivered.
+    #[error("not delivered: {0}")]
+    Failed(#[from] DeliveryFailure),
+    /// Not confirmed by its deadline; it may have been handled if it was sent.
+    #[error("not confirmed by its deadline")]
+    Expired,
+    /// The reply did not decode.
+    #[error("the reply did not decode: {0}")]
+    Reply(String),
+}
+
+/// A receipt's state as the delivery service updates it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReceiptState {
+    pub(crate) status: DeliveryStatus,
+    /// The handler's encoded result, once delivered.
+    pub(crate) reply: Option<Bytes>,
+}
+
+/// The delivery service's end of a receipt.
+pub(crate) type ReceiptSender = watch::Sender<ReceiptState>;
+
+/// What became of one guaranteed send: its status, which moves from
+/// [`Pending`](DeliveryStatus::Pending) to a final one, and, awaited, the handler's result.
+///
+/// Dropping a receipt does not cancel the send.
+pub struct Receipt<R> {
+    id: MessageId,
+    state: watch::Receiver<ReceiptState>,
+    system: ClusterSystem,
+    format: Format,
+    _reply: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Receipt<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt").field("id", &self.id).field("status", &self.status()).finish()
+    }
+}
+
+impl<R> Receipt<R> {
+    fn new(id: MessageId, state: watch::Receiver<ReceiptState>, system: ClusterSystem, format: Format) -> Self {
+        Self { id, state, system, format, _reply: PhantomData }
+    }
+
+    /// The message's id.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The status now.
+    pub fn status(&self) -> DeliveryStatus {
+        self.state.borrow().status.clone()
+    }
+
+    /// Waits until the status is final and returns it.
+    pub async fn settled(&mut self) -> DeliveryStatus {
+        match self.state.wait_for(|s| s.status.is_final()).await {
+            Ok(s) => s.status.clone(),
+            // The service dropped it without an answer: the node stopped.
+            Err(_) => DeliveryStatus::Failed(DeliveryFailure::Shutdown),
+        }
+    }
+}
+
+impl<R: WireType> Receipt<R> {
+    async fn outcome(mut self) -> Result<R, DeliveryError> {
+        let status = self.settled().await;
+        match status {
+            DeliveryStatus::Delivered | DeliveryStatus::Sent => {
+                let reply = self.state.borrow().reply.clone();
+                match reply {
+                    Some(bytes) => context::decoding(&self.system.node.slot, || self.format.decode(&bytes, "reply"))
+                        .map_err(|e| DeliveryError::Reply(e.to_string())),
+                    // A tell (`R` is `()`): nothing came back.
+                    None => self
+                        .format
+                        .encode(&(), "reply")
+                        .and_then(|unit| self.format.decode(&unit, "reply"))
+                        .map_err(|e| DeliveryError::Reply(e.to_string())),
+                }
+            }
+            DeliveryStatus::Expired => Err(DeliveryError::Expired),
+            DeliveryStatus::Failed(f) => Err(DeliveryError::Failed(f)),
+            DeliveryStatus::Pending => unreachable!("settled"),
+        }
+    }
+}
+
+impl<R: WireType + 'static> IntoFuture for Receipt<R> {
+    type Output = Result<R, DeliveryError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output>>>;
+
+    /// Waits for the final status: the handler's result once delivered.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.outcome())
+    }
+}
+
+impl<A: DistributedActor> ActorRef<A> {
+    /// Tells with `delivery` (a [`DeliveryGuarantee`], or a [`Delivery`] with options):
+    /// returns once the message is accepted (kept until confirmed), with a receipt that
+    /// says when the receiver's handler has run.
+    ///
+    /// Fails at once with `Backpressure` if the stream to the actor's node keeps
+    /// `delivery.outbox_capacity` unconfirmed messages, with `Encode` if the message does
+    /// not serialize, and with `Shutdown` once the node stopped.
+    pub async fn tell_with<M>(&self, msg: M, delivery: impl Into<Delivery>) -> Result<Receipt<()>, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        self.guaranteed(msg, delivery.into(), false).await
+    }
+
+    /// Asks with `delivery`: like [`tell_with`](Self::tell_with); awaiting the receipt
+    /// gives the handler's result. With [`DeliveryGuarantee::ExactlyOnce`] a copy the
+    /// receiver already handled is answered with the first result.
+    pub async fn send_with<M>(&self, msg: M, delivery: impl Into<Delivery>) -> Result<Receipt<M::Result>, ClusterError>
+    where
+        M: RemoteMessage<A>,
+    {
+        self.guaranteed(msg, delivery.into(), true).await
+    }
+
+    async fn guaranteed<M, R>(&self, msg: M, delivery: Delivery, reply: bool) -> Result<Receipt<R>, ClusterError>
+    where
+        M: RemoteMessage<A>,
+        R: WireType,
+    {
+        let format = A::format();
+        let (tx, rx) = watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+        let target = self.guaranteed_target().await?;
+        let system = target.system.clone();
+        let ids = system.node.shared::<DeliveryShared>();
+        let (Some(ids), false) = (ids, system.node.life.is_shut_down()) else { return Err(ClusterError::Shutdown) };
+        let id = delivery.id.unwrap_or_else(|| ids.next_id());
+        let receipt = Receipt::new(id, rx, system.clone(), format);
+        if delivery.guarantee == DeliveryGuarantee::AtMostOnce {
+            self.at_most_once(msg, reply, tx, format);
+            return Ok(receipt);
+        }
+        let payload = Bytes::from(format.encode(&msg, M::NAME)?);
+        let submit = Submit {
+            id,
+            identity: target.identity,
+            location: target.location,
+            locator: target.locator,
+            message: WireId(M::WIRE_ID),
+            format,
+            payload,
+            reply,
+            dedup: matches!(delivery.guarantee, DeliveryGuarantee::ExactlyOnce | DeliveryGuarantee::Ordered),
+            ordered: delivery.guarantee == DeliveryGuarantee::Ordered,
+            expire_after: delivery.expire_after,
+            receipt: tx,
+        };
+        let (answer, accepted) = tokio::sync::oneshot::channel();
+        system.node.to_control(Input::Call(
+            Channel::DELIVERY,
+            call_on(move |s: &mut DeliveryService, cx| {
+                let _ = answer.send(s.submit(cx, submit));
+            }),
+        ));
+        match accepted.await {
+            Ok(Ok(())) => Ok(receipt),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClusterError::Shutdown),
+        }
+    }
+
+    /// Today's send, reported through a receipt.
+    fn at_most_once<M: RemoteMessage<A>>(&self, msg: M, reply: bool, tx: ReceiptSender, format: Format) {
+        let this = self.clone();
+        actix::spawn(async move {
+            let state = if reply {
+                match this.send(msg).await.and_then(|r| format.encode(&r, "reply")) {
+                    Ok(bytes) => ReceiptState { status: DeliveryStatus::Delivered, reply: Some(Bytes::from(bytes)) },
+                    Err(e) => failed(DeliveryFailure::Send(e.to_string())),
+                }
+            } else {
+                match this.tell(msg).await {
+                    Ok(()) => ReceiptState { status: DeliveryStatus::Sent, reply: None },
+                    Err(e) => failed(DeliveryFailure::Send(e.to_string())),
+                }
+            };
+            let _ = tx.send(state);
+        });
+    }
+}
+
+/// A final failed state.
+pub(crate) fn failed(failure: DeliveryFailure) -> ReceiptState {
+    ReceiptState { status: DeliveryStatus::Failed(failure), reply: None }
+}
+
+/// Figures about guaranteed delivery on one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Guaranteed messages sent from here not yet confirmed.
+    pub unconfirmed: usize,
+    /// Delivered (confirmed) so far.
+    pub delivered: u64,
+    /// Failed so far.
+    pub failed: u64,
+    /// Expired so far.
+    pub expired: u64,
+    /// Sent again to another place (the actor moved, or its node was lost) so far.
+    pub rerouted: u64,
+    /// Copies this node received and recognised as already handled (exactly-once) so far.
+    pub duplicates: u64,
+    /// Message ids this node remembers for exactly-once now.
+    pub remembered: usize,
+}
+
+/// Guaranteed delivery on this node: see [`ClusterSystem::delivery`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryApi<'a> {
+    system: &'a ClusterSystem,
+}
+
+impl ClusterSystem {
+    /// Guaranteed delivery on this node (figures). Sends go through
+    /// [`ActorRef::tell_with`] and [`ActorRef::send_with`].
+    pub fn delivery(&self) -> DeliveryApi<'_> {
+        DeliveryApi { system: self }
+    }
+}
+
+impl DeliveryApi<'_> {
+    /// Figures about guaranteed delivery here; zeros once the node has stopped.
+    pub async fn stats(&self) -> DeliveryStats {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.system.node.to_control(Input::Call(
+            Channel::DELIVERY,
+            call_on(move |s: &mut DeliveryService, _| {
+                let _ = tx.send(s.stats());
+            }),
+        ));
+        rx.await.unwrap_or_default()
+    }
+}
+
+pub(crate) use crate::handle::actor_ref::Locator;

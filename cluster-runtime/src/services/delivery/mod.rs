@@ -1,0 +1,974 @@
+//! The delivery service: guaranteed point-to-point messages over reliable streams
+//! ([`Outbox`] and [`Inbox`]), one unordered and one ordered stream per peer incarnation.
+//!
+//! As a **sender** it numbers each guaranteed message on the stream to its target's node,
+//! keeps it until the receiver confirms that the handler ran, and settles its receipt. A
+//! message that comes back unhandled (the actor moved, or is not there) or whose node
+//! incarnation is gone is sent again where the actor is now, found through the handle's
+//! locator (the directory, or the key's next activation), with the same id. Ordered
+//! messages to one actor wait while earlier ones are still on their way to a place the
+//! actor left, so they are handled in the order they were sent.
+//!
+//! As a **receiver** it delivers each message to the local actor like a remote ask (held
+//! while the actor is held, `Moved` when it moved), confirms it once the handler has run,
+//! and returns the outcomes that matter (an ask's reply, a move, a refusal) with its
+//! grants. Exactly-once messages are checked against a window of ids ([`DedupWindow`]):
+//! a copy of a handled message is not handled again, and an ask's copy gets the first reply.
+
+pub mod api;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::DeliveryConfig;
+use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
+use crate::format::Format;
+use crate::ids::{ActorId, LocalActorId, MessageId, NodeId, WireId};
+use crate::node::peers::PeerInfo;
+use crate::node::service::{call_on, Cx, Handled, Install, Metrics, Service, ServiceFrameError, Stop};
+use crate::proto::delivery::dedup::{fingerprint, DedupConfig, DedupWindow, Verdict};
+use crate::proto::delivery::inbox::{self, Inbox, InboxConfig};
+use crate::proto::delivery::outbox::{self, Grant, Outbox, OutboxConfig, Seq};
+use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome};
+use crate::proto::membership::MembershipEvent;
+use crate::proto::registry::record::ActorLocation;
+use crate::proto::wire::channel::Channel;
+use crate::services::delivery::api::{
+    failed, DeliveryFailure, DeliveryStats, DeliveryStatus, ReceiptSender, ReceiptState,
+};
+use crate::transport::link::LinkEnd;
+
+/// The version of delivery's frames.
+const VERSION: u16 = 1;
+
+/// A message that came back unhandled is sent elsewhere at most this many times.
+const MAX_REROUTES: u32 = 8;
+
+/// What the API hands the service for one guaranteed send.
+pub(crate) struct Submit {
+    pub(crate) id: MessageId,
+    pub(crate) identity: ActorId,
+    pub(crate) location: ActorLocation,
+    pub(crate) locator: api::Locator,
+    pub(crate) message: WireId,
+    pub(crate) format: Format,
+    pub(crate) payload: Bytes,
+    pub(crate) reply: bool,
+    pub(crate) dedup: bool,
+    pub(crate) ordered: bool,
+    pub(crate) expire_after: Option<Duration>,
+    pub(crate) receipt: ReceiptSender,
+}
+
+/// An outcome as the sender keeps it.
+#[derive(Debug, Clone)]
+enum Owned {
+    Reply(Bytes),
+    Moved(ActorLocation),
+    Refused(RemoteError),
+}
+
+impl Owned {
+    fn from_wire(o: &Outcome<'_>) -> Self {
+        match o {
+            Outcome::Reply(bytes) => Owned::Reply(Bytes::copy_from_slice(bytes)),
+            Outcome::Moved(to) => Owned::Moved(to.clone()),
+            Outcome::Refused(e) => Owned::Refused(e.clone()),
+        }
+    }
+
+    fn to_wire(&self) -> Outcome<'_> {
+        match self {
+            Owned::Reply(bytes) => Outcome::Reply(bytes),
+            Owned::Moved(to) => Outcome::Moved(to.clone()),
+            Owned::Refused(e) => Outcome::Refused(e.clone()),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Owned::Reply(bytes) => bytes.len() + 8,
+            Owned::Moved(to) => to.node.len() + 40,
+            Owned::Refused(e) => e.detail.len() + 8,
+        }
+    }
+}
+
+/// Where a sent message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Waiting in its target's queue (to be routed).
+    Queued,
+    /// On a stream to another node.
+    Stream,
+    /// Given to a local actor.
+    Local,
+}
+
+/// A guaranteed message this node sent and has not settled.
+struct Entry {
+    id: MessageId,
+    identity: ActorId,
+    message: WireId,
+    format: Format,
+    payload: Bytes,
+    reply: bool,
+    dedup: bool,
+    ordered: bool,
+    deadline: Option<Duration>,
+    receipt: ReceiptSender,
+    locator: api::Locator,
+    at: At,
+    /// The place it was last sent to.
+    sent_to: Option<ActorLocation>,
+    /// The outcome a grant brought (before the grant's confirmation settles it).
+    outcome: Option<Owned>,
+    reroutes: u32,
+}
+
+/// A sender's stream to one peer incarnation.
+struct OutStream {
+    name: String,
+    outbox: Outbox<u64>,
+    by_seq: HashMap<Seq, u64>,
+}
+
+/// What the sender knows about one target actor.
+#[derive(Default)]
+struct Target {
+    /// Where it runs, as far as known (`None`: to be found).
+    route: Option<ActorLocation>,
+    /// Messages sent and not settled, per node incarnation.
+    outstanding: BTreeMap<NodeId, u32>,
+    /// Messages that came back unhandled, oldest first: sent again before `queue`.
+    rerouted: VecDeque<u64>,
+    /// New messages waiting for the route (or, ordered, for earlier ones to settle).
+    queue: VecDeque<u64>,
+    /// A lookup is under way.
+    locating: bool,
+    /// When the next lookup may start, after one found nothing.
+    locate_at: Option<Duration>,
+    /// Since when the target has been looked for without success.
+    lost_since: Option<Duration>,
+}
+
+impl Target {
+    fn is_idle(&self) -> bool {
+        self.outstanding.is_empty() && self.rerouted.is_empty() && self.queue.is_empty() && !self.locating
+    }
+}
+
+/// A message as the receiver keeps it until delivered.
+#[derive(Debug, Clone)]
+struct Arrived {
+    id: MessageId,
+    identity: ActorId,
+    target: LocalActorId,
+    message: WireId,
+    format: Format,
+    reply: bool,
+    dedup: bool,
+    payload: Bytes,
+}
+
+/// A receiver's stream from one peer incarnation.
+struct InStream {
+    inbox: Inbox<Arrived>,
+    /// The sender's confirmed watermark, as its last message said.
+    sender_confirmed: Seq,
+    /// Outcomes of handled numbers the sender may not have seen yet.
+    kept: BTreeMap<Seq, Owned>,
+}
+
+/// A stream's key: the peer incarnation and whether it is the ordered one.
+type StreamKey = (NodeId, bool);
+
+/// Exactly-once: a message id for one actor.
+type DedupKey = (ActorId, MessageId);
+
+/// The delivery service of one node.
+pub(crate) struct DeliveryService {
+    node_id: NodeId,
+    config: DeliveryConfig,
+    max_frame: usize,
+    // Sending.
+    entries: HashMap<u64, Entry>,
+    next_entry: u64,
+    outs: HashMap<StreamKey, OutStream>,
+    targets: HashMap<ActorId, Target>,
+    expiries: BTreeSet<(Duration, u64)>,
+    // Receiving.
+    ins: HashMap<StreamKey, InStream>,
+    dedup: DedupWindow<DedupKey, Bytes>,
+    /// Copies that arrived while the first was being handled: answered with its outcome.
+    copies: HashMap<DedupKey, Vec<(StreamKey, Seq)>>,
+    // Peers.
+    linked: HashMap<NodeId, PeerInfo>,
+    addrs: HashMap<String, String>,
+    gone: BTreeSet<NodeId>,
+    stats: DeliveryStats,
+    stopped: bool,
+}
+
+/// What the service shares with its API: the source of message ids.
+#[derive(Debug)]
+pub(crate) struct DeliveryShared {
+    /// This incarnation's half of every id it hands out.
+    high: u128,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryShared {
+    /// A new message id, unique among every node incarnation's ids.
+    pub(crate) fn next_id(&self) -> MessageId {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        MessageId(self.high | u128::from(n))
+    }
+}
+
+/// Builds the service.
+pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>) {
+    let config = *i.config.delivery();
+    let service = DeliveryService {
+        node_id: i.node_id,
+        config,
+        max_frame: i.config.transport().max_frame_size,
+        entries: HashMap::new(),
+        next_entry: 1,
+        outs: HashMap::new(),
+        targets: HashMap::new(),
+        expiries: BTreeSet::new(),
+        ins: HashMap::new(),
+        dedup: DedupWindow::new(DedupConfig { window: config.dedup_window, capacity: config.dedup_capacity }),
+        copies: HashMap::new(),
+        linked: HashMap::new(),
+        addrs: HashMap::new(),
+        gone: BTreeSet::new(),
+        stats: DeliveryStats::default(),
+        stopped: false,
+    };
+    let shared = DeliveryShared { high: i.node_id.0 & !u128::from(u64::MAX), next: 1.into() };
+    (service, Arc::new(shared))
+}
+
+impl DeliveryService {
+    fn outbox_config(&self) -> OutboxConfig {
+        OutboxConfig {
+            initial_window: self.config.initial_window,
+            capacity: self.config.outbox_capacity,
+            resend_after: self.config.resend_after,
+        }
+    }
+
+    fn inbox_config(&self, ordered: bool) -> InboxConfig {
+        InboxConfig {
+            ordered,
+            window: self.config.window,
+            resend_after: self.config.gap_resend_after,
+            ack_every: self.config.ack_every,
+            ack_delay: self.config.ack_delay,
+        }
+    }
+
+    /// Figures for the API.
+    pub(crate) fn stats(&self) -> DeliveryStats {
+        DeliveryStats { unconfirmed: self.entries.len(), remembered: self.dedup.len(), ..self.stats }
+    }
+
+    // ---- Sending ----
+
+    /// A guaranteed send from the API.
+    pub(crate) fn submit(&mut self, cx: &mut Cx<'_>, s: Submit) -> Result<(), ClusterError> {
+        if self.stopped {
+            return Err(ClusterError::Shutdown);
+        }
+        let route = match self.targets.get(&s.identity).and_then(|t| t.route.clone()) {
+            Some(known) => known,
+            None => s.location.clone(),
+        };
+        if route.node_id != self.node_id {
+            if let Some(out) = self.outs.get(&(route.node_id, s.ordered)) {
+                if out.outbox.unconfirmed() >= self.config.outbox_capacity {
+                    return Err(ClusterError::Backpressure { node: out.name.clone() });
+                }
+            }
+        }
+        let no = self.next_entry;
+        self.next_entry += 1;
+        let deadline = s.expire_after.map(|after| cx.now() + after);
+        if let Some(at) = deadline {
+            self.expiries.insert((at, no));
+        }
+        let identity = s.identity;
+        self.entries.insert(
+            no,
+            Entry {
+                id: s.id,
+                identity,
+                message: s.message,
+                format: s.format,
+                payload: s.payload,
+                reply: s.reply,
+                dedup: s.dedup,
+                ordered: s.ordered,
+                deadline,
+                receipt: s.receipt,
+                locator: s.locator,
+                at: At::Queued,
+                sent_to: None,
+                outcome: None,
+                reroutes: 0,
+            },
+        );
+        let target = self.targets.entry(identity).or_default();
+        if target.route.is_none() && !target.locating && target.rerouted.is_empty() {
+            target.route = Some(route);
+        }
+        target.queue.push_back(no);
+        self.pump(cx, identity);
+        Ok(())
+    }
+
+    /// Sends what target `identity` has waiting, as far as its route and (ordered) its
+    /// earlier messages allow; starts a lookup if its route is unknown.
+    fn pump(&mut self, cx: &mut Cx<'_>, identity: ActorId) {
+        let Some(t) = self.targets.get_mut(&identity) else { return };
+        let Some(route) = t.route.clone() else {
+            let now = cx.now();
+            if !t.locating && t.locate_at.is_none_or(|at| at <= now) {
+                self.locate(cx, identity);
+            }
+            return;
+        };
+        // Messages that came back go first, in the order they came back.
+        while let Some(no) = self.targets.get_mut(&identity).and_then(|t| t.rerouted.pop_front()) {
+            self.dispatch(cx, no, &route);
+        }
+        loop {
+            let Some(t) = self.targets.get_mut(&identity) else { return };
+            let Some(&no) = t.queue.front() else { break };
+            let ordered = self.entries.get(&no).is_some_and(|e| e.ordered);
+            // An ordered message waits while earlier ones are on their way to another place.
+            if ordered && t.outstanding.keys().any(|n| *n != route.node_id) {
+                break;
+            }
+            t.queue.pop_front();
+            self.dispatch(cx, no, &route);
+        }
+        self.forget_if_idle(identity);
+    }
+
+    fn forget_if_idle(&mut self, identity: ActorId) {
+        if self.targets.get(&identity).is_some_and(Target::is_idle) {
+            self.targets.remove(&identity);
+        }
+    }
+
+    /// Sends entry `no` to `to`: into the local actor, or onto the stream to its node.
+    fn dispatch(&mut self, cx: &mut Cx<'_>, no: u64, to: &ActorLocation) {
+        let Some(e) = self.entries.get_mut(&no) else { return };
+        e.sent_to = Some(to.clone());
+        e.outcome = None;
+        let identity = e.identity;
+        *self.targets.entry(identity).or_default().outstanding.entry(to.node_id).or_default() += 1;
+        if to.node_id == self.node_id {
+            e.at = At::Local;
+            let (message, format, payload) = (e.message, e.format, e.payload.clone());
+            cx.node().deliver(Channel::DELIVERY, to.actor, message, format, payload, local_back(no));
+            return;
+        }
+        e.at = At::Stream;
+        let key = (to.node_id, e.ordered);
+        if !self.outs.contains_key(&key) {
+            let outbox = Outbox::new(self.outbox_config());
+            self.outs.insert(key, OutStream { name: to.node.clone(), outbox, by_seq: HashMap::new() });
+        }
+        let linked = self.linked.contains_key(&to.node_id);
+        let Some(out) = self.outs.get_mut(&key) else { return };
+        match out.outbox.push(cx.now(), no, None) {
+            Ok(seq) => {
+                out.by_seq.insert(seq, no);
+            }
+            Err(full) => {
+                // Re-routed messages can overfill a stream: the message fails rather than
+                // growing the outbox without bound.
+                let full_error = ClusterError::Backpressure { node: to.node.clone() };
+                self.settle(no, failed(DeliveryFailure::Send(full_error.to_string())));
+                tracing::warn!(peer = %to.node, error = %full, "a re-routed guaranteed message did not fit its stream");
+                return;
+            }
+        }
+        if !linked {
+            if let Some(addr) = self.addrs.get(&to.node) {
+                cx.node().connect(Some(&to.node), addr);
+            }
+        }
+        self.flush_out(cx, key);
+    }
+
+    /// Sends what the outbox of stream `key` asks for and settles what it confirmed.
+    fn flush_out(&mut self, cx: &mut Cx<'_>, key: StreamKey) {
+        loop {
+            let Some(out) = self.outs.get_mut(&key) else { return };
+            let Some(output) = out.outbox.poll_output() else { return };
+            match output {
+                outbox::Output::Transmit { seq, confirmed, payload } => {
+                    let entry = payload.and_then(|no| self.entries.get(&no));
+                    let envelope = entry.map(|e| Envelope {
+                        id: e.id,
+                        identity: e.identity,
+                        target: e.sent_to.as_ref().map(|l| l.actor).unwrap_or(LocalActorId(0)),
+                        message: e.message,
+                        format: e.format,
+                        reply: e.reply,
+                        dedup: e.dedup,
+                        payload: &e.payload,
+                    });
+                    let frame = DeliveryFrame::Message { ordered: key.1, seq, confirmed, envelope };
+                    cx.send(key.0, &frame.encode());
+                }
+                outbox::Output::Receipt { seq, fate } => {
+                    let Some(no) = out.by_seq.remove(&seq) else { continue };
+                    match fate {
+                        outbox::Fate::Delivered => {
+                            let outcome = self.entries.get_mut(&no).and_then(|e| e.outcome.take());
+                            let handled = match outcome {
+                                None => Handled::Done(Vec::new()),
+                                Some(Owned::Reply(bytes)) => Handled::Done(bytes.to_vec()),
+                                Some(Owned::Moved(to)) => Handled::Moved(to),
+                                Some(Owned::Refused(e)) => Handled::Refused(e),
+                            };
+                            self.resolved(cx, no, key.0, handled);
+                        }
+                        // Deadlines are kept by the service, not the outbox.
+                        outbox::Fate::Expired => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Entry `no`, sent to node `node`, came back: handled, moved or refused.
+    fn resolved(&mut self, cx: &mut Cx<'_>, no: u64, node: NodeId, handled: Handled) {
+        let Some(e) = self.entries.get(&no) else { return };
+        let identity = e.identity;
+        if let Some(t) = self.targets.get_mut(&identity) {
+            if let Some(n) = t.outstanding.get_mut(&node) {
+                *n -= 1;
+                if *n == 0 {
+                    t.outstanding.remove(&node);
+                }
+            }
+        }
+        match handled {
+            Handled::Done(bytes) => {
+                let reply = e.reply.then(|| Bytes::from(bytes));
+                self.stats.delivered += 1;
+                self.settle(no, ReceiptState { status: DeliveryStatus::Delivered, reply });
+            }
+            Handled::Moved(to) => self.reroute(no, Some(to)),
+            Handled::Refused(err)
+                if matches!(err.kind, RemoteErrorKind::UnknownActor | RemoteErrorKind::ActorStopped) =>
+            {
+                self.reroute(no, None)
+            }
+            Handled::Refused(err) => {
+                let failure = if err.kind == RemoteErrorKind::IdReused {
+                    DeliveryFailure::IdReused(e.id)
+                } else {
+                    DeliveryFailure::Refused(err)
+                };
+                self.stats.failed += 1;
+                self.settle(no, failed(failure));
+            }
+        }
+        self.pump(cx, identity);
+    }
+
+    /// Entry `no` was not handled where it went: it goes again where its actor is now
+    /// (`to`, or found again).
+    fn reroute(&mut self, no: u64, to: Option<ActorLocation>) {
+        let Some(e) = self.entries.get_mut(&no) else { return };
+        e.at = At::Queued;
+        e.reroutes += 1;
+        let identity = e.identity;
+        let was = e.sent_to.clone();
+        if e.reroutes > MAX_REROUTES {
+            self.stats.failed += 1;
+            self.settle(no, failed(DeliveryFailure::ActorNotFound(identity)));
+            return;
+        }
+        self.stats.rerouted += 1;
+        let t = self.targets.entry(identity).or_default();
+        match to {
+            Some(to) => t.route = Some(to),
+            // Only a route that still names the place that refused is dropped.
+            None if t.route == was => t.route = None,
+            None => {}
+        }
+        t.rerouted.push_back(no);
+    }
+
+    /// Looks for target `identity` with the locator of one of its messages.
+    fn locate(&mut self, cx: &mut Cx<'_>, identity: ActorId) {
+        let Some(t) = self.targets.get_mut(&identity) else { return };
+        let Some(no) = t.rerouted.front().or(t.queue.front()).copied() else { return };
+        let Some(e) = self.entries.get(&no) else { return };
+        t.locating = true;
+        t.lost_since.get_or_insert(cx.now());
+        let find = (e.locator)();
+        cx.node().spawn_call(
+            Channel::DELIVERY,
+            Box::pin(async move {
+                let found = find.await;
+                Some(call_on(move |s: &mut DeliveryService, cx| s.located(cx, identity, found)))
+            }),
+        );
+    }
+
+    /// A lookup for target `identity` finished.
+    fn located(&mut self, cx: &mut Cx<'_>, identity: ActorId, found: Option<ActorLocation>) {
+        let Some(t) = self.targets.get_mut(&identity) else { return };
+        t.locating = false;
+        let now = cx.now();
+        match found {
+            // A place on a node incarnation known gone is no place.
+            Some(to) if !self.gone.contains(&to.node_id) => {
+                t.route = Some(to);
+                t.lost_since = None;
+                t.locate_at = None;
+                self.pump(cx, identity);
+            }
+            _ => {
+                if t.lost_since.is_some_and(|since| now.saturating_sub(since) >= self.config.relocate_for) {
+                    let waiting: Vec<u64> = t.rerouted.drain(..).chain(t.queue.drain(..)).collect();
+                    t.lost_since = None;
+                    for no in waiting {
+                        self.stats.failed += 1;
+                        self.settle(no, failed(DeliveryFailure::ActorNotFound(identity)));
+                    }
+                    self.forget_if_idle(identity);
+                } else {
+                    t.locate_at = Some(now + self.config.relocate_every);
+                }
+            }
+        }
+    }
+
+    /// Settles entry `no`'s receipt and forgets it.
+    fn settle(&mut self, no: u64, state: ReceiptState) {
+        let Some(e) = self.entries.remove(&no) else { return };
+        if let Some(at) = e.deadline {
+            self.expiries.remove(&(at, no));
+        }
+        let _ = e.receipt.send(state);
+    }
+
+    /// Peer incarnation `peer` is gone for good: what its streams had not confirmed goes
+    /// where its actors are now.
+    fn peer_gone(&mut self, cx: &mut Cx<'_>, peer: NodeId) {
+        if !self.gone.insert(peer) {
+            return;
+        }
+        self.linked.remove(&peer);
+        self.ins.remove(&(peer, false));
+        self.ins.remove(&(peer, true));
+        let mut touched = BTreeSet::new();
+        for ordered in [false, true] {
+            let Some(mut out) = self.outs.remove(&(peer, ordered)) else { continue };
+            for (seq, no) in out.outbox.drain() {
+                out.by_seq.remove(&seq);
+                let Some(e) = self.entries.get(&no) else { continue };
+                let identity = e.identity;
+                if let Some(t) = self.targets.get_mut(&identity) {
+                    if let Some(n) = t.outstanding.get_mut(&peer) {
+                        *n -= 1;
+                        if *n == 0 {
+                            t.outstanding.remove(&peer);
+                        }
+                    }
+                }
+                self.reroute_gone(no, peer);
+                touched.insert(identity);
+            }
+        }
+        // Targets whose route names the gone incarnation are looked for again.
+        for (identity, t) in self.targets.iter_mut() {
+            if t.route.as_ref().is_some_and(|r| r.node_id == peer) {
+                t.route = None;
+                touched.insert(*identity);
+            }
+        }
+        for identity in touched {
+            self.pump(cx, identity);
+        }
+    }
+
+    fn reroute_gone(&mut self, no: u64, peer: NodeId) {
+        let Some(e) = self.entries.get_mut(&no) else { return };
+        e.at = At::Queued;
+        self.stats.rerouted += 1;
+        let t = self.targets.entry(e.identity).or_default();
+        if t.route.as_ref().is_some_and(|r| r.node_id == peer) {
+            t.route = None;
+        }
+        t.rerouted.push_back(no);
+    }
+
+    /// Entries past their deadline expire.
+    fn expire(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        let mut touched = BTreeSet::new();
+        while let Some(&(at, no)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            let Some(e) = self.entries.get(&no) else { continue };
+            let identity = e.identity;
+            match e.at {
+                At::Queued => {
+                    if let Some(t) = self.targets.get_mut(&identity) {
+                        t.queue.retain(|n| *n != no);
+                        t.rerouted.retain(|n| *n != no);
+                    }
+                }
+                // Still counted as outstanding until its number is confirmed (or, local, handled).
+                At::Stream | At::Local => {}
+            }
+            self.stats.expired += 1;
+            self.settle(no, ReceiptState { status: DeliveryStatus::Expired, reply: None });
+            touched.insert(identity);
+        }
+        for identity in touched {
+            self.pump(cx, identity);
+        }
+    }
+
+    /// A grant from `from` for its stream.
+    fn handle_grant(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: NodeId,
+        ordered: bool,
+        grant: Grant,
+        outcomes: &[(Seq, Outcome<'_>)],
+    ) {
+        let key = (from, ordered);
+        let Some(out) = self.outs.get_mut(&key) else { return };
+        for (seq, outcome) in outcomes {
+            if let Some(e) = out.by_seq.get(seq).and_then(|no| self.entries.get_mut(no)) {
+                e.outcome = Some(Owned::from_wire(outcome));
+            }
+        }
+        out.outbox.handle_grant(cx.now(), grant);
+        self.flush_out(cx, key);
+    }
+
+    // ---- Receiving ----
+
+    /// A message of `from`'s stream.
+    fn handle_message(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: NodeId,
+        ordered: bool,
+        seq: Seq,
+        confirmed: Seq,
+        arrived: Option<Arrived>,
+    ) -> Result<(), ServiceFrameError> {
+        if self.gone.contains(&from) {
+            return Ok(());
+        }
+        let key = (from, ordered);
+        let config = self.inbox_config(ordered);
+        let stream = self.ins.entry(key).or_insert_with(|| InStream {
+            inbox: Inbox::new(config),
+            sender_confirmed: 0,
+            kept: BTreeMap::new(),
+        });
+        if confirmed > stream.sender_confirmed {
+            stream.sender_confirmed = confirmed;
+            // The sender has seen these outcomes.
+            stream.kept = stream.kept.split_off(&(confirmed + 1));
+        }
+        stream.inbox.handle_message(cx.now(), seq, confirmed, arrived).map_err(|e| ServiceFrameError(e.to_string()))?;
+        self.flush_in(cx, key);
+        Ok(())
+    }
+
+    /// Hands out what the inbox of stream `key` asks for.
+    fn flush_in(&mut self, cx: &mut Cx<'_>, key: StreamKey) {
+        loop {
+            let Some(stream) = self.ins.get_mut(&key) else { return };
+            let Some(output) = stream.inbox.poll_output() else { return };
+            match output {
+                inbox::Output::Deliver { seq, payload } => self.deliver(cx, key, seq, payload),
+                inbox::Output::Resend { from } => {
+                    cx.send(key.0, &DeliveryFrame::Resend { ordered: key.1, from }.encode());
+                }
+                inbox::Output::Grant(grant) => self.send_grant(cx, key, grant),
+            }
+        }
+    }
+
+    /// Sends a grant with the outcomes the sender may not have seen, as many as fit in a
+    /// frame (the grant then confirms no further than they go).
+    fn send_grant(&mut self, cx: &mut Cx<'_>, key: StreamKey, mut grant: Grant) {
+        let Some(stream) = self.ins.get(&key) else { return };
+        let budget = self.max_frame / 2;
+        let mut used = 0;
+        let mut outcomes = Vec::new();
+        for (&seq, outcome) in stream.kept.range(..=grant.confirmed) {
+            used += outcome.size();
+            if used > budget && !outcomes.is_empty() {
+                grant.confirmed = seq - 1;
+                break;
+            }
+            outcomes.push((seq, outcome.to_wire()));
+        }
+        let frame = DeliveryFrame::Grant { ordered: key.1, confirmed: grant.confirmed, up_to: grant.up_to, outcomes };
+        cx.send(key.0, &frame.encode());
+    }
+
+    /// Delivers message `seq` of stream `key` to its actor (once, for exactly-once).
+    fn deliver(&mut self, cx: &mut Cx<'_>, key: StreamKey, seq: Seq, a: Arrived) {
+        if a.dedup {
+            let dkey = (a.identity, a.id);
+            let print = fingerprint(&a.payload) ^ a.message.0;
+            match self.dedup.check(cx.now(), &dkey, print) {
+                Ok(Verdict::New) => {}
+                Ok(Verdict::Duplicate(reply)) => {
+                    self.stats.duplicates += 1;
+                    let bytes = reply.map(|b| b.to_vec()).unwrap_or_default();
+                    self.handled(cx, key, seq, None, a.reply, Handled::Done(bytes));
+                    return;
+                }
+                Ok(Verdict::InProgress) => {
+                    self.stats.duplicates += 1;
+                    self.copies.entry(dkey).or_default().push((key, seq));
+                    return;
+                }
+                Err(_) => {
+                    let e = RemoteError::new(
+                        RemoteErrorKind::IdReused,
+                        format!("message id {} was used before for another payload", a.id),
+                    );
+                    self.handled(cx, key, seq, None, a.reply, Handled::Refused(e));
+                    return;
+                }
+            }
+        }
+        let back = remote_back(key, seq, a.dedup.then_some((a.identity, a.id)), a.reply);
+        cx.node().deliver(Channel::DELIVERY, a.target, a.message, a.format, a.payload, back);
+    }
+
+    /// The handler ran for message `seq` of stream `key` (or it was not handled here).
+    fn handled(&mut self, cx: &mut Cx<'_>, key: StreamKey, seq: Seq, dkey: Option<DedupKey>, reply: bool, h: Handled) {
+        if let Some(dkey) = dkey {
+            match &h {
+                Handled::Done(bytes) => self.dedup.handled(&dkey, Some(Bytes::copy_from_slice(bytes))),
+                // Not handled: a later copy may be.
+                Handled::Moved(_) | Handled::Refused(_) => self.dedup.forget(&dkey),
+            }
+            for (k, s) in self.copies.remove(&dkey).unwrap_or_default() {
+                let copy = match &h {
+                    Handled::Done(bytes) => Handled::Done(bytes.clone()),
+                    Handled::Moved(to) => Handled::Moved(to.clone()),
+                    Handled::Refused(e) => Handled::Refused(e.clone()),
+                };
+                self.handled(cx, k, s, None, reply, copy);
+            }
+        }
+        let Some(stream) = self.ins.get_mut(&key) else { return };
+        let kept = match h {
+            Handled::Done(bytes) if reply => Some(Owned::Reply(Bytes::from(bytes))),
+            Handled::Done(_) => None,
+            Handled::Moved(to) => Some(Owned::Moved(to)),
+            Handled::Refused(e) => Some(Owned::Refused(e)),
+        };
+        if let Some(kept) = kept {
+            if seq > stream.sender_confirmed {
+                stream.kept.insert(seq, kept);
+            }
+        }
+        stream.inbox.handle_handled(cx.now(), seq);
+        self.flush_in(cx, key);
+    }
+}
+
+/// Where a local actor's handling of entry `no` is reported.
+fn local_back(no: u64) -> crate::node::service::HandledFn {
+    Box::new(move |handled: Handled| {
+        call_on(move |s: &mut DeliveryService, cx| {
+            let me = s.node_id;
+            s.resolved(cx, no, me, handled);
+        })
+    })
+}
+
+/// Where the handling of message `seq` of stream `key` is reported.
+fn remote_back(key: StreamKey, seq: Seq, dkey: Option<DedupKey>, reply: bool) -> crate::node::service::HandledFn {
+    Box::new(move |handled: Handled| {
+        call_on(move |s: &mut DeliveryService, cx| s.handled(cx, key, seq, dkey, reply, handled))
+    })
+}
+
+impl Service for DeliveryService {
+    fn channel(&self) -> Channel {
+        Channel::DELIVERY
+    }
+
+    fn version(&self) -> u16 {
+        VERSION
+    }
+
+    fn handle_link_up(&mut self, cx: &mut Cx<'_>, peer: &PeerInfo) {
+        self.addrs.insert(peer.name.clone(), peer.addr.clone());
+        // Another incarnation of a node this one sent to or heard from: the old one is gone.
+        let stale: BTreeSet<NodeId> = self
+            .outs
+            .iter()
+            .filter(|(k, o)| o.name == peer.name && k.0 != peer.id)
+            .map(|(k, _)| k.0)
+            .chain(self.linked.values().filter(|p| p.name == peer.name && p.id != peer.id).map(|p| p.id))
+            .collect();
+        self.linked.insert(peer.id, peer.clone());
+        for old in stale {
+            self.peer_gone(cx, old);
+        }
+        for ordered in [false, true] {
+            let key = (peer.id, ordered);
+            if let Some(out) = self.outs.get_mut(&key) {
+                out.outbox.handle_link_up(cx.now());
+                self.flush_out(cx, key);
+            }
+        }
+    }
+
+    fn handle_link_down(&mut self, _: &mut Cx<'_>, peer: &PeerInfo, _: &LinkEnd) {
+        // The streams stay: what is unconfirmed goes again when the link is back.
+        self.linked.remove(&peer.id);
+    }
+
+    fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
+        let frame = DeliveryFrame::decode(body).map_err(|e| ServiceFrameError(e.to_string()))?;
+        match frame {
+            DeliveryFrame::Message { ordered, seq, confirmed, envelope } => {
+                let arrived = envelope.map(|e| Arrived {
+                    id: e.id,
+                    identity: e.identity,
+                    target: e.target,
+                    message: e.message,
+                    format: e.format,
+                    reply: e.reply,
+                    dedup: e.dedup,
+                    payload: Bytes::copy_from_slice(e.payload),
+                });
+                self.handle_message(cx, from.id, ordered, seq, confirmed, arrived)
+            }
+            DeliveryFrame::Grant { ordered, confirmed, up_to, outcomes } => {
+                self.handle_grant(cx, from.id, ordered, Grant { confirmed, up_to }, &outcomes);
+                Ok(())
+            }
+            DeliveryFrame::Resend { ordered, from: first } => {
+                let key = (from.id, ordered);
+                if let Some(out) = self.outs.get_mut(&key) {
+                    out.outbox.handle_resend(cx.now(), first);
+                    self.flush_out(cx, key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
+        let m = event.member();
+        self.addrs.insert(m.name.clone(), m.addr.clone());
+        match event {
+            MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) | MembershipEvent::MemberRemoved(m)
+                if m.id != self.node_id =>
+            {
+                self.peer_gone(cx, m.id);
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Duration) {
+        self.expire(cx, now);
+        let keys: Vec<StreamKey> = self.outs.keys().copied().collect();
+        for key in keys {
+            if let Some(out) = self.outs.get_mut(&key) {
+                if out.outbox.poll_timeout().is_some_and(|at| at <= now) {
+                    out.outbox.handle_timeout(now);
+                    self.flush_out(cx, key);
+                }
+            }
+        }
+        let keys: Vec<StreamKey> = self.ins.keys().copied().collect();
+        for key in keys {
+            if let Some(stream) = self.ins.get_mut(&key) {
+                if stream.inbox.poll_timeout().is_some_and(|at| at <= now) {
+                    stream.inbox.handle_timeout(now);
+                    self.flush_in(cx, key);
+                }
+            }
+        }
+        if self.dedup.poll_timeout().is_some_and(|at| at <= now) {
+            self.dedup.expire(now);
+        }
+        let due: Vec<ActorId> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| !t.locating && t.route.is_none() && t.locate_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for identity in due {
+            if let Some(t) = self.targets.get_mut(&identity) {
+                t.locate_at = None;
+            }
+            self.pump(cx, identity);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let outs = self.outs.values().filter_map(|o| o.outbox.poll_timeout());
+        let ins = self.ins.values().filter_map(|i| i.inbox.poll_timeout());
+        let locates = self.targets.values().filter(|t| !t.locating).filter_map(|t| t.locate_at);
+        outs.chain(ins)
+            .chain(locates)
+            .chain(self.expiries.first().map(|&(at, _)| at))
+            .chain(self.dedup.poll_timeout())
+            .min()
+    }
+
+    fn metrics(&self, out: &mut Metrics) {
+        let s = self.stats();
+        out.gauge(
+            "delivery_unconfirmed",
+            "Guaranteed messages sent from this node not yet confirmed.",
+            s.unconfirmed as f64,
+        );
+        out.gauge("delivery_delivered_total", "Guaranteed messages confirmed delivered.", s.delivered as f64);
+        out.gauge("delivery_failed_total", "Guaranteed messages that failed.", s.failed as f64);
+        out.gauge("delivery_expired_total", "Guaranteed messages that expired.", s.expired as f64);
+        out.gauge("delivery_rerouted_total", "Guaranteed messages sent again to another place.", s.rerouted as f64);
+        out.gauge("delivery_duplicates_total", "Copies recognised as already handled.", s.duplicates as f64);
+        out.gauge("delivery_remembered_ids", "Message ids remembered for exactly-once.", s.remembered as f64);
+    }
+
+    fn stop(&mut self, _: &mut Cx<'_>, _: Stop) {
+        self.stopped = true;
+        for (_, e) in self.entries.drain() {
+            let _ = e.receipt.send(failed(DeliveryFailure::Shutdown));
+        }
+        self.expiries.clear();
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}

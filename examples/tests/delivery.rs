@@ -1,0 +1,295 @@
+//! Guaranteed delivery on in-process clusters over real TCP: receipts, exactly-once by id,
+//! order across moves, expiry, and the history checker's verdict under loss, duplication,
+//! reordering and partitions.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use actix_cluster::prelude::*;
+use actix_cluster::testkit::faults::LinkConditions;
+use actix_cluster::testkit::harness::ClusterTestHarness;
+use actix_cluster::testkit::history::{Expectation, History, MustArrive};
+use actix_cluster::{
+    Delivery, DeliveryConfig, DeliveryError, DeliveryFailure, DeliveryGuarantee, DeliveryStatus, MessageId, Receipt,
+};
+
+/// The histories, one per test scope: receivers record into the one their message names.
+fn histories() -> &'static Mutex<BTreeMap<String, History>> {
+    static H: OnceLock<Mutex<BTreeMap<String, History>>> = OnceLock::new();
+    H.get_or_init(Default::default)
+}
+
+fn history(scope: &str) -> History {
+    histories().lock().unwrap_or_else(|e| e.into_inner()).entry(scope.to_owned()).or_default().clone()
+}
+
+/// A message with a history id.
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Note {
+    scope: String,
+    id: u64,
+    /// Extra bytes, to tell payloads apart.
+    pad: u32,
+}
+
+/// How many notes the actor handled.
+#[cluster_message(result = "u64")]
+#[derive(Serialize, Deserialize)]
+struct Count;
+
+/// Records every note it handles.
+#[distributed_actor(messages(Note, Count))]
+#[derive(Default, Serialize, Deserialize)]
+struct Recorder {
+    handled: u64,
+}
+
+impl Handler<Note> for Recorder {
+    type Result = u64;
+    fn handle(&mut self, m: Note, _: &mut Context<Self>) -> u64 {
+        history(&m.scope).received(m.id);
+        self.handled += 1;
+        self.handled
+    }
+}
+
+impl Handler<Count> for Recorder {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u64 {
+        self.handled
+    }
+}
+
+fn note(scope: &str, id: u64) -> Note {
+    Note { scope: scope.to_owned(), id, pad: 0 }
+}
+
+/// Fast timers, so that losses are repaired quickly.
+fn quick() -> DeliveryConfig {
+    DeliveryConfig {
+        resend_after: Duration::from_millis(150),
+        gap_resend_after: Duration::from_millis(50),
+        ..DeliveryConfig::default()
+    }
+}
+
+async fn remote_recorder(h: &ClusterTestHarness, on: usize, from: usize, name: &str) -> ActorRef<Recorder> {
+    let local = h.node(on).spawn_local(Recorder::default());
+    h.node(on).registry().register(name, &local).await.expect("register");
+    h.node(from).registry().lookup::<Recorder>(name).await.expect("lookup").expect("found")
+}
+
+#[actix_rt::test]
+async fn receipts_say_when_the_handler_ran_and_asks_get_their_reply() {
+    let h = ClusterTestHarness::start(2).await.expect("harness");
+    let target = remote_recorder(&h, 1, 0, "basic").await;
+    assert!(!target.is_local());
+    let hist = history("basic");
+    for id in 0..202 {
+        hist.sent("basic", id);
+    }
+    let mut receipts = Vec::new();
+    for id in 0..200 {
+        receipts.push(target.tell_with(note("basic", id), DeliveryGuarantee::AtLeastOnce).await.expect("accepted"));
+    }
+    for mut r in receipts {
+        assert_eq!(r.settled().await, DeliveryStatus::Delivered);
+        r.await.expect("a tell's receipt gives ()");
+    }
+    let reply = target.send_with(note("basic", 200), DeliveryGuarantee::ExactlyOnce).await.expect("accepted");
+    assert_eq!(reply.await.expect("delivered"), 201, "the ask's reply: 201 handled");
+    let ordered = target.send_with(Count, DeliveryGuarantee::Ordered).await.expect("accepted");
+    assert_eq!(ordered.await.expect("delivered"), 201);
+    // At-most-once goes the old way: sent, never confirmed.
+    let mut once = target.tell_with(note("basic", 201), DeliveryGuarantee::AtMostOnce).await.expect("sent");
+    assert_eq!(once.settled().await, DeliveryStatus::Sent);
+    // A local target is delivered in-process, with a receipt all the same.
+    let local = h.node(1).registry().lookup::<Recorder>("basic").await.expect("lookup").expect("found");
+    assert!(local.is_local());
+    let r = local.send_with(Count, DeliveryGuarantee::AtLeastOnce).await.expect("accepted");
+    assert!(r.await.expect("delivered") >= 201);
+    let report =
+        history("basic").check(Expectation { must_arrive: MustArrive::Everything, ..Expectation::at_least_once() });
+    assert!(report.lost.is_empty() && report.unexpected.is_empty(), "{report}");
+    assert_eq!(h.node(0).delivery().stats().await.unconfirmed, 0);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_id_is_handled_once_and_reused_with_another_payload_it_is_refused() {
+    let h = ClusterTestHarness::start(2).await.expect("harness");
+    let target = remote_recorder(&h, 1, 0, "ids").await;
+    let once = || Delivery::from(DeliveryGuarantee::ExactlyOnce).id("order-42");
+    let first = target.send_with(note("ids", 1), once()).await.expect("accepted");
+    assert_eq!(first.id(), MessageId::from_key("order-42"));
+    assert_eq!(first.await.expect("delivered"), 1);
+    // The same message again (a retry after a sender restart, say): not handled again, and
+    // the ask gets the first reply.
+    let again = target.send_with(note("ids", 1), once()).await.expect("accepted");
+    assert_eq!(again.await.expect("answered from the window"), 1);
+    assert_eq!(target.send(Count).await.expect("count"), 1, "handled once");
+    // The same id with another payload is an error, not a silent drop.
+    let mut other = note("ids", 1);
+    other.pad = 7;
+    let reused = target.send_with(other, once()).await.expect("accepted");
+    let err = reused.await.expect_err("refused");
+    assert!(matches!(err, DeliveryError::Failed(DeliveryFailure::IdReused(_))), "{err}");
+    assert_eq!(h.node(1).delivery().stats().await.duplicates, 1);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_message_not_confirmed_by_its_deadline_expires() {
+    let h = ClusterTestHarness::start(2).await.expect("harness");
+    let target = remote_recorder(&h, 1, 0, "late").await;
+    h.partition_one_way(0, 1);
+    let d = Delivery::from(DeliveryGuarantee::AtLeastOnce).expire_after(Duration::from_millis(300));
+    let r = target.tell_with(note("late", 1), d).await.expect("accepted");
+    assert_eq!(r.await, Err(DeliveryError::Expired));
+    h.heal();
+    h.shutdown().await;
+}
+
+/// Sends `n` notes to `target` with `guarantee` (ids from `first`), recording each.
+async fn send_some(
+    target: &ActorRef<Recorder>,
+    scope: &str,
+    guarantee: DeliveryGuarantee,
+    ids: std::ops::Range<u64>,
+) -> Vec<(u64, Receipt<()>)> {
+    let hist = history(scope);
+    let mut receipts = Vec::new();
+    for id in ids {
+        hist.sent(scope, id);
+        let r = target.tell_with(note(scope, id), guarantee).await.expect("accepted");
+        receipts.push((id, r));
+    }
+    receipts
+}
+
+/// Waits for every receipt, records the acknowledged ones; how many were delivered.
+async fn settle_all(scope: &str, receipts: Vec<(u64, Receipt<()>)>) -> usize {
+    let hist = history(scope);
+    let mut delivered = 0;
+    for (id, mut r) in receipts {
+        if r.settled().await == DeliveryStatus::Delivered {
+            hist.acked(id);
+            delivered += 1;
+        }
+    }
+    delivered
+}
+
+async fn send_all(target: &ActorRef<Recorder>, scope: &str, guarantee: DeliveryGuarantee, first: u64, n: u64) -> usize {
+    let receipts = send_some(target, scope, guarantee, first..first + n).await;
+    settle_all(scope, receipts).await
+}
+
+/// Distinct ids `scope`'s receivers handled so far.
+fn received(scope: &str) -> usize {
+    let events = history(scope).events();
+    events.iter().filter(|e| matches!(e, actix_cluster::testkit::history::Event::Received { .. })).count()
+}
+
+#[actix_rt::test]
+async fn under_loss_duplication_reordering_and_a_partition_nothing_acknowledged_is_lost() {
+    let h = ClusterTestHarness::builder()
+        .nodes(3)
+        .seed(11)
+        .configure(|_, c| c.delivery(quick()))
+        .start()
+        .await
+        .expect("harness");
+    let cases = [
+        ("chaos-least", DeliveryGuarantee::AtLeastOnce),
+        ("chaos-exactly", DeliveryGuarantee::ExactlyOnce),
+        ("chaos-ordered", DeliveryGuarantee::Ordered),
+    ];
+    let mut targets = Vec::new();
+    for (scope, _) in cases {
+        targets.push(remote_recorder(&h, 1, 0, scope).await);
+    }
+    let bad = LinkConditions::clear()
+        .with_loss(0.05)
+        .with_duplicates(0.05)
+        .with_reordering(0.05)
+        .with_latency(Duration::from_millis(1), Duration::from_millis(2));
+    h.set_link(0, 1, bad.clone());
+    h.set_link(1, 0, bad.clone());
+    const N: u64 = 600;
+    // Half before the partition, half while node-1 and node-2 cannot reach each other.
+    let mut pending = Vec::new();
+    for ((scope, g), t) in cases.iter().zip(&targets) {
+        pending.push(send_some(t, scope, *g, 0..N / 2).await);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cases.iter().any(|(scope, _)| received(scope) < 50) {
+        assert!(tokio::time::Instant::now() < deadline, "nothing arrives");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.partition(&[0], &[1]);
+    for (i, ((scope, g), t)) in cases.iter().zip(&targets).enumerate() {
+        pending[i].extend(send_some(t, scope, *g, N / 2..N).await);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.heal();
+    h.set_link(0, 1, bad.clone());
+    h.set_link(1, 0, bad);
+    let mut confirmed = Vec::new();
+    for ((scope, _), receipts) in cases.iter().zip(pending) {
+        confirmed.push(settle_all(scope, receipts).await);
+    }
+    let there = h.faults().stats(h.name(0), h.name(1));
+    let back = h.faults().stats(h.name(1), h.name(0));
+    let stats = h.node(0).delivery().stats().await;
+    println!(
+        "delivery under chaos: {confirmed:?} of {N} confirmed; frames node-1 -> node-2 {there:?}, back {back:?}; \
+         sender {stats:?}; receiver {:?}",
+        h.node(1).delivery().stats().await
+    );
+    assert_eq!(confirmed, vec![N as usize; 3], "everything confirmed once the faults end");
+    assert!(there.dropped > 0 && there.duplicated > 0 && there.reordered > 0, "the faults hit: {there:?}");
+    let least = history("chaos-least").check(Expectation::at_least_once());
+    assert!(least.is_clean(), "at-least-once: {least}");
+    let exactly = history("chaos-exactly").check(Expectation {
+        must_arrive: MustArrive::Acknowledged,
+        no_duplicates: true,
+        ordered: false,
+    });
+    assert!(exactly.is_clean(), "exactly-once: {exactly}");
+    let ordered = history("chaos-ordered").check(Expectation {
+        must_arrive: MustArrive::Acknowledged,
+        no_duplicates: true,
+        ordered: true,
+    });
+    assert!(ordered.is_clean(), "ordered: {ordered}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn ordered_messages_follow_a_moving_actor_in_order() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    let local = h.node(1).spawn_local(Recorder::default());
+    h.node(1).registry().register("mover", &local).await.expect("register");
+    let target = h.node(0).registry().lookup::<Recorder>("mover").await.expect("lookup").expect("found");
+    const N: u64 = 1_500;
+    let moves = async {
+        let mut current = local.clone();
+        for k in 0..4 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let here = current.location().expect("located").node;
+            let from = h.names().iter().position(|n| *n == here).expect("a node");
+            let to = h.name(1 + from % 2).to_owned();
+            current = h.node(from).migrate(&current, &to).await.unwrap_or_else(|e| panic!("move {k}: {e}"));
+        }
+    };
+    let (confirmed, ()) = futures_util::join!(send_all(&target, "mover", DeliveryGuarantee::Ordered, 0, N), moves);
+    assert_eq!(confirmed, N as usize);
+    let report = history("mover").check(Expectation::reliable_ordered());
+    assert!(report.is_clean(), "{report}");
+    let stats = h.node(0).delivery().stats().await;
+    println!("ordered across 4 moves: {N} confirmed, {} sent again elsewhere", stats.rerouted);
+    h.shutdown().await;
+}
