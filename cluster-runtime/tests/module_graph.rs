@@ -78,7 +78,8 @@ fn parse_tree(text: &str, mut at: usize) -> (Vec<Vec<String>>, usize) {
                     at += 1;
                 }
                 if at >= bytes.len() || bytes[at] == b'}' {
-                    return (all.into_iter().map(|p: Vec<String>| [prefix.clone(), p].concat()).collect(), at + 1);
+                    let end = (at + 1).min(bytes.len());
+                    return (all.into_iter().map(|p: Vec<String>| [prefix.clone(), p].concat()).collect(), end);
                 }
                 let (sub, end) = parse_tree(text, at);
                 all.extend(sub);
@@ -124,8 +125,16 @@ fn load() -> Crate {
         let m = module_of(&src, f);
         let text = code(&fs::read_to_string(f).expect("read"));
         let mut paths = paths_after(&text, "crate::");
-        for line in text.lines() {
-            let line = line.trim();
+        // Each `pub use` statement, whole (a group may span lines).
+        let statements: Vec<String> =
+            text.split(';').map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        for statement in &statements {
+            let line = statement.as_str();
+            let line = match line.find("pub use ").or_else(|| line.find("pub(crate) use ")) {
+                // At the statement's start, or after an item or attribute before it.
+                Some(i) if line[..i].trim().is_empty() || line[..i].trim_end().ends_with(['}', ']']) => &line[i..],
+                _ => continue,
+            };
             let Some(rest) = line.strip_prefix("pub use ").or_else(|| line.strip_prefix("pub(crate) use ")) else {
                 continue;
             };

@@ -293,3 +293,63 @@ async fn ordered_messages_follow_a_moving_actor_in_order() {
     println!("ordered across 4 moves: {N} confirmed, {} sent again elsewhere", stats.rerouted);
     h.shutdown().await;
 }
+
+/// A recorder that is re-created on a surviving node when its node is lost.
+#[distributed_actor(messages(Note, Count), recovery = "restart")]
+#[derive(Default, Serialize, Deserialize)]
+struct Durable {
+    handled: u64,
+}
+
+impl Handler<Note> for Durable {
+    type Result = u64;
+    fn handle(&mut self, m: Note, _: &mut Context<Self>) -> u64 {
+        history(&m.scope).received(m.id);
+        self.handled += 1;
+        self.handled
+    }
+}
+
+impl Handler<Count> for Durable {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u64 {
+        self.handled
+    }
+}
+
+#[actix_rt::test]
+async fn what_a_killed_node_had_not_confirmed_reaches_the_actor_where_it_is_recovered() {
+    let mut h =
+        ClusterTestHarness::builder().nodes(3).configure(|_, c| c.delivery(quick())).start().await.expect("harness");
+    let scope = "killed";
+    h.node(2).spawn(Durable::default()).placement(Placement::Local).name("durable").await.expect("spawn");
+    let target = h.node(0).registry().lookup::<Durable>("durable").await.expect("lookup").expect("found");
+    let hist = history(scope);
+    let mut receipts = Vec::new();
+    for id in 0..600u64 {
+        hist.sent(scope, id);
+        receipts.push((id, target.tell_with(note(scope, id), DeliveryGuarantee::AtLeastOnce).await.expect("accepted")));
+        if id == 300 {
+            // Some handled, the rest on their way: the receiving node dies without a word.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while received(scope) < 100 {
+                assert!(tokio::time::Instant::now() < deadline, "nothing arrives");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            h.kill(2);
+        }
+    }
+    let confirmed = settle_all(scope, receipts).await;
+    let stats = h.node(0).delivery().stats().await;
+    let report = hist.check(Expectation::at_least_once());
+    println!(
+        "receiver killed mid-stream: {confirmed} of 600 confirmed, {} sent again elsewhere; {report}",
+        stats.rerouted
+    );
+    assert_eq!(confirmed, 600, "every message confirmed, by the recovered actor for those its first node had not");
+    assert!(report.is_clean(), "{report}");
+    assert!(stats.rerouted > 0, "some went to the recovered actor");
+    let recovered = h.node(0).registry().lookup::<Durable>("durable").await.expect("lookup").expect("found");
+    assert_ne!(recovered.location().expect("located").node, h.name(2), "runs on a survivor");
+    h.shutdown().await;
+}

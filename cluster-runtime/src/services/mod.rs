@@ -2,6 +2,7 @@
 //! plugged into the node's control task through the crate's service interface, with its
 //! own configuration section and API.
 
+pub mod broker;
 pub mod delivery;
 pub mod membership;
 pub mod migration;
@@ -20,5 +21,6 @@ pub(crate) fn build(install: &Install<'_>) -> ServiceSet {
     set.add(migration::install(install));
     set.add(recovery::install(install));
     set.add(delivery::install(install));
+    set.add(broker::install(install));
     set
 }

@@ -25,7 +25,9 @@ impl Channel {
     pub const RECOVERY: Channel = Channel(5);
     /// Guaranteed delivery: reliable streams between nodes.
     pub const DELIVERY: Channel = Channel(6);
-    // Assigned as the services land: 7 broker, 8 raft, 9 security.
+    /// The distributed broker: subscriptions and publishes.
+    pub const BROKER: Channel = Channel(7);
+    // Assigned as the services land: 8 raft, 9 security.
 }
 
 impl fmt::Display for Channel {

@@ -1,0 +1,184 @@
+//! Publish/subscribe across the cluster: [`subscribe_cluster`] from inside an actor,
+//! [`Broker::publish`] from anywhere.
+
+use std::hash::{Hash, Hasher};
+
+use actix::{Actor, AsyncContext, Context, Handler};
+
+use crate::actor::ClusterMessage;
+use crate::error::ClusterError;
+use crate::ids::WireId;
+use crate::node::context;
+use crate::node::service::{call_on, Input};
+use crate::node::system::ClusterSystem;
+use crate::proto::wire::channel::Channel;
+use crate::services::broker::{BrokerService, BrokerStats, SubKey, Subscriber};
+
+/// The topic every publish of message type `M` goes to (unless published to a named topic).
+fn type_topic<M: ClusterMessage>() -> String {
+    format!("type:{}", M::NAME)
+}
+
+fn named_topic(name: &str) -> String {
+    format!("topic:{name}")
+}
+
+/// The key of the actor behind `ctx` (its mailbox), among this process's actors.
+fn actor_key<A: Actor<Context = Context<A>>>(ctx: &Context<A>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::any::TypeId::of::<A>().hash(&mut h);
+    ctx.address().hash(&mut h);
+    h.finish()
+}
+
+/// Subscribes the actor running in `ctx` to every publish of `M` in the cluster, on the
+/// thread's current cluster system ([`ClusterSystem::current`]). Call it from the actor
+/// (in `started`, say); the subscription ends when the actor stops or calls
+/// [`unsubscribe_cluster`]. Fails with `Shutdown` if no cluster system runs here.
+pub fn subscribe_cluster<M, A>(ctx: &mut Context<A>) -> Result<(), ClusterError>
+where
+    M: ClusterMessage + actix::Message<Result = ()>,
+    A: Actor<Context = Context<A>> + Handler<M>,
+{
+    let system = ClusterSystem::current().ok_or(ClusterError::Shutdown)?;
+    system.broker().subscribe::<M, A>(ctx, None);
+    Ok(())
+}
+
+/// Ends the subscription of the actor running in `ctx` to `M`'s publishes.
+pub fn unsubscribe_cluster<M, A>(ctx: &mut Context<A>) -> Result<(), ClusterError>
+where
+    M: ClusterMessage,
+    A: Actor<Context = Context<A>>,
+{
+    let system = ClusterSystem::current().ok_or(ClusterError::Shutdown)?;
+    system.broker().unsubscribe::<M, A>(ctx, None);
+    Ok(())
+}
+
+/// The distributed broker on one node: see [`ClusterSystem::broker`].
+#[derive(Debug, Clone, Copy)]
+pub struct Broker<'a> {
+    system: &'a ClusterSystem,
+}
+
+impl ClusterSystem {
+    /// The distributed broker: publish a message to every actor in the cluster that
+    /// subscribed to its type (or to a named topic).
+    pub fn broker(&self) -> Broker<'_> {
+        Broker { system: self }
+    }
+
+    /// Publishes `msg` to every subscriber of its type in the cluster, at most once: one
+    /// copy to each node with subscribers, handed there to each of them. Returns how many
+    /// nodes (this one included) it went to.
+    pub async fn publish<M: ClusterMessage>(&self, msg: M) -> Result<usize, ClusterError> {
+        self.broker().publish(msg).await
+    }
+}
+
+/// Ends a subscription when the actor's context drops it (the actor stopped).
+struct Leave {
+    system: crate::node::system::WeakClusterSystem,
+    actor: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        if let Some(system) = self.system.upgrade() {
+            let actor = self.actor;
+            system.node.to_control(Input::Call(
+                Channel::BROKER,
+                call_on(move |s: &mut BrokerService, cx| s.actor_stopped(cx, actor)),
+            ));
+        }
+    }
+}
+
+impl Broker<'_> {
+    fn post(&self, f: impl FnOnce(&mut BrokerService, &mut crate::node::service::Cx<'_>) + Send + 'static) {
+        self.system.node.to_control(Input::Call(Channel::BROKER, call_on(f)));
+    }
+
+    /// Subscribes the actor running in `ctx` to `M`'s publishes (`topic: None`) or to the
+    /// `M`s published to the named `topic`.
+    pub fn subscribe<M, A>(&self, ctx: &mut Context<A>, topic: Option<&str>)
+    where
+        M: ClusterMessage + actix::Message<Result = ()>,
+        A: Actor<Context = Context<A>> + Handler<M>,
+    {
+        let topic = topic.map_or_else(type_topic::<M>, named_topic);
+        let actor = actor_key(ctx);
+        let recipient = ctx.address().recipient::<M>();
+        let system = self.system.downgrade();
+        let deliver = Box::new(move |format: crate::format::Format, payload: &[u8]| {
+            let Some(system) = system.upgrade() else { return Err("the node stopped".to_owned()) };
+            let msg: M =
+                context::decoding(&system.node.slot, || format.decode(payload, M::NAME)).map_err(|e| e.to_string())?;
+            recipient.try_send(msg).map_err(|e| e.to_string())
+        });
+        let key: SubKey = (actor, WireId(M::WIRE_ID));
+        let subscriber = Subscriber { message: WireId(M::WIRE_ID), deliver };
+        self.post(move |s, cx| s.subscribe(cx, topic, key, subscriber));
+        // The context drops this when the actor stops: its subscriptions end.
+        let leave = Leave { system: self.system.downgrade(), actor };
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let _leave = leave;
+            std::future::pending::<()>().await;
+        }));
+    }
+
+    /// Ends the subscription of the actor running in `ctx` to `M` (on `topic`, or `M`'s own).
+    pub fn unsubscribe<M, A>(&self, ctx: &mut Context<A>, topic: Option<&str>)
+    where
+        M: ClusterMessage,
+        A: Actor<Context = Context<A>>,
+    {
+        let topic = topic.map_or_else(type_topic::<M>, named_topic);
+        let key: SubKey = (actor_key(ctx), WireId(M::WIRE_ID));
+        self.post(move |s, cx| s.unsubscribe(cx, &topic, key));
+    }
+
+    /// Publishes `msg` to every subscriber of its type, at most once (see
+    /// [`ClusterSystem::publish`]).
+    pub async fn publish<M: ClusterMessage>(&self, msg: M) -> Result<usize, ClusterError> {
+        self.publish_on(type_topic::<M>(), msg).await
+    }
+
+    /// Publishes `msg` to the subscribers of the named `topic` that take its type, at most once.
+    pub async fn publish_to<M: ClusterMessage>(&self, topic: &str, msg: M) -> Result<usize, ClusterError> {
+        self.publish_on(named_topic(topic), msg).await
+    }
+
+    async fn publish_on<M: ClusterMessage>(&self, topic: String, msg: M) -> Result<usize, ClusterError> {
+        // Published messages are in postcard, whatever their subscribers' actor formats.
+        let format = crate::format::Format::Postcard;
+        let payload = format.encode(&msg, M::NAME)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.post(move |s, cx| {
+            let _ = tx.send(s.publish(cx, &topic, WireId(M::WIRE_ID), format, &payload));
+        });
+        rx.await.map_err(|_| ClusterError::Shutdown)
+    }
+
+    /// The nodes (this one included) that have subscribers for `M`'s publishes
+    /// (`topic: None`) or for the named `topic`, as this node knows them now.
+    pub async fn subscribed_nodes<M: ClusterMessage>(&self, topic: Option<&str>) -> Vec<String> {
+        let topic = topic.map_or_else(type_topic::<M>, named_topic);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let me = self.system.node_name().to_owned();
+        self.post(move |s, _| {
+            let _ = tx.send(s.nodes_for(&topic, &me));
+        });
+        rx.await.unwrap_or_default()
+    }
+
+    /// Figures about the broker here; zeros once the node has stopped.
+    pub async fn stats(&self) -> BrokerStats {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.post(move |s, _| {
+            let _ = tx.send(s.stats());
+        });
+        rx.await.unwrap_or_default()
+    }
+}

@@ -1,0 +1,154 @@
+//! The distributed broker on in-process clusters over real TCP: subscribers on several
+//! nodes, one copy per subscribing node on the wire, subscriptions that follow membership
+//! and end with their actor, named topics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cluster::prelude::*;
+use actix_cluster::testkit::harness::ClusterTestHarness;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A published message.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Price {
+    cents: u64,
+}
+
+/// Counts the prices it gets; subscribes when it starts (to `Price`, or to a named topic).
+struct Watcher {
+    system: ClusterSystem,
+    topic: Option<&'static str>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.system.broker().subscribe::<Price, Self>(ctx, self.topic);
+    }
+}
+
+impl Handler<Price> for Watcher {
+    type Result = ();
+    fn handle(&mut self, m: Price, _: &mut Context<Self>) {
+        self.seen.fetch_add(m.cents.min(1), Ordering::Relaxed);
+    }
+}
+
+/// Stops the watcher.
+struct Quit;
+impl Message for Quit {
+    type Result = ();
+}
+impl Handler<Quit> for Watcher {
+    type Result = ();
+    fn handle(&mut self, _: Quit, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+fn watch(h: &ClusterTestHarness, node: usize, topic: Option<&'static str>) -> (Addr<Watcher>, Arc<AtomicU64>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let addr = Watcher { system: h.node(node).clone(), topic, seen: seen.clone() }.start();
+    (addr, seen)
+}
+
+/// Waits until node `from` sees exactly `nodes` as `Price`'s subscribers (on `topic`).
+async fn until_subscribed(h: &ClusterTestHarness, from: usize, topic: Option<&str>, nodes: &[&str]) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let now = h.node(from).broker().subscribed_nodes::<Price>(topic).await;
+        if now == nodes {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {from} sees subscribers {now:?}, not {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn until_count(seen: &AtomicU64, n: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.load(Ordering::Relaxed) < n {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {} of {n}", seen.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_publish_reaches_every_subscriber_with_one_copy_per_node() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    let (a1, seen_a1) = watch(&h, 1, None);
+    let (_a2, seen_a2) = watch(&h, 1, None);
+    let (_b, seen_b) = watch(&h, 2, None);
+    until_subscribed(&h, 0, None, &["node-2", "node-3"]).await;
+    for _ in 0..100 {
+        assert_eq!(h.node(0).publish(Price { cents: 1 }).await.expect("publish"), 2, "two nodes");
+    }
+    for (seen, who) in [(&seen_a1, "a1"), (&seen_a2, "a2"), (&seen_b, "b")] {
+        until_count(seen, 100, who).await;
+    }
+    let stats = h.node(0).broker().stats().await;
+    assert_eq!((stats.published, stats.sent), (100, 200), "one copy per subscribing node, not per subscriber");
+    let there = h.node(1).broker().stats().await;
+    assert_eq!((there.subscribers, there.delivered), (2, 200), "fanned out on arrival");
+    // A subscriber that stops leaves; the node stays subscribed while another one is there.
+    a1.send(Quit).await.expect("quit");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while h.node(1).broker().stats().await.subscribers != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the stopped subscriber is still there");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.node(0).publish(Price { cents: 1 }).await.expect("publish");
+    until_count(&seen_a2, 101, "a2").await;
+    until_count(&seen_b, 101, "b").await;
+    assert_eq!(seen_a1.load(Ordering::Relaxed), 100, "the stopped one got nothing more");
+    // A publisher with subscribers of its own hands them the message too.
+    let (_c, seen_c) = watch(&h, 0, None);
+    until_subscribed(&h, 0, None, &["node-1", "node-2", "node-3"]).await;
+    assert_eq!(h.node(0).publish(Price { cents: 1 }).await.expect("publish"), 3);
+    until_count(&seen_c, 1, "c").await;
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn subscriptions_follow_membership() {
+    let mut h = ClusterTestHarness::start(3).await.expect("harness");
+    let (_a, _) = watch(&h, 1, None);
+    let (_b, _) = watch(&h, 2, None);
+    until_subscribed(&h, 0, None, &["node-2", "node-3"]).await;
+    // A node that dies takes its subscribers with it.
+    h.kill(2);
+    until_subscribed(&h, 0, None, &["node-2"]).await;
+    // A node that (re)joins learns the subscriptions there are, and announces its own.
+    h.restart(2).await.expect("restart");
+    until_subscribed(&h, 2, None, &["node-2"]).await;
+    let (_b2, seen_b2) = watch(&h, 2, None);
+    until_subscribed(&h, 0, None, &["node-2", "node-3"]).await;
+    h.node(0).publish(Price { cents: 1 }).await.expect("publish");
+    until_count(&seen_b2, 1, "the new subscriber").await;
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn named_topics_are_apart_from_the_type_topic() {
+    let h = ClusterTestHarness::start(2).await.expect("harness");
+    let (_eu, seen_eu) = watch(&h, 1, Some("eu"));
+    let (_all, seen_all) = watch(&h, 1, None);
+    until_subscribed(&h, 0, Some("eu"), &["node-2"]).await;
+    until_subscribed(&h, 0, None, &["node-2"]).await;
+    h.node(0).broker().publish_to("eu", Price { cents: 1 }).await.expect("publish");
+    h.node(0).broker().publish_to("us", Price { cents: 1 }).await.expect("publish to nobody");
+    until_count(&seen_eu, 1, "eu").await;
+    h.node(0).publish(Price { cents: 1 }).await.expect("publish");
+    until_count(&seen_all, 1, "all").await;
+    // Each got only its own topic's.
+    let barrier = h.node(0).broker().stats().await;
+    assert_eq!(barrier.published, 3);
+    until_count(&seen_eu, 1, "eu").await;
+    assert_eq!((seen_eu.load(Ordering::Relaxed), seen_all.load(Ordering::Relaxed)), (1, 1));
+    h.shutdown().await;
+}
