@@ -208,6 +208,10 @@ pub enum ClusterError {
     /// The cluster system has been shut down.
     #[error("the cluster system is shut down")]
     Shutdown,
+
+    /// The durable outbox could not keep a guaranteed message; it was not sent.
+    #[error("the durable outbox could not keep the message: {0}")]
+    Storage(String),
 }
 
 /// Why a migration failed; the actor keeps running at the source.

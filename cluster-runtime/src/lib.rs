@@ -45,7 +45,7 @@ pub use ids::{ActorId, LocalActorId, MessageId, NodeId};
 pub use node::{ClusterSystem, PeerInfo, Refusals, WeakClusterSystem};
 pub use proto::membership::{Member, MemberStatus, MembershipEvent, Profile, ResourceReport};
 pub use proto::registry::record::ActorLocation;
-pub use services::broker::api::{subscribe_cluster, unsubscribe_cluster, Broker};
+pub use services::broker::api::{subscribe_cluster, unsubscribe_cluster, Broker, PublishOutcome, PublishReceipt};
 pub use services::broker::BrokerStats;
 pub use services::delivery::api::{
     Delivery, DeliveryApi, DeliveryError, DeliveryFailure, DeliveryGuarantee, DeliveryStats, DeliveryStatus, Receipt,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cluster::prelude::*;
+use actix_cluster::testkit::faults::LinkConditions;
 use actix_cluster::testkit::harness::ClusterTestHarness;
+use actix_cluster::testkit::history::{Expectation, History, MustArrive};
+use actix_cluster::DeliveryConfig;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -150,5 +153,120 @@ async fn named_topics_are_apart_from_the_type_topic() {
     assert_eq!(barrier.published, 3);
     until_count(&seen_eu, 1, "eu").await;
     assert_eq!((seen_eu.load(Ordering::Relaxed), seen_all.load(Ordering::Relaxed)), (1, 1));
+    h.shutdown().await;
+}
+
+/// A published message with a history id.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize)]
+struct Tick {
+    id: u64,
+}
+
+/// Records every tick it gets in its history.
+struct Recording {
+    system: ClusterSystem,
+    topic: &'static str,
+    history: History,
+}
+
+impl Actor for Recording {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.system.broker().subscribe::<Tick, Self>(ctx, Some(self.topic));
+    }
+}
+
+impl Handler<Tick> for Recording {
+    type Result = ();
+    fn handle(&mut self, m: Tick, _: &mut Context<Self>) {
+        self.history.received(m.id);
+    }
+}
+
+async fn until_subscribed_to(h: &ClusterTestHarness, from: usize, topic: &str, nodes: &[&str]) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let now = h.node(from).broker().subscribed_nodes::<Tick>(Some(topic)).await;
+        if now == nodes {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {from} sees subscribers {now:?}, not {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn guaranteed_publishes_reach_every_subscriber_through_loss_and_a_partition() {
+    let h = ClusterTestHarness::builder()
+        .nodes(3)
+        .seed(5)
+        .configure(|_, c| {
+            c.delivery(DeliveryConfig {
+                resend_after: Duration::from_millis(150),
+                gap_resend_after: Duration::from_millis(50),
+                ..DeliveryConfig::default()
+            })
+        })
+        .start()
+        .await
+        .expect("harness");
+    let cases = [("once", DeliveryGuarantee::ExactlyOnce), ("fifo", DeliveryGuarantee::Ordered)];
+    // Per topic: two subscribers on node-2, one on node-3, each with its own history.
+    let mut subscribers = Vec::new();
+    for (topic, _) in cases {
+        for (node, name) in [(1, "a"), (1, "b"), (2, "c")] {
+            let history = History::new();
+            let addr = Recording { system: h.node(node).clone(), topic, history: history.clone() }.start();
+            subscribers.push((topic, name, h.name(node).to_owned(), history, addr));
+        }
+        until_subscribed_to(&h, 0, topic, &["node-2", "node-3"]).await;
+    }
+    let bad = LinkConditions::clear()
+        .with_loss(0.05)
+        .with_duplicates(0.05)
+        .with_reordering(0.05)
+        .with_latency(Duration::from_millis(1), Duration::from_millis(2));
+    for to in [1, 2] {
+        h.set_link(0, to, bad.clone());
+        h.set_link(to, 0, bad.clone());
+    }
+    const N: u64 = 300;
+    let mut receipts = Vec::new();
+    for id in 0..N {
+        if id == N / 2 {
+            h.partition(&[0], &[2]);
+        }
+        for (topic, guarantee) in cases {
+            for s in subscribers.iter().filter(|s| s.0 == topic) {
+                s.3.sent(topic, id);
+            }
+            let r =
+                h.node(0).broker().publish_to_with_guarantee(topic, Tick { id }, guarantee).await.expect("accepted");
+            assert_eq!(r.sent(), 2);
+            receipts.push((topic, id, r));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.heal();
+    for to in [1, 2] {
+        h.set_link(0, to, bad.clone());
+        h.set_link(to, 0, bad.clone());
+    }
+    for (topic, id, r) in receipts {
+        let outcome = r.settled().await;
+        assert!(outcome.failed.is_empty() && outcome.gone.is_empty(), "{topic} {id}: {outcome:?}");
+        for s in subscribers.iter().filter(|s| s.0 == topic && outcome.delivered.contains(&s.2)) {
+            s.3.acked(id);
+        }
+    }
+    let stats = h.faults().stats(h.name(0), h.name(2));
+    println!("guaranteed publishes: 2 x {N} to 3 subscribers on 2 nodes; frames node-1 -> node-3 {stats:?}");
+    assert!(stats.dropped > 0, "the faults hit");
+    for (topic, name, _, history, _) in &subscribers {
+        let ordered = *topic == "fifo";
+        let report = history.check(Expectation { must_arrive: MustArrive::Everything, no_duplicates: true, ordered });
+        assert!(report.is_clean(), "{topic}/{name}: {report}");
+    }
     h.shutdown().await;
 }

@@ -353,3 +353,59 @@ async fn what_a_killed_node_had_not_confirmed_reaches_the_actor_where_it_is_reco
     assert_ne!(recovered.location().expect("located").node, h.name(2), "runs on a survivor");
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_restarted_sender_sends_again_what_its_durable_outbox_kept_and_the_receiver_handles_it_once() {
+    let dir = std::env::temp_dir().join(format!("delivery-outbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("node-1.redb");
+    let config = {
+        let path = path.clone();
+        move |i: usize, c: actix_cluster::ClusterConfigBuilder| {
+            let outbox_path = (i == 0).then(|| path.clone());
+            c.delivery(DeliveryConfig { outbox_path, ..quick() })
+        }
+    };
+    let mut h = ClusterTestHarness::builder().nodes(2).configure(config).start().await.expect("harness");
+    let scope = "durable";
+    let target = remote_recorder(&h, 1, 0, scope).await;
+    // node-2 handles what it gets, but its confirmations never reach node-1.
+    h.partition_one_way(1, 0);
+    let hist = history(scope);
+    for id in 0..200 {
+        hist.sent(scope, id);
+        target.tell_with(note(scope, id), DeliveryGuarantee::ExactlyOnce).await.expect("kept on disk");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while received(scope) < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "node-2 handled {} of 200", received(scope));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.node(0).delivery().stats().await.unconfirmed, 200, "none confirmed");
+    // The sender dies at once with all 200 unconfirmed (nothing runs between the heal and
+    // the kill), and comes back with its outbox file.
+    h.heal();
+    h.restart(0).await.expect("restart");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = h.node(0).delivery().stats().await;
+        if stats.resumed == 200 && stats.unconfirmed == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the restarted sender: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let receiver = h.node(1).delivery().stats().await;
+    let report = hist.check(Expectation { must_arrive: MustArrive::Everything, no_duplicates: true, ordered: false });
+    println!(
+        "durable outbox: 200 sent again after the sender's restart, {} recognised as handled; {report}",
+        receiver.duplicates
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(receiver.duplicates, 200, "every copy recognised by its id");
+    // Nothing is left on disk: a second restart sends nothing.
+    h.restart(0).await.expect("restart again");
+    assert_eq!(h.node(0).delivery().stats().await.resumed, 0);
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,6 @@
 //! The delivery service's section: reliable streams, de-duplication, re-routing.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::validate::{dur, range};
@@ -7,7 +8,7 @@ use crate::error::ConfigError;
 
 /// How guaranteed messages (`tell_with` / `send_with` with at-least-once or stronger)
 /// travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryConfig {
     /// How many messages a sender may have in flight on one stream beyond what this node
     /// confirmed (the window it grants).
@@ -35,6 +36,10 @@ pub struct DeliveryConfig {
     pub relocate_for: Duration,
     /// How often such a target is looked for again.
     pub relocate_every: Duration,
+    /// Keep guaranteed tells on disk in this file (a redb database, created if missing)
+    /// until they are confirmed: a node restarted with the same file sends again what its
+    /// previous run had not seen confirmed. `None` (the default): in memory only.
+    pub outbox_path: Option<PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -51,6 +56,7 @@ impl Default for DeliveryConfig {
             dedup_capacity: 1_000_000,
             relocate_for: Duration::from_secs(30),
             relocate_every: Duration::from_millis(250),
+            outbox_path: None,
         }
     }
 }
@@ -85,10 +91,10 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_are_not() {
         assert_eq!(DeliveryConfig::default().validate(), Ok(()));
-        let d = DeliveryConfig::default();
-        assert!(DeliveryConfig { window: 0, ..d }.validate().is_err());
-        assert!(DeliveryConfig { initial_window: d.window + 1, ..d }.validate().is_err());
-        assert!(DeliveryConfig { resend_after: Duration::ZERO, ..d }.validate().is_err());
-        assert!(DeliveryConfig { dedup_capacity: 0, ..d }.validate().is_err());
+        let d = DeliveryConfig::default;
+        assert!(DeliveryConfig { window: 0, ..d() }.validate().is_err());
+        assert!(DeliveryConfig { initial_window: d().window + 1, ..d() }.validate().is_err());
+        assert!(DeliveryConfig { resend_after: Duration::ZERO, ..d() }.validate().is_err());
+        assert!(DeliveryConfig { dedup_capacity: 0, ..d() }.validate().is_err());
     }
 }

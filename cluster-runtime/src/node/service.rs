@@ -85,6 +85,16 @@ pub(crate) trait Service: Any {
     /// A message reached local actor `actor`, watched with [`Kernel::watch_handled`], since
     /// its state was last taken.
     fn handle_touched(&mut self, _cx: &mut Cx<'_>, _actor: LocalActorId) {}
+    /// A guaranteed message for this service (sent to its channel and `key` on this node)
+    /// arrived: once it is handled, the service posts `done`'s call on the delivery channel.
+    /// Services that take no messages refuse it.
+    fn handle_delivered(&mut self, cx: &mut Cx<'_>, delivered: Delivered, done: HandledFn) {
+        let e = RemoteError::new(
+            crate::error::RemoteErrorKind::UnknownActor,
+            format!("the service on channel {} takes no messages (key {})", self.channel(), delivered.key),
+        );
+        cx.node().post(Channel::DELIVERY, done(Handled::Refused(e)));
+    }
     /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
     fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
     /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
@@ -202,6 +212,19 @@ pub(crate) trait Kernel {
         payload: bytes::Bytes,
         done: HandledFn,
     );
+}
+
+/// A guaranteed message for a service ([`Service::handle_delivered`]).
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    /// What the service delivers it to (a topic).
+    pub(crate) key: String,
+    /// Its type.
+    pub(crate) message: crate::ids::WireId,
+    /// Its format.
+    pub(crate) format: Format,
+    /// The encoded message.
+    pub(crate) payload: bytes::Bytes,
 }
 
 /// What became of a message given to [`Kernel::deliver`].

@@ -12,16 +12,16 @@ use crate::format::{postcard_exact, Format, Inexact};
 use crate::ids::{ActorId, LocalActorId, MessageId, WireId};
 use crate::proto::delivery::outbox::Seq;
 use crate::proto::registry::record::ActorLocation;
+use crate::proto::wire::channel::Channel;
 
 /// One guaranteed message as it crosses the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<'a> {
     /// Its id: the same for every copy, resends and re-routes included.
     pub id: MessageId,
-    /// The target's cluster-wide identity.
-    pub identity: ActorId,
-    /// The target's id on the receiving node.
-    pub target: LocalActorId,
+    /// Where it goes on the receiving node.
+    #[serde(borrow)]
+    pub to: To<'a>,
     /// The message's type.
     pub message: WireId,
     /// The payload's format.
@@ -33,6 +33,25 @@ pub struct Envelope<'a> {
     /// The encoded message.
     #[serde(borrow, with = "serde_bytes")]
     pub payload: &'a [u8],
+}
+
+/// Where a guaranteed message goes on its receiving node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum To<'a> {
+    /// A local actor.
+    Actor {
+        /// Its cluster-wide identity.
+        identity: ActorId,
+        /// Its id on the receiving node.
+        target: LocalActorId,
+    },
+    /// A service of the receiving node (the broker: a topic's subscribers there).
+    Sink {
+        /// The service's channel.
+        channel: Channel,
+        /// What the service delivers it to (a topic).
+        key: &'a str,
+    },
 }
 
 /// What became of a handled message, when there is more to say than "handled".
@@ -127,8 +146,7 @@ mod tests {
                 confirmed: 5,
                 envelope: Some(Envelope {
                     id: MessageId(u128::MAX - 3),
-                    identity: ActorId(42),
-                    target: LocalActorId(9),
+                    to: To::Actor { identity: ActorId(42), target: LocalActorId(9) },
                     message: WireId(0xfeed),
                     format: Format::Postcard,
                     reply: true,
@@ -137,6 +155,20 @@ mod tests {
                 }),
             },
             DeliveryFrame::Message { ordered: false, seq: 8, confirmed: 5, envelope: None },
+            DeliveryFrame::Message {
+                ordered: true,
+                seq: 9,
+                confirmed: 5,
+                envelope: Some(Envelope {
+                    id: MessageId(1),
+                    to: To::Sink { channel: Channel(7), key: "type:Price" },
+                    message: WireId(3),
+                    format: Format::Json,
+                    reply: false,
+                    dedup: true,
+                    payload: &payload,
+                }),
+            },
             DeliveryFrame::Grant {
                 ordered: false,
                 confirmed: 8,

@@ -1,11 +1,14 @@
 //! SWIM for the decentralized architecture: glue around `foca` (sans-IO), its timers kept
-//! as data, and two repairs of its behaviour after partitions:
+//! as data, and three repairs of its behaviour:
 //!
 //! - **Suspicion expiry.** foca drops its pending suspect-to-down timers whenever it goes
 //!   offline and back (its timer token changes), and a suspicion whose gossip was lost in
 //!   a partition is then never resolved. A member suspect for twice the suspicion timeout
 //!   is declared down here, as the lost timer would have; a member that is in fact alive
 //!   rejoins.
+//! - **Probe after a renewal.** foca stops probing when it renews its identity (another
+//!   member declared it down) until it applies its next update; each tick makes it look
+//!   at its state again, so a member that crashes meanwhile is still declared down.
 //! - **Announce when idle.** SWIM without any active member (alone, or everyone declared
 //!   down across a healed partition) never announces by itself: it announces to every
 //!   linked peer once per probe interval.
@@ -165,6 +168,15 @@ impl SwimCore {
     /// Periodic repairs: expires stale suspicions and, when SWIM is idle, announces to
     /// every member in `linked` (once per probe interval).
     pub fn handle_tick(&mut self, now: Duration, table: &mut MembershipTable, linked: &[MemberId]) {
+        // foca stops its probe cycle when it renews its identity (told it was declared down)
+        // and starts it again only when the next update is applied: with the renewal's
+        // gossip lost, nothing may ever come, and a member that crashes meanwhile is never
+        // probed, so never declared down. Applying nothing makes it look at its state again
+        // (a no-op while it probes).
+        if let Err(e) = self.swim.apply_many(std::iter::empty(), true, &mut self.rt) {
+            tracing::debug!(error = %e, "swim wake-up");
+        }
+        self.drain(now, table);
         self.expire_suspicions(now, table);
         if !self.active && now.saturating_sub(self.last_announce) >= self.probe {
             self.last_announce = now;
@@ -420,6 +432,30 @@ mod tests {
                 assert_eq!(net.status(i, j), Some(MemberStatus::Up), "n{i} still sees n{j} up");
             }
         }
+    }
+
+    #[test]
+    fn a_member_that_crashes_while_this_node_renews_its_identity_is_still_declared_down() {
+        // n2 (overloaded, say) tells n0 and n1 they are down; they come back as newer
+        // generations (foca's rejoin stops its probe cycle until something wakes it), the
+        // gossip of their renewal is lost, and n2 crashes. n0 and n1 must still find out.
+        let mut net = Net::new(3, PROBE);
+        net.join_all_through(0);
+        net.run_until(Duration::from_secs(10), |net| {
+            (0..3).all(|i| (0..3).all(|j| i == j || net.status(i, j) == Some(MemberStatus::Up)))
+        });
+        for i in 0..2 {
+            let now = net.now;
+            let n = &mut net.nodes[i];
+            let renewed = n.core.swim.identity().renew().expect("renewable");
+            n.core.swim.change_identity(renewed, &mut n.core.rt).expect("renew");
+            n.core.drain(now, &mut n.table);
+            n.core.packets.clear();
+        }
+        net.nodes[2].alive = false;
+        let took =
+            net.run_until(Duration::from_secs(30), |net| (0..2).all(|i| net.status(i, 2) == Some(MemberStatus::Down)));
+        assert!(took <= PROBE * 15, "declared down in {took:?}");
     }
 
     #[test]

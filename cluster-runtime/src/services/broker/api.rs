@@ -7,12 +7,15 @@ use actix::{Actor, AsyncContext, Context, Handler};
 
 use crate::actor::ClusterMessage;
 use crate::error::ClusterError;
+use crate::ids::MessageId;
 use crate::ids::WireId;
 use crate::node::context;
 use crate::node::service::{call_on, Input};
 use crate::node::system::ClusterSystem;
 use crate::proto::wire::channel::Channel;
-use crate::services::broker::{BrokerService, BrokerStats, SubKey, Subscriber};
+use crate::services::broker::{Acked, BrokerService, BrokerStats, SubKey, Subscriber};
+use crate::services::delivery::api::{Delivery, DeliveryFailure, DeliveryGuarantee, DeliveryStatus, Receipt};
+use crate::services::delivery::{DeliveryService, DeliveryShared, Dest, Submit};
 
 /// The topic every publish of message type `M` goes to (unless published to a named topic).
 fn type_topic<M: ClusterMessage>() -> String {
@@ -69,11 +72,71 @@ impl ClusterSystem {
         Broker { system: self }
     }
 
+    /// Publishes `msg` to every subscriber of its type in the cluster with `delivery`: see
+    /// [`Broker::publish_with_guarantee`].
+    pub async fn publish_with_guarantee<M: ClusterMessage>(
+        &self,
+        msg: M,
+        delivery: impl Into<Delivery>,
+    ) -> Result<PublishReceipt, ClusterError> {
+        self.broker().publish_with_guarantee(msg, delivery).await
+    }
+
     /// Publishes `msg` to every subscriber of its type in the cluster, at most once: one
     /// copy to each node with subscribers, handed there to each of them. Returns how many
     /// nodes (this one included) it went to.
     pub async fn publish<M: ClusterMessage>(&self, msg: M) -> Result<usize, ClusterError> {
         self.broker().publish(msg).await
+    }
+}
+
+/// What became of a guaranteed publish: one receipt per node it went to (each settles once
+/// every subscriber there handled it).
+#[derive(Debug)]
+pub struct PublishReceipt {
+    id: MessageId,
+    nodes: Vec<(String, Receipt<()>)>,
+    sent: usize,
+}
+
+/// The final statuses of a publish's copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Nodes whose subscribers all handled it.
+    pub delivered: Vec<String>,
+    /// Nodes that went away before confirming (their subscribers with them).
+    pub gone: Vec<String>,
+    /// Nodes whose copy failed or expired, with the status.
+    pub failed: Vec<(String, DeliveryStatus)>,
+}
+
+impl PublishReceipt {
+    /// The publish's message id (the same on every node).
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// How many nodes it went to (this one included, if it has subscribers).
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Each node's status now (empty for an at-most-once publish).
+    pub fn statuses(&self) -> Vec<(String, DeliveryStatus)> {
+        self.nodes.iter().map(|(n, r)| (n.clone(), r.status())).collect()
+    }
+
+    /// Waits until every copy's status is final.
+    pub async fn settled(mut self) -> PublishOutcome {
+        let mut outcome = PublishOutcome { delivered: Vec::new(), gone: Vec::new(), failed: Vec::new() };
+        for (node, receipt) in &mut self.nodes {
+            match receipt.settled().await {
+                DeliveryStatus::Delivered => outcome.delivered.push(node.clone()),
+                DeliveryStatus::Failed(DeliveryFailure::NodeGone(_)) => outcome.gone.push(node.clone()),
+                other => outcome.failed.push((node.clone(), other)),
+            }
+        }
+        outcome
     }
 }
 
@@ -111,11 +174,16 @@ impl Broker<'_> {
         let actor = actor_key(ctx);
         let recipient = ctx.address().recipient::<M>();
         let system = self.system.downgrade();
-        let deliver = Box::new(move |format: crate::format::Format, payload: &[u8]| {
+        let deliver = Box::new(move |format: crate::format::Format, payload: &[u8], acked: bool| {
             let Some(system) = system.upgrade() else { return Err("the node stopped".to_owned()) };
             let msg: M =
                 context::decoding(&system.node.slot, || format.decode(payload, M::NAME)).map_err(|e| e.to_string())?;
-            recipient.try_send(msg).map_err(|e| e.to_string())
+            if acked {
+                let handled = recipient.send(msg);
+                let ack: Acked = Box::pin(async move { handled.await.is_ok() });
+                return Ok(Some(ack));
+            }
+            recipient.try_send(msg).map(|()| None).map_err(|e| e.to_string())
         });
         let key: SubKey = (actor, WireId(M::WIRE_ID));
         let subscriber = Subscriber { message: WireId(M::WIRE_ID), deliver };
@@ -171,6 +239,94 @@ impl Broker<'_> {
             let _ = tx.send(s.nodes_for(&topic, &me));
         });
         rx.await.unwrap_or_default()
+    }
+
+    /// Publishes `msg` to every subscriber of its type with `delivery` (a
+    /// [`DeliveryGuarantee`], or a [`Delivery`] with options): one guaranteed copy to each
+    /// node that has subscribers now, confirmed once every subscriber there has handled it.
+    /// At-most-once is [`publish`](Self::publish).
+    pub async fn publish_with_guarantee<M: ClusterMessage>(
+        &self,
+        msg: M,
+        delivery: impl Into<Delivery>,
+    ) -> Result<PublishReceipt, ClusterError> {
+        self.publish_guaranteed(type_topic::<M>(), msg, delivery.into()).await
+    }
+
+    /// Like [`publish_with_guarantee`](Self::publish_with_guarantee), to the named `topic`.
+    pub async fn publish_to_with_guarantee<M: ClusterMessage>(
+        &self,
+        topic: &str,
+        msg: M,
+        delivery: impl Into<Delivery>,
+    ) -> Result<PublishReceipt, ClusterError> {
+        self.publish_guaranteed(named_topic(topic), msg, delivery.into()).await
+    }
+
+    async fn publish_guaranteed<M: ClusterMessage>(
+        &self,
+        topic: String,
+        msg: M,
+        delivery: Delivery,
+    ) -> Result<PublishReceipt, ClusterError> {
+        let system = self.system;
+        let ids = system.node.shared::<DeliveryShared>().ok_or(ClusterError::Shutdown)?;
+        let id = delivery.message_id().unwrap_or_else(|| ids.next_id());
+        if delivery.guarantee() == DeliveryGuarantee::AtMostOnce {
+            let nodes = self.publish_on(topic, msg).await?;
+            return Ok(PublishReceipt { id, nodes: Vec::new(), sent: nodes });
+        }
+        let format = crate::format::Format::Postcard;
+        let payload = bytes::Bytes::from(format.encode(&msg, M::NAME)?);
+        // Where it goes: the subscribing peers, and this node if it has subscribers.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let looked_up = topic.clone();
+        let me = (system.node_id(), system.node_name().to_owned());
+        self.post(move |s, _| {
+            let mut nodes = s.peers_for(&looked_up);
+            if s.has_local(&looked_up) {
+                nodes.push(me);
+            }
+            let _ = tx.send(nodes);
+        });
+        let nodes = rx.await.map_err(|_| ClusterError::Shutdown)?;
+        let mut receipts = Vec::new();
+        let mut submits = Vec::new();
+        for (node_id, node) in nodes {
+            let (state, receipt) = Receipt::<()>::pending(id, system.clone(), format);
+            receipts.push((node.clone(), receipt));
+            submits.push(Submit {
+                id,
+                dest: Dest::Sink { node, node_id, channel: Channel::BROKER, key: topic.clone() },
+                message: WireId(M::WIRE_ID),
+                format,
+                payload: payload.clone(),
+                reply: false,
+                dedup: matches!(delivery.guarantee(), DeliveryGuarantee::ExactlyOnce | DeliveryGuarantee::Ordered),
+                ordered: delivery.guarantee() == DeliveryGuarantee::Ordered,
+                expire_after: delivery.expiry(),
+                receipt: state,
+            });
+        }
+        let (answer, accepted) = tokio::sync::oneshot::channel();
+        system.node.to_control(Input::Call(
+            Channel::DELIVERY,
+            call_on(move |s: &mut DeliveryService, cx| {
+                let mut refused = None;
+                for submit in submits {
+                    let (tx, mut rx) = tokio::sync::oneshot::channel();
+                    s.submit(cx, submit, tx);
+                    // Publishes are not kept in the durable outbox: accepted (or not) at once.
+                    if let Ok(Err(e)) = rx.try_recv() {
+                        refused = Some(e);
+                    }
+                }
+                let _ = answer.send(refused.map_or(Ok(()), Err));
+            }),
+        ));
+        accepted.await.map_err(|_| ClusterError::Shutdown)??;
+        let sent = receipts.len();
+        Ok(PublishReceipt { id, nodes: receipts, sent })
     }
 
     /// Figures about the broker here; zeros once the node has stopped.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::format::Format;
 use crate::ids::{NodeId, WireId};
 use crate::node::peers::PeerInfo;
-use crate::node::service::{Cx, Install, Metrics, Service, ServiceFrameError};
+use crate::node::service::{Cx, Delivered, Handled, HandledFn, Install, Metrics, Service, ServiceFrameError};
 use crate::proto::broker::subscriptions::{Output, Subscriptions, Topic};
 use crate::proto::broker::wire::BrokerFrame;
 use crate::proto::membership::MembershipEvent;
@@ -32,8 +32,13 @@ pub(crate) struct Subscriber {
     pub(crate) deliver: DeliverFn,
 }
 
-/// Decodes a published payload and puts it in a subscriber's mailbox.
-pub(crate) type DeliverFn = Box<dyn Fn(Format, &[u8]) -> Result<(), String> + Send>;
+/// Decodes a published payload and puts it in a subscriber's mailbox; with `acked`, also
+/// returns a future that ends once the subscriber's handler has run (true) or it stopped
+/// without running it (false).
+pub(crate) type DeliverFn = Box<dyn Fn(Format, &[u8], bool) -> Result<Option<Acked>, String> + Send>;
+
+/// See [`DeliverFn`].
+pub(crate) type Acked = std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>;
 
 /// A subscriber's key: its actor and the message type it takes.
 pub(crate) type SubKey = (u64, WireId);
@@ -160,17 +165,43 @@ impl BrokerService {
         reached
     }
 
+    /// The subscribing peers of `topic`: (node incarnation, name).
+    pub(crate) fn peers_for(&self, topic: &str) -> Vec<(NodeId, String)> {
+        self.table.nodes_for(topic).filter_map(|n| self.linked.get(n).map(|name| (*n, name.clone()))).collect()
+    }
+
+    /// True if `topic` has local subscribers.
+    pub(crate) fn has_local(&self, topic: &str) -> bool {
+        self.subscribers.contains_key(topic)
+    }
+
     /// Hands a published message to the local subscribers of `topic` that take its type;
     /// returns how many took it.
     fn fan_out(&mut self, topic: &str, message: WireId, format: Format, payload: &[u8]) -> usize {
-        let Some(subs) = self.subscribers.get(topic) else { return 0 };
+        self.fan_out_with(topic, message, format, payload, false).0
+    }
+
+    /// Like `fan_out`; with `acked`, also the futures that end when each handler ran.
+    fn fan_out_with(
+        &mut self,
+        topic: &str,
+        message: WireId,
+        format: Format,
+        payload: &[u8],
+        acked: bool,
+    ) -> (usize, Vec<Acked>) {
+        let Some(subs) = self.subscribers.get(topic) else { return (0, Vec::new()) };
         let mut delivered = 0;
+        let mut acks = Vec::new();
         for sub in subs.values() {
             if sub.message != message {
                 continue;
             }
-            match (sub.deliver)(format, payload) {
-                Ok(()) => delivered += 1,
+            match (sub.deliver)(format, payload, acked) {
+                Ok(ack) => {
+                    delivered += 1;
+                    acks.extend(ack);
+                }
                 Err(e) => {
                     tracing::debug!(%topic, error = %e, "a publish did not reach a subscriber");
                     self.stats.undelivered += 1;
@@ -178,7 +209,7 @@ impl BrokerService {
             }
         }
         self.stats.delivered += delivered as u64;
-        delivered
+        (delivered, acks)
     }
 
     fn flush(&mut self, cx: &mut Cx<'_>) {
@@ -229,6 +260,20 @@ impl Service for BrokerService {
             }
         }
         Ok(())
+    }
+
+    fn handle_delivered(&mut self, cx: &mut Cx<'_>, d: Delivered, done: HandledFn) {
+        // Confirmed once every local subscriber's handler ran (or it stopped meanwhile).
+        let (_, acks) = self.fan_out_with(&d.key, d.message, d.format, &d.payload, true);
+        cx.node().spawn_call(
+            Channel::DELIVERY,
+            Box::pin(async move {
+                for ack in acks {
+                    ack.await;
+                }
+                Some(done(Handled::Done(Vec::new())))
+            }),
+        );
     }
 
     fn handle_membership(&mut self, _: &mut Cx<'_>, event: &MembershipEvent) {

@@ -19,7 +19,7 @@ use crate::node::context;
 use crate::node::service::{call_on, Input};
 use crate::node::system::ClusterSystem;
 use crate::proto::wire::channel::Channel;
-use crate::services::delivery::{DeliveryService, DeliveryShared, Submit};
+use crate::services::delivery::{DeliveryService, DeliveryShared, Dest, Submit};
 
 /// What a send promises. See the README's table for what each promises when nothing
 /// crashes, when the receiver or the sender crashes, and under a partition.
@@ -85,6 +85,16 @@ impl Delivery {
     pub fn guarantee(&self) -> DeliveryGuarantee {
         self.guarantee
     }
+
+    /// The id the application gave, if any.
+    pub(crate) fn message_id(&self) -> Option<MessageId> {
+        self.id
+    }
+
+    /// The deadline, if any.
+    pub(crate) fn expiry(&self) -> Option<Duration> {
+        self.expire_after
+    }
 }
 
 /// Why a guaranteed message was not delivered.
@@ -102,6 +112,10 @@ pub enum DeliveryFailure {
     /// The message's id was used before for another payload.
     #[error("message id {0} was used before for another payload")]
     IdReused(MessageId),
+    /// The receiving node is gone and the message was for that node alone (a publish's
+    /// copy for its subscribers there, which went with it).
+    #[error("node `{0}` is gone")]
+    NodeGone(String),
     /// The sending node shut down before the message was confirmed.
     #[error("the node shut down before the message was confirmed")]
     Shutdown,
@@ -181,6 +195,12 @@ impl<R> fmt::Debug for Receipt<R> {
 impl<R> Receipt<R> {
     fn new(id: MessageId, state: watch::Receiver<ReceiptState>, system: ClusterSystem, format: Format) -> Self {
         Self { id, state, system, format, _reply: PhantomData }
+    }
+
+    /// A pending receipt and the service's end of it.
+    pub(crate) fn pending(id: MessageId, system: ClusterSystem, format: Format) -> (ReceiptSender, Self) {
+        let (tx, rx) = watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+        (tx, Self::new(id, rx, system, format))
     }
 
     /// The message's id.
@@ -282,9 +302,7 @@ impl<A: DistributedActor> ActorRef<A> {
         let payload = Bytes::from(format.encode(&msg, M::NAME)?);
         let submit = Submit {
             id,
-            identity: target.identity,
-            location: target.location,
-            locator: target.locator,
+            dest: Dest::Actor { identity: target.identity, location: target.location, locator: target.locator },
             message: WireId(M::WIRE_ID),
             format,
             payload,
@@ -297,9 +315,7 @@ impl<A: DistributedActor> ActorRef<A> {
         let (answer, accepted) = tokio::sync::oneshot::channel();
         system.node.to_control(Input::Call(
             Channel::DELIVERY,
-            call_on(move |s: &mut DeliveryService, cx| {
-                let _ = answer.send(s.submit(cx, submit));
-            }),
+            call_on(move |s: &mut DeliveryService, cx| s.submit(cx, submit, answer)),
         ));
         match accepted.await {
             Ok(Ok(())) => Ok(receipt),
@@ -350,6 +366,8 @@ pub struct DeliveryStats {
     pub duplicates: u64,
     /// Message ids this node remembers for exactly-once now.
     pub remembered: usize,
+    /// Messages a previous run of this node left in the durable outbox, sent again.
+    pub resumed: u64,
 }
 
 /// Guaranteed delivery on this node: see [`ClusterSystem::delivery`].

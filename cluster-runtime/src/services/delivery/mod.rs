@@ -16,6 +16,7 @@
 //! a copy of a handled message is not handled again, and an ask's copy gets the first reply.
 
 pub mod api;
+pub(crate) mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,11 +29,11 @@ use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
 use crate::ids::{ActorId, LocalActorId, MessageId, NodeId, WireId};
 use crate::node::peers::PeerInfo;
-use crate::node::service::{call_on, Cx, Handled, Install, Metrics, Service, ServiceFrameError, Stop};
+use crate::node::service::{call_on, Cx, Delivered, Handled, Install, Metrics, Service, ServiceFrameError, Stop};
 use crate::proto::delivery::dedup::{fingerprint, DedupConfig, DedupWindow, Verdict};
 use crate::proto::delivery::inbox::{self, Inbox, InboxConfig};
 use crate::proto::delivery::outbox::{self, Grant, Outbox, OutboxConfig, Seq};
-use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome};
+use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome, To};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::channel::Channel;
@@ -50,9 +51,7 @@ const MAX_REROUTES: u32 = 8;
 /// What the API hands the service for one guaranteed send.
 pub(crate) struct Submit {
     pub(crate) id: MessageId,
-    pub(crate) identity: ActorId,
-    pub(crate) location: ActorLocation,
-    pub(crate) locator: api::Locator,
+    pub(crate) dest: Dest,
     pub(crate) message: WireId,
     pub(crate) format: Format,
     pub(crate) payload: Bytes,
@@ -61,6 +60,28 @@ pub(crate) struct Submit {
     pub(crate) ordered: bool,
     pub(crate) expire_after: Option<Duration>,
     pub(crate) receipt: ReceiptSender,
+}
+
+/// Where a guaranteed message goes.
+pub(crate) enum Dest {
+    /// An actor: where it is thought to run, and how to find it again.
+    Actor { identity: ActorId, location: ActorLocation, locator: api::Locator },
+    /// The service on `channel` of node incarnation `node_id` (named `node`), for `key`
+    /// (the broker, for a topic's subscribers there). It is not sent anywhere else.
+    Sink { node: String, node_id: NodeId, channel: Channel, key: String },
+}
+
+impl Dest {
+    /// The identity messages to this destination are ordered and routed by (a sink's is
+    /// made from its channel, key and node).
+    fn identity(&self) -> ActorId {
+        match self {
+            Dest::Actor { identity, .. } => *identity,
+            Dest::Sink { node_id, channel, key, .. } => {
+                ActorId(MessageId::from_key(&format!("{channel}/{key}@{node_id}")).0)
+            }
+        }
+    }
 }
 
 /// An outcome as the sender keeps it.
@@ -100,6 +121,8 @@ impl Owned {
 /// Where a sent message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum At {
+    /// Being written to the durable outbox (sent once it is kept).
+    Storing,
     /// Waiting in its target's queue (to be routed).
     Queued,
     /// On a stream to another node.
@@ -120,13 +143,18 @@ struct Entry {
     ordered: bool,
     deadline: Option<Duration>,
     receipt: ReceiptSender,
-    locator: api::Locator,
+    /// How to find an actor again (`None` for a sink).
+    locator: Option<api::Locator>,
+    /// A service's channel and key, for a message to a sink.
+    sink: Option<(Channel, String)>,
     at: At,
     /// The place it was last sent to.
     sent_to: Option<ActorLocation>,
     /// The outcome a grant brought (before the grant's confirmation settles it).
     outcome: Option<Owned>,
     reroutes: u32,
+    /// Its key in the durable outbox, if it is kept there.
+    stored: Option<u64>,
 }
 
 /// A sender's stream to one peer incarnation.
@@ -161,12 +189,28 @@ impl Target {
     }
 }
 
+/// Where an arrived message goes.
+#[derive(Debug, Clone)]
+enum ArrivedTo {
+    Actor { identity: ActorId, target: LocalActorId },
+    Sink { channel: Channel, key: String },
+}
+
+impl ArrivedTo {
+    /// The scope its message ids are unique in (exactly-once).
+    fn scope(&self) -> u128 {
+        match self {
+            ArrivedTo::Actor { identity, .. } => identity.0,
+            ArrivedTo::Sink { channel, key } => MessageId::from_key(key).0 ^ u128::from(channel.0),
+        }
+    }
+}
+
 /// A message as the receiver keeps it until delivered.
 #[derive(Debug, Clone)]
 struct Arrived {
     id: MessageId,
-    identity: ActorId,
-    target: LocalActorId,
+    to: ArrivedTo,
     message: WireId,
     format: Format,
     reply: bool,
@@ -186,8 +230,8 @@ struct InStream {
 /// A stream's key: the peer incarnation and whether it is the ordered one.
 type StreamKey = (NodeId, bool);
 
-/// Exactly-once: a message id for one actor.
-type DedupKey = (ActorId, MessageId);
+/// Exactly-once: a message id in its scope (an actor, or a sink).
+type DedupKey = (u128, MessageId);
 
 /// The delivery service of one node.
 pub(crate) struct DeliveryService {
@@ -211,6 +255,14 @@ pub(crate) struct DeliveryService {
     gone: BTreeSet<NodeId>,
     stats: DeliveryStats,
     stopped: bool,
+    // The durable outbox.
+    store: Option<store::StoreWriter>,
+    /// Why the durable outbox could not be opened (every durable send fails with it).
+    store_failed: Option<String>,
+    next_key: u64,
+    /// Records of the previous run, sent again once the node starts.
+    resume: Vec<(u64, store::Stored)>,
+    wall_origin_ms: u64,
 }
 
 /// What the service shares with its API: the source of message ids.
@@ -231,7 +283,24 @@ impl DeliveryShared {
 
 /// Builds the service.
 pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>) {
-    let config = *i.config.delivery();
+    let config = i.config.delivery().clone();
+    let (mut store, mut store_failed, mut resume) = (None, None, Vec::new());
+    if let Some(path) = &config.outbox_path {
+        use store::OutboxStore as _;
+        let opened = store::RedbStore::open(path).and_then(|mut s| s.load().map(|records| (s, records)));
+        match opened {
+            Ok((s, records)) => {
+                resume = records;
+                store = Some(store::StoreWriter::start(Box::new(s)));
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "the durable outbox could not be opened");
+                store_failed = Some(e.to_string());
+            }
+        }
+    }
+    let next_key = resume.last().map_or(1, |(k, _)| k + 1);
+    let dedup = DedupWindow::new(DedupConfig { window: config.dedup_window, capacity: config.dedup_capacity });
     let service = DeliveryService {
         node_id: i.node_id,
         config,
@@ -242,7 +311,12 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         targets: HashMap::new(),
         expiries: BTreeSet::new(),
         ins: HashMap::new(),
-        dedup: DedupWindow::new(DedupConfig { window: config.dedup_window, capacity: config.dedup_capacity }),
+        dedup,
+        store,
+        store_failed,
+        next_key,
+        resume,
+        wall_origin_ms: i.wall_origin_ms,
         copies: HashMap::new(),
         linked: HashMap::new(),
         addrs: HashMap::new(),
@@ -280,19 +354,42 @@ impl DeliveryService {
 
     // ---- Sending ----
 
-    /// A guaranteed send from the API.
-    pub(crate) fn submit(&mut self, cx: &mut Cx<'_>, s: Submit) -> Result<(), ClusterError> {
+    /// A guaranteed send from the API; `answer` hears when it is accepted (at once, or once
+    /// the durable outbox keeps it).
+    pub(crate) fn submit(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Accepted) {
         if self.stopped {
-            return Err(ClusterError::Shutdown);
+            let _ = answer.send(Err(ClusterError::Shutdown));
+            return;
         }
-        let route = match self.targets.get(&s.identity).and_then(|t| t.route.clone()) {
+        let durable =
+            (self.store.is_some() || self.store_failed.is_some()) && !s.reply && matches!(s.dest, Dest::Actor { .. });
+        if durable {
+            if let Some(e) = &self.store_failed {
+                let _ = answer.send(Err(ClusterError::Storage(e.clone())));
+                return;
+            }
+        }
+        let identity = s.dest.identity();
+        let (location, locator, sink) = match s.dest {
+            Dest::Actor { location, locator, .. } => (location, Some(locator), None),
+            Dest::Sink { node, node_id, channel, key } => {
+                (ActorLocation { node, node_id, actor: LocalActorId(0) }, None, Some((channel, key)))
+            }
+        };
+        if sink.is_some() && self.gone.contains(&location.node_id) {
+            let _ = s.receipt.send(failed(DeliveryFailure::NodeGone(location.node)));
+            let _ = answer.send(Ok(()));
+            return;
+        }
+        let route = match self.targets.get(&identity).and_then(|t| t.route.clone()) {
             Some(known) => known,
-            None => s.location.clone(),
+            None => location,
         };
         if route.node_id != self.node_id {
             if let Some(out) = self.outs.get(&(route.node_id, s.ordered)) {
                 if out.outbox.unconfirmed() >= self.config.outbox_capacity {
-                    return Err(ClusterError::Backpressure { node: out.name.clone() });
+                    let _ = answer.send(Err(ClusterError::Backpressure { node: out.name.clone() }));
+                    return;
                 }
             }
         }
@@ -302,7 +399,6 @@ impl DeliveryService {
         if let Some(at) = deadline {
             self.expiries.insert((at, no));
         }
-        let identity = s.identity;
         self.entries.insert(
             no,
             Entry {
@@ -316,11 +412,13 @@ impl DeliveryService {
                 ordered: s.ordered,
                 deadline,
                 receipt: s.receipt,
-                locator: s.locator,
+                locator,
+                sink,
                 at: At::Queued,
                 sent_to: None,
                 outcome: None,
                 reroutes: 0,
+                stored: None,
             },
         );
         let target = self.targets.entry(identity).or_default();
@@ -328,8 +426,130 @@ impl DeliveryService {
             target.route = Some(route);
         }
         target.queue.push_back(no);
+        if durable {
+            self.keep(cx, no, answer);
+        } else {
+            let _ = answer.send(Ok(()));
+        }
         self.pump(cx, identity);
-        Ok(())
+    }
+
+    /// Writes entry `no` to the durable outbox; it is sent, and `answer` told, once kept.
+    fn keep(&mut self, cx: &mut Cx<'_>, no: u64, answer: Accepted) {
+        let Some(e) = self.entries.get(&no) else { return };
+        let location = e
+            .sent_to
+            .clone()
+            .or_else(|| self.targets.get(&e.identity).and_then(|t| t.route.clone()))
+            .unwrap_or(ActorLocation { node: String::new(), node_id: NodeId(0), actor: LocalActorId(0) });
+        let record = store::Stored {
+            id: e.id,
+            identity: e.identity,
+            location,
+            message: e.message,
+            format: e.format,
+            payload: e.payload.to_vec(),
+            dedup: e.dedup,
+            ordered: e.ordered,
+            deadline_ms: e.deadline.map(|d| self.wall_origin_ms + d.as_millis() as u64),
+        };
+        let key = self.next_key;
+        self.next_key += 1;
+        if let Some(e) = self.entries.get_mut(&no) {
+            e.stored = Some(key);
+            e.at = At::Storing;
+        }
+        let Some(writer) = &self.store else { return };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        writer.apply(
+            vec![store::StoreOp::Put(key, record)],
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        cx.node().spawn_call(
+            Channel::DELIVERY,
+            Box::pin(async move {
+                let result = rx.await.unwrap_or_else(|_| Err("the durable outbox's writer stopped".to_owned()));
+                Some(call_on(move |s: &mut DeliveryService, cx| s.kept(cx, no, result, answer)))
+            }),
+        );
+    }
+
+    /// The durable outbox kept entry `no` (or could not).
+    fn kept(&mut self, cx: &mut Cx<'_>, no: u64, result: Result<(), String>, answer: Accepted) {
+        let Some(e) = self.entries.get_mut(&no) else {
+            let _ = answer.send(result.map_err(ClusterError::Storage));
+            return;
+        };
+        let identity = e.identity;
+        match result {
+            Ok(()) => {
+                if e.at == At::Storing {
+                    e.at = At::Queued;
+                }
+                let _ = answer.send(Ok(()));
+            }
+            Err(err) => {
+                e.stored = None;
+                if let Some(t) = self.targets.get_mut(&identity) {
+                    t.queue.retain(|n| *n != no);
+                }
+                self.settle(no, failed(DeliveryFailure::Send(err.clone())));
+                let _ = answer.send(Err(ClusterError::Storage(err)));
+            }
+        }
+        self.pump(cx, identity);
+    }
+
+    /// Sends again what the durable outbox kept from the previous run.
+    fn resume_stored(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now();
+        let wall_now = self.wall_origin_ms + now.as_millis() as u64;
+        for (key, r) in std::mem::take(&mut self.resume) {
+            let no = self.next_entry;
+            self.next_entry += 1;
+            let deadline = r.deadline_ms.map(|at| now + Duration::from_millis(at.saturating_sub(wall_now)));
+            if let Some(at) = deadline {
+                self.expiries.insert((at, no));
+            }
+            // Nobody waits for these receipts any more: the run that sent them is gone.
+            let (receipt, _) =
+                tokio::sync::watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+            let identity = r.identity;
+            self.entries.insert(
+                no,
+                Entry {
+                    id: r.id,
+                    identity,
+                    message: r.message,
+                    format: r.format,
+                    payload: Bytes::from(r.payload),
+                    reply: false,
+                    dedup: r.dedup,
+                    ordered: r.ordered,
+                    deadline,
+                    receipt,
+                    locator: None,
+                    sink: None,
+                    at: At::Queued,
+                    sent_to: None,
+                    outcome: None,
+                    reroutes: 0,
+                    stored: Some(key),
+                },
+            );
+            self.stats.resumed += 1;
+            let target = self.targets.entry(identity).or_default();
+            if target.route.is_none() && !r.location.node.is_empty() {
+                target.route = Some(r.location);
+            }
+            target.queue.push_back(no);
+        }
+        let identities: Vec<ActorId> = self.targets.keys().copied().collect();
+        for identity in identities {
+            self.pump(cx, identity);
+        }
     }
 
     /// Sends what target `identity` has waiting, as far as its route and (ordered) its
@@ -350,6 +570,10 @@ impl DeliveryService {
         loop {
             let Some(t) = self.targets.get_mut(&identity) else { return };
             let Some(&no) = t.queue.front() else { break };
+            // A message still being written to the durable outbox holds back those after it.
+            if self.entries.get(&no).is_some_and(|e| e.at == At::Storing) {
+                break;
+            }
             let ordered = self.entries.get(&no).is_some_and(|e| e.ordered);
             // An ordered message waits while earlier ones are on their way to another place.
             if ordered && t.outstanding.keys().any(|n| *n != route.node_id) {
@@ -377,7 +601,16 @@ impl DeliveryService {
         if to.node_id == self.node_id {
             e.at = At::Local;
             let (message, format, payload) = (e.message, e.format, e.payload.clone());
-            cx.node().deliver(Channel::DELIVERY, to.actor, message, format, payload, local_back(no));
+            match e.sink.clone() {
+                Some((channel, key)) => {
+                    let delivered = Delivered { key, message, format, payload };
+                    cx.node().post(
+                        channel,
+                        Box::new(move |service, cx| service.handle_delivered(cx, delivered, local_back(no))),
+                    );
+                }
+                None => cx.node().deliver(Channel::DELIVERY, to.actor, message, format, payload, local_back(no)),
+            }
             return;
         }
         e.at = At::Stream;
@@ -419,8 +652,13 @@ impl DeliveryService {
                     let entry = payload.and_then(|no| self.entries.get(&no));
                     let envelope = entry.map(|e| Envelope {
                         id: e.id,
-                        identity: e.identity,
-                        target: e.sent_to.as_ref().map(|l| l.actor).unwrap_or(LocalActorId(0)),
+                        to: match &e.sink {
+                            Some((channel, key)) => To::Sink { channel: *channel, key },
+                            None => To::Actor {
+                                identity: e.identity,
+                                target: e.sent_to.as_ref().map(|l| l.actor).unwrap_or(LocalActorId(0)),
+                            },
+                        },
                         message: e.message,
                         format: e.format,
                         reply: e.reply,
@@ -492,6 +730,13 @@ impl DeliveryService {
     /// (`to`, or found again).
     fn reroute(&mut self, no: u64, to: Option<ActorLocation>) {
         let Some(e) = self.entries.get_mut(&no) else { return };
+        if e.sink.is_some() {
+            // A sink is on one node only.
+            let node = e.sent_to.as_ref().map(|l| l.node.clone()).unwrap_or_default();
+            self.stats.failed += 1;
+            self.settle(no, failed(DeliveryFailure::NodeGone(node)));
+            return;
+        }
         e.at = At::Queued;
         e.reroutes += 1;
         let identity = e.identity;
@@ -519,7 +764,11 @@ impl DeliveryService {
         let Some(e) = self.entries.get(&no) else { return };
         t.locating = true;
         t.lost_since.get_or_insert(cx.now());
-        let find = (e.locator)();
+        let find = match &e.locator {
+            Some(locator) => locator(),
+            // A message from the durable outbox: the directory says where its actor is.
+            None => directory_lookup(cx, identity),
+        };
         cx.node().spawn_call(
             Channel::DELIVERY,
             Box::pin(async move {
@@ -558,11 +807,14 @@ impl DeliveryService {
         }
     }
 
-    /// Settles entry `no`'s receipt and forgets it.
+    /// Settles entry `no`'s receipt and forgets it (also in the durable outbox).
     fn settle(&mut self, no: u64, state: ReceiptState) {
         let Some(e) = self.entries.remove(&no) else { return };
         if let Some(at) = e.deadline {
             self.expiries.remove(&(at, no));
+        }
+        if let (Some(key), Some(writer)) = (e.stored, &self.store) {
+            writer.apply(vec![store::StoreOp::Remove(key)], Box::new(|_| {}));
         }
         let _ = e.receipt.send(state);
     }
@@ -609,6 +861,12 @@ impl DeliveryService {
 
     fn reroute_gone(&mut self, no: u64, peer: NodeId) {
         let Some(e) = self.entries.get_mut(&no) else { return };
+        if e.sink.is_some() {
+            // What a node's sink had not confirmed goes with the node (its subscribers).
+            let node = e.sent_to.as_ref().map(|l| l.node.clone()).unwrap_or_default();
+            self.settle(no, failed(DeliveryFailure::NodeGone(node)));
+            return;
+        }
         e.at = At::Queued;
         self.stats.rerouted += 1;
         let t = self.targets.entry(e.identity).or_default();
@@ -629,7 +887,7 @@ impl DeliveryService {
             let Some(e) = self.entries.get(&no) else { continue };
             let identity = e.identity;
             match e.at {
-                At::Queued => {
+                At::Queued | At::Storing => {
                     if let Some(t) = self.targets.get_mut(&identity) {
                         t.queue.retain(|n| *n != no);
                         t.rerouted.retain(|n| *n != no);
@@ -736,7 +994,7 @@ impl DeliveryService {
     /// Delivers message `seq` of stream `key` to its actor (once, for exactly-once).
     fn deliver(&mut self, cx: &mut Cx<'_>, key: StreamKey, seq: Seq, a: Arrived) {
         if a.dedup {
-            let dkey = (a.identity, a.id);
+            let dkey = (a.to.scope(), a.id);
             let print = fingerprint(&a.payload) ^ a.message.0;
             match self.dedup.check(cx.now(), &dkey, print) {
                 Ok(Verdict::New) => {}
@@ -761,8 +1019,16 @@ impl DeliveryService {
                 }
             }
         }
-        let back = remote_back(key, seq, a.dedup.then_some((a.identity, a.id)), a.reply);
-        cx.node().deliver(Channel::DELIVERY, a.target, a.message, a.format, a.payload, back);
+        let back = remote_back(key, seq, a.dedup.then_some((a.to.scope(), a.id)), a.reply);
+        match a.to {
+            ArrivedTo::Actor { target, .. } => {
+                cx.node().deliver(Channel::DELIVERY, target, a.message, a.format, a.payload, back)
+            }
+            ArrivedTo::Sink { channel, key } => {
+                let delivered = Delivered { key, message: a.message, format: a.format, payload: a.payload };
+                cx.node().post(channel, Box::new(move |service, cx| service.handle_delivered(cx, delivered, back)));
+            }
+        }
     }
 
     /// The handler ran for message `seq` of stream `key` (or it was not handled here).
@@ -799,6 +1065,33 @@ impl DeliveryService {
     }
 }
 
+/// Where the acceptance of a guaranteed send is told.
+pub(crate) type Accepted = tokio::sync::oneshot::Sender<Result<(), ClusterError>>;
+
+/// Asks the directory where the actor with identity `identity` runs now.
+fn directory_lookup(
+    cx: &mut Cx<'_>,
+    identity: ActorId,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ActorLocation>>>> {
+    use crate::proto::registry::record::{Answer, DirKey};
+    use crate::services::registry::RegistryService;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let key = DirKey::Actor(identity);
+    cx.node().post(
+        Channel::REGISTRY,
+        call_on(move |r: &mut RegistryService, cx| {
+            r.invalidate(&key);
+            r.lookup(cx, key, true, tx);
+        }),
+    );
+    Box::pin(async move {
+        match rx.await {
+            Ok(Ok(Answer::Found(Some(record)))) => Some(record.location),
+            _ => None,
+        }
+    })
+}
+
 /// Where a local actor's handling of entry `no` is reported.
 fn local_back(no: u64) -> crate::node::service::HandledFn {
     Box::new(move |handled: Handled| {
@@ -823,6 +1116,13 @@ impl Service for DeliveryService {
 
     fn version(&self) -> u16 {
         VERSION
+    }
+
+    fn start(&mut self, cx: &mut Cx<'_>) {
+        if !self.resume.is_empty() {
+            tracing::info!(messages = self.resume.len(), "sending again what the durable outbox kept");
+            self.resume_stored(cx);
+        }
     }
 
     fn handle_link_up(&mut self, cx: &mut Cx<'_>, peer: &PeerInfo) {
@@ -859,8 +1159,10 @@ impl Service for DeliveryService {
             DeliveryFrame::Message { ordered, seq, confirmed, envelope } => {
                 let arrived = envelope.map(|e| Arrived {
                     id: e.id,
-                    identity: e.identity,
-                    target: e.target,
+                    to: match e.to {
+                        To::Actor { identity, target } => ArrivedTo::Actor { identity, target },
+                        To::Sink { channel, key } => ArrivedTo::Sink { channel, key: key.to_owned() },
+                    },
                     message: e.message,
                     format: e.format,
                     reply: e.reply,
