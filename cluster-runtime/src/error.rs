@@ -209,6 +209,10 @@ pub enum ClusterError {
     #[error("the cluster system is shut down")]
     Shutdown,
 
+    /// The call is not offered (the text says why and what to use instead).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// The durable outbox could not keep a guaranteed message; it was not sent.
     #[error("the durable outbox could not keep the message: {0}")]
     Storage(String),

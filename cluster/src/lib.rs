@@ -94,6 +94,10 @@ pub use actix_cluster_runtime::proto::migration::MigrationError;
 pub use actix_cluster_runtime::proto::placement::Candidate;
 pub use actix_cluster_runtime::transport::resolver::{Resolver, StaticResolver, SystemResolver};
 pub use actix_cluster_runtime::{
+    subscribe_cluster, unsubscribe_cluster, Broker, BrokerStats, PublishOutcome, PublishReceipt, Transaction,
+    TxnOutcome,
+};
+pub use actix_cluster_runtime::{
     ActorId, ActorLocation, ActorRef, Architecture, ClusterConfig, ClusterConfigBuilder, ClusterError, ClusterMessage,
     ClusterSystem, ClusterSystemBuilder, ConfigError, Delivery, DeliveryApi, DeliveryError, DeliveryFailure,
     DeliveryGuarantee, DeliveryStats, DeliveryStatus, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
@@ -116,9 +120,10 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 
     pub use crate::{
-        cluster_message, distributed_actor, ActorRef, Architecture, ClusterConfig, ClusterError, ClusterMessage,
-        ClusterSystem, DeliveryGuarantee, DiscoveryMethod, DistributedActor, DistributedActorExt, Format, Handles,
-        KeyedActor, Member, MemberStatus, MembershipEvent, Placement, RemoteAddr, StartError,
+        cluster_message, distributed_actor, subscribe_cluster, ActorRef, Architecture, ClusterConfig, ClusterError,
+        ClusterMessage, ClusterSystem, Delivery, DeliveryGuarantee, DiscoveryMethod, DistributedActor,
+        DistributedActorExt, Format, Handles, KeyedActor, Member, MemberStatus, MembershipEvent, Placement, RemoteAddr,
+        StartError,
     };
 }
 

@@ -12,6 +12,7 @@ use actix_cluster::testkit::harness::ClusterTestHarness;
 use actix_cluster::testkit::history::{Expectation, History, MustArrive};
 use actix_cluster::{
     Delivery, DeliveryConfig, DeliveryError, DeliveryFailure, DeliveryGuarantee, DeliveryStatus, MessageId, Receipt,
+    TxnOutcome,
 };
 
 /// The histories, one per test scope: receivers record into the one their message names.
@@ -408,4 +409,134 @@ async fn a_restarted_sender_sends_again_what_its_durable_outbox_kept_and_the_rec
     assert_eq!(h.node(0).delivery().stats().await.resumed, 0);
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Receives of `id` in `scope` so far.
+fn times_received(scope: &str, id: u64) -> usize {
+    let events = history(scope).events();
+    events
+        .iter()
+        .filter(|e| matches!(e, actix_cluster::testkit::history::Event::Received { id: r } if *r == id))
+        .count()
+}
+
+#[actix_rt::test]
+async fn a_transaction_reaches_all_its_targets_or_none() {
+    let h = ClusterTestHarness::builder()
+        .nodes(3)
+        .configure(|_, c| c.delivery(DeliveryConfig { txn_timeout: Duration::from_millis(500), ..quick() }))
+        .start()
+        .await
+        .expect("harness");
+    let a = remote_recorder(&h, 1, 0, "txn-a").await;
+    let b = remote_recorder(&h, 2, 0, "txn-b").await;
+    let (sa, sb) = ("txn-a", "txn-b");
+    // Both targets take it: committed, each handles it once.
+    let outcome =
+        h.node(0).delivery().transaction().tell(&a, note(sa, 1)).tell(&b, note(sb, 1)).commit().await.expect("commit");
+    assert_eq!(outcome, TxnOutcome::Committed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while times_received(sa, 1) + times_received(sb, 1) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the committed messages were not handled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A target that no longer runs makes its node vote no: nothing is delivered anywhere.
+    let gone = remote_recorder(&h, 2, 0, "txn-gone").await;
+    gone.stop().await.expect("stop");
+    let outcome = h
+        .node(0)
+        .delivery()
+        .transaction()
+        .tell(&a, note(sa, 2))
+        .tell(&gone, note(sb, 2))
+        .commit()
+        .await
+        .expect("commit");
+    assert!(matches!(&outcome, TxnOutcome::Aborted(why) if why.contains("node-3")), "{outcome:?}");
+    // A participant that cannot be reached: aborted when the votes do not all come.
+    h.partition(&[0], &[2]);
+    let outcome =
+        h.node(0).delivery().transaction().tell(&a, note(sa, 3)).tell(&b, note(sb, 3)).commit().await.expect("commit");
+    assert!(matches!(outcome, TxnOutcome::Aborted(_)), "{outcome:?}");
+    h.heal();
+    // Give the aborted ones every chance to show up (they must not): one more committed
+    // transaction through the same streams, handled after them.
+    let outcome =
+        h.node(0).delivery().transaction().tell(&a, note(sa, 4)).tell(&b, note(sb, 4)).commit().await.expect("commit");
+    assert_eq!(outcome, TxnOutcome::Committed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while times_received(sa, 4) + times_received(sb, 4) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the last committed messages were not handled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for id in [2, 3] {
+        assert_eq!((times_received(sa, id), times_received(sb, id)), (0, 0), "aborted transaction {id} delivered");
+    }
+    // A single guaranteed tell can be transactional too.
+    let r = a.tell_with(note(sa, 5), DeliveryGuarantee::Transactional).await.expect("accepted");
+    r.await.expect("committed");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn under_loss_and_a_partition_no_transaction_is_delivered_in_part() {
+    let h = ClusterTestHarness::builder()
+        .nodes(3)
+        .seed(3)
+        .configure(|_, c| c.delivery(DeliveryConfig { txn_timeout: Duration::from_millis(400), ..quick() }))
+        .start()
+        .await
+        .expect("harness");
+    let a = remote_recorder(&h, 1, 0, "ptx-a").await;
+    let b = remote_recorder(&h, 2, 0, "ptx-b").await;
+    let bad = LinkConditions::clear()
+        .with_loss(0.1)
+        .with_duplicates(0.05)
+        .with_reordering(0.05)
+        .with_latency(Duration::from_millis(1), Duration::from_millis(3));
+    for (x, y) in [(0, 1), (1, 0), (0, 2), (2, 0)] {
+        h.set_link(x, y, bad.clone());
+    }
+    let mut outcomes = Vec::new();
+    for id in 0..60u64 {
+        if id == 20 {
+            h.partition(&[0], &[2]);
+        }
+        if id == 30 {
+            h.heal();
+            for (x, y) in [(0, 1), (1, 0), (0, 2), (2, 0)] {
+                h.set_link(x, y, bad.clone());
+            }
+        }
+        let txn = h.node(0).delivery().transaction().tell(&a, note("ptx-a", id)).tell(&b, note("ptx-b", id));
+        outcomes.push((id, txn.commit().await.expect("commit")));
+    }
+    h.heal();
+    // Wait until every committed message was handled on both sides.
+    let committed: Vec<u64> = outcomes.iter().filter(|(_, o)| *o == TxnOutcome::Committed).map(|(id, _)| *id).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed.iter().any(|id| times_received("ptx-a", *id) == 0 || times_received("ptx-b", *id) == 0) {
+        assert!(tokio::time::Instant::now() < deadline, "committed transactions not handled everywhere");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut aborted, mut in_doubt) = (0, 0);
+    for (id, outcome) in &outcomes {
+        let got = (times_received("ptx-a", *id), times_received("ptx-b", *id));
+        match outcome {
+            TxnOutcome::Committed => assert_eq!(got, (1, 1), "committed {id}: handled once on each side"),
+            TxnOutcome::Aborted(_) => {
+                aborted += 1;
+                assert_eq!(got, (0, 0), "aborted {id} was delivered somewhere");
+            }
+            TxnOutcome::InDoubt(_) => in_doubt += 1,
+            _ => unreachable!(),
+        }
+    }
+    println!(
+        "transactions under loss and a partition: {} committed, {aborted} aborted, {in_doubt} in doubt, none partial",
+        committed.len()
+    );
+    assert!(aborted > 0, "the partition aborted some");
+    assert!(committed.len() > 30, "most committed");
+    h.shutdown().await;
 }

@@ -36,6 +36,12 @@ pub struct DeliveryConfig {
     pub relocate_for: Duration,
     /// How often such a target is looked for again.
     pub relocate_every: Duration,
+    /// A transaction whose participants have not all voted within this is aborted (unless
+    /// the caller gives its own timeout).
+    pub txn_timeout: Duration,
+    /// A committed transaction's commit keeps being sent to participants that have not
+    /// acknowledged it this long; a participant waits this long for a decision.
+    pub txn_give_up: Duration,
     /// Keep guaranteed tells on disk in this file (a redb database, created if missing)
     /// until they are confirmed: a node restarted with the same file sends again what its
     /// previous run had not seen confirmed. `None` (the default): in memory only.
@@ -57,6 +63,8 @@ impl Default for DeliveryConfig {
             relocate_for: Duration::from_secs(30),
             relocate_every: Duration::from_millis(250),
             outbox_path: None,
+            txn_timeout: Duration::from_secs(5),
+            txn_give_up: Duration::from_secs(60),
         }
     }
 }
@@ -80,7 +88,9 @@ impl DeliveryConfig {
         dur("delivery.ack_delay", self.ack_delay, "greater than zero")?;
         dur("delivery.dedup_window", self.dedup_window, "greater than zero")?;
         dur("delivery.relocate_for", self.relocate_for, "greater than zero")?;
-        dur("delivery.relocate_every", self.relocate_every, "greater than zero")
+        dur("delivery.relocate_every", self.relocate_every, "greater than zero")?;
+        dur("delivery.txn_timeout", self.txn_timeout, "greater than zero")?;
+        dur("delivery.txn_give_up", self.txn_give_up, "greater than zero")
     }
 }
 

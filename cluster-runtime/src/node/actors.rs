@@ -622,6 +622,25 @@ impl Actors {
         Ok(jobs)
     }
 
+    /// Whether actor `target` runs here (or waits for its next activation here) and takes
+    /// `message`, without delivering anything.
+    pub(crate) fn accepts(&self, types: &TypeTable, target: LocalActorId, message: WireId) -> Result<(), RemoteError> {
+        let table = lock(&self.table);
+        if let Some(a) = table.actors.get(&target) {
+            return handler(types, a.type_id, target, message).map(|_| ());
+        }
+        if let Some(p) = table.passivated.get(&target) {
+            return handler(types, p.key.actor_type, target, message).map(|_| ());
+        }
+        if let Some(to) = table.moved.get(&target) {
+            return Err(RemoteError::new(
+                RemoteErrorKind::UnknownActor,
+                format!("actor {target} moved to node `{}`", to.node),
+            ));
+        }
+        Err(unknown_actor(target))
+    }
+
     /// Finds how a guaranteed message for actor `target` reaches it: now (its address and
     /// handler), or held with its other inbound messages (as `park` builds it, given the
     /// handler), or where it moved.

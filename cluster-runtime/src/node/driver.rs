@@ -237,6 +237,14 @@ impl Kernel for Node {
         self.to_control(Input::Call(channel, call));
     }
 
+    fn accepts(
+        &self,
+        target: crate::ids::LocalActorId,
+        message: crate::ids::WireId,
+    ) -> Result<(), crate::error::RemoteError> {
+        self.actors.accepts(&self.types, target, message)
+    }
+
     fn deliver(
         &self,
         channel: crate::proto::wire::channel::Channel,

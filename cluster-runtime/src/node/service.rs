@@ -199,6 +199,8 @@ pub(crate) trait Kernel {
     fn detach(&self, actor: LocalActorId) -> bool;
     /// Hands `call` to the service on `channel` (after the current input).
     fn post(&self, channel: Channel, call: Call);
+    /// Whether local actor `target` runs here and takes `message` (nothing is delivered).
+    fn accepts(&self, target: LocalActorId, message: crate::ids::WireId) -> Result<(), RemoteError>;
     /// Delivers a guaranteed message to local actor `target` like a remote ask: into its
     /// mailbox, or held with its other messages while it is held (moving, yielding,
     /// passivated). Once the handler has run, or it is certain the message will not be

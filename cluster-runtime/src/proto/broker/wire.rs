@@ -23,6 +23,48 @@ pub enum BrokerFrame<'a> {
         #[serde(borrow, with = "serde_bytes")]
         payload: &'a [u8],
     },
+    /// Causal publishes to `topic`: where does the sender's part for me start?
+    CausalAsk {
+        /// The topic.
+        topic: &'a str,
+    },
+    /// Causal publishes to `topic`: the sender's messages up to `floor` were not for you.
+    CausalFloor {
+        /// The topic.
+        topic: &'a str,
+        /// The last of the sender's numbers not sent to the receiver.
+        floor: u64,
+    },
+}
+
+/// A causal publish as the broker sends it to a subscribing node (in a guaranteed,
+/// ordered delivery to that node's broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CausalEnvelope {
+    /// The publishing node.
+    pub from: crate::ids::NodeId,
+    /// The publisher's clock for the topic when it published (its own entry counted).
+    pub stamp: Vec<(crate::ids::NodeId, u64)>,
+    /// The publisher's first causal publish of the topic to this node.
+    pub first: bool,
+    /// The encoded message.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl CausalEnvelope {
+    /// Encodes it.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes it; trailing bytes are an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        postcard_exact(bytes).map_err(|e| match e {
+            Inexact::Malformed(detail) => FrameError::Malformed(detail),
+            Inexact::Trailing(n) => FrameError::Trailing(n),
+        })
+    }
 }
 
 impl<'a> BrokerFrame<'a> {
@@ -49,6 +91,8 @@ mod tests {
         let frames = [
             BrokerFrame::Subscriptions(SubscriptionFrame::Ask),
             BrokerFrame::Publish { topic: "prices", message: WireId(7), format: Format::Json, payload: b"{}" },
+            BrokerFrame::CausalAsk { topic: "prices" },
+            BrokerFrame::CausalFloor { topic: "prices", floor: 12 },
         ];
         for frame in frames {
             let bytes = frame.encode();

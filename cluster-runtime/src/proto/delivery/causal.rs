@@ -8,6 +8,12 @@
 //! next from `j` (`stamp[j] == delivered[j] + 1`) and everything it depends on is delivered
 //! (`stamp[k] <= delivered[k]` for every other `k`); until then it is held back.
 //!
+//! A member that joins late (a node that subscribes to a topic while messages flow) never
+//! gets the messages sent before it joined. Their senders tell it where its part starts: a
+//! member's first message to it is marked (`first`), and a member it waits for without
+//! having heard from it is asked ([`CausalGroup::unknown`], answered with
+//! [`CausalGroup::raise`]). What a sender sent before that counts as delivered.
+//!
 //! A member that leaves is pruned: its entry goes from the clock and from every held
 //! stamp (what depended on it no longer waits), and messages of its held back here are
 //! dropped (what came before them from it will never come); both are counted.
@@ -66,6 +72,9 @@ pub struct CausalGroup<N: Ord, P> {
     held: Vec<(N, VClock<N>, P)>,
     capacity: usize,
     dropped: u64,
+    /// Members whose part of the group's messages is known to start where the clock says
+    /// (a message came from them, or they said where their part starts).
+    known: std::collections::BTreeSet<N>,
 }
 
 /// The hold-back queue is full: the message was not taken.
@@ -76,7 +85,7 @@ pub struct HoldBackFull(pub usize);
 impl<N: Ord + Clone, P> CausalGroup<N, P> {
     /// Member `me`, nothing sent or delivered, holding back at most `capacity` messages.
     pub fn new(me: N, capacity: usize) -> Self {
-        Self { me, clock: VClock::default(), held: Vec::new(), capacity, dropped: 0 }
+        Self { me, clock: VClock::default(), held: Vec::new(), capacity, dropped: 0, known: Default::default() }
     }
 
     /// The stamp for the next message this member sends (it delivers its own at once).
@@ -101,9 +110,46 @@ impl<N: Ord + Clone, P> CausalGroup<N, P> {
         self.dropped
     }
 
+    /// Like [`receive`](Self::receive), for the first message `sender` sends to this
+    /// member: what it sent before was not for this member, and counts as delivered.
+    pub fn receive_first(&mut self, sender: N, stamp: VClock<N>, payload: P) -> Result<Vec<P>, HoldBackFull> {
+        let before = stamp.get(&sender).saturating_sub(1);
+        let mut out = self.raise(&sender, before);
+        out.extend(self.receive(sender, stamp, payload)?);
+        Ok(out)
+    }
+
+    /// Member `node`'s messages up to `floor` will never come here (sent before this
+    /// member joined, or not to it): they count as delivered. Returns what that releases.
+    pub fn raise(&mut self, node: &N, floor: u64) -> Vec<P> {
+        self.known.insert(node.clone());
+        if floor > self.clock.get(node) {
+            self.clock.0.insert(node.clone(), floor);
+        }
+        let mut out = Vec::new();
+        self.release(&mut out);
+        out
+    }
+
+    /// Members a held-back message waits for that this member has heard nothing from: ask
+    /// each where its part starts, and [`raise`](Self::raise) with the answer.
+    pub fn unknown(&self) -> Vec<N> {
+        let mut out: Vec<N> = Vec::new();
+        for (sender, stamp, _) in &self.held {
+            for (n, c) in &stamp.0 {
+                if n != sender && *n != self.me && !self.known.contains(n) && *c > self.clock.get(n) && !out.contains(n)
+                {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// A message from `sender` stamped `stamp`: returns what can be delivered now, in
     /// causal order (it, and what was held back for it). A duplicate returns nothing.
     pub fn receive(&mut self, sender: N, stamp: VClock<N>, payload: P) -> Result<Vec<P>, HoldBackFull> {
+        self.known.insert(sender.clone());
         if stamp.get(&sender) <= self.clock.get(&sender) {
             return Ok(Vec::new());
         }
@@ -124,6 +170,7 @@ impl<N: Ord + Clone, P> CausalGroup<N, P> {
     /// that releases.
     pub fn prune(&mut self, node: &N) -> Vec<P> {
         self.clock.prune(node);
+        self.known.remove(node);
         let before = self.held.len();
         self.held.retain(|(sender, _, _)| sender != node);
         self.dropped += (before - self.held.len()) as u64;
@@ -254,5 +301,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_late_member_starts_where_each_sender_says() {
+        // a and b exchange messages before c joins; c gets only what comes after.
+        let (mut a, mut b, mut c) = (Member::new("a", 8), Member::new("b", 8), Member::new("c", 8));
+        for _ in 0..3 {
+            let m = a.send();
+            b.receive("a", m, "old").expect("room");
+        }
+        let _ = b.send();
+        // a's next message is its first to c; b's reply to it depends on a's 4 and b's 1.
+        let a4 = a.send();
+        b.receive("a", a4.clone(), "a4").expect("room");
+        let b2 = b.send();
+        // The reply arrives first, marked as b's first to c: it waits for a's 4 only.
+        assert_eq!(c.receive_first("b", b2, "b2"), Ok(vec![]));
+        assert_eq!(c.unknown(), vec!["a"], "c must ask a where its part starts");
+        assert_eq!(c.receive_first("a", a4, "a4"), Ok(vec!["a4", "b2"]));
+        assert!(c.unknown().is_empty());
+    }
+
+    #[test]
+    fn a_sender_that_says_nothing_was_for_this_member_releases_what_waited() {
+        let (mut a, mut b, mut c) = (Member::new("a", 8), Member::new("b", 8), Member::new("c", 8));
+        let a1 = a.send();
+        b.receive("a", a1, "a1").expect("room");
+        let b1 = b.send();
+        assert_eq!(c.receive_first("b", b1, "b1"), Ok(vec![]));
+        assert_eq!(c.unknown(), vec!["a"]);
+        // a answers: nothing it sent so far was for c.
+        assert_eq!(c.raise(&"a", 1), vec!["b1"]);
     }
 }

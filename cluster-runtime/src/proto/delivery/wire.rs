@@ -11,6 +11,7 @@ use crate::error::RemoteError;
 use crate::format::{postcard_exact, Format, Inexact};
 use crate::ids::{ActorId, LocalActorId, MessageId, WireId};
 use crate::proto::delivery::outbox::Seq;
+use crate::proto::delivery::transaction::TxnFrame;
 use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::channel::Channel;
 
@@ -102,6 +103,59 @@ pub enum DeliveryFrame<'a> {
         /// The first missing number.
         from: Seq,
     },
+    /// Two-phase commit of a transactional send or publish.
+    Txn(TxnFrame),
+}
+
+/// One message of a transaction, for one target on the participant's node; a participant's
+/// part of a transaction (its `Prepare` message) is a list of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnItem {
+    /// The message's id.
+    pub id: MessageId,
+    /// Where it goes.
+    pub to: TxnTo,
+    /// The message's type.
+    pub message: WireId,
+    /// The payload's format.
+    pub format: Format,
+    /// The encoded message.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Where a transaction's message goes on its participant's node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnTo {
+    /// A local actor.
+    Actor {
+        /// Its identity.
+        identity: ActorId,
+        /// Its id there.
+        target: LocalActorId,
+    },
+    /// A service (the broker: a topic's subscribers there).
+    Sink {
+        /// The service's channel.
+        channel: Channel,
+        /// What it delivers to (a topic).
+        key: String,
+    },
+}
+
+impl TxnItem {
+    /// Encodes a participant's part.
+    pub fn encode_all(items: &[TxnItem]) -> Vec<u8> {
+        postcard::to_allocvec(items).unwrap_or_default()
+    }
+
+    /// Decodes a participant's part.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<TxnItem>, FrameError> {
+        postcard_exact(bytes).map_err(|e| match e {
+            Inexact::Malformed(detail) => FrameError::Malformed(detail),
+            Inexact::Trailing(n) => FrameError::Trailing(n),
+        })
+    }
 }
 
 /// Bytes that are not one delivery frame.
@@ -183,6 +237,17 @@ mod tests {
                 ],
             },
             DeliveryFrame::Resend { ordered: true, from: 3 },
+            DeliveryFrame::Txn(TxnFrame::Vote { txn: 4, refused: Some("no such actor".into()) }),
+            DeliveryFrame::Txn(TxnFrame::Prepare {
+                txn: 5,
+                message: TxnItem::encode_all(&[TxnItem {
+                    id: MessageId(8),
+                    to: TxnTo::Sink { channel: Channel(7), key: "type:Price".into() },
+                    message: WireId(1),
+                    format: Format::Postcard,
+                    payload: vec![1, 2],
+                }]),
+            }),
         ];
         for frame in frames {
             let bytes = frame.encode();

@@ -8,13 +8,15 @@ use actix::{Actor, AsyncContext, Context, Handler};
 use crate::actor::ClusterMessage;
 use crate::error::ClusterError;
 use crate::ids::MessageId;
-use crate::ids::WireId;
+use crate::ids::{NodeId, WireId};
 use crate::node::context;
 use crate::node::service::{call_on, Input};
 use crate::node::system::ClusterSystem;
 use crate::proto::wire::channel::Channel;
 use crate::services::broker::{Acked, BrokerService, BrokerStats, SubKey, Subscriber};
-use crate::services::delivery::api::{Delivery, DeliveryFailure, DeliveryGuarantee, DeliveryStatus, Receipt};
+use crate::services::delivery::api::{
+    Delivery, DeliveryFailure, DeliveryGuarantee, DeliveryStatus, Receipt, ReceiptState, TxnOutcome,
+};
 use crate::services::delivery::{DeliveryService, DeliveryShared, Dest, Submit};
 
 /// The topic every publish of message type `M` goes to (unless published to a named topic).
@@ -290,6 +292,20 @@ impl Broker<'_> {
             let _ = tx.send(nodes);
         });
         let nodes = rx.await.map_err(|_| ClusterError::Shutdown)?;
+        if delivery.guarantee() == DeliveryGuarantee::Transactional {
+            return Ok(self.publish_transactional(
+                nodes,
+                topic,
+                WireId(M::WIRE_ID),
+                format,
+                payload.to_vec(),
+                id,
+                delivery,
+            ));
+        }
+        if delivery.guarantee() == DeliveryGuarantee::Causal {
+            return self.publish_causal(nodes, topic, WireId(M::WIRE_ID), format, payload, id, delivery).await;
+        }
         let mut receipts = Vec::new();
         let mut submits = Vec::new();
         for (node_id, node) in nodes {
@@ -327,6 +343,113 @@ impl Broker<'_> {
         accepted.await.map_err(|_| ClusterError::Shutdown)??;
         let sent = receipts.len();
         Ok(PublishReceipt { id, nodes: receipts, sent })
+    }
+
+    /// A causal publish: stamped by this node's broker and handed to the delivery service
+    /// in the same step (so the streams carry a node's publishes in stamp order), one
+    /// ordered exactly-once copy per subscribing peer; this node's subscribers get it at
+    /// once.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_causal(
+        &self,
+        nodes: Vec<(NodeId, String)>,
+        topic: String,
+        message: WireId,
+        format: crate::format::Format,
+        payload: bytes::Bytes,
+        id: MessageId,
+        delivery: Delivery,
+    ) -> Result<PublishReceipt, ClusterError> {
+        let me = self.system.node_id();
+        let peers: Vec<(NodeId, String)> = nodes.into_iter().filter(|(n, _)| *n != me).collect();
+        let mut receipts = Vec::new();
+        let mut states = Vec::new();
+        for (node_id, node) in &peers {
+            let (state, receipt) = Receipt::<()>::pending(id, self.system.clone(), format);
+            receipts.push((node.clone(), receipt));
+            states.push((*node_id, node.clone(), state));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let expiry = delivery.expiry();
+        self.post(move |s, cx| {
+            let ids: Vec<NodeId> = states.iter().map(|(n, _, _)| *n).collect();
+            let copies = s.causal_publish(&topic, message, format, &payload, &ids);
+            let key = format!("{}{topic}", crate::services::broker::CAUSAL);
+            let submits: Vec<Submit> = states
+                .into_iter()
+                .zip(copies)
+                .map(|((node_id, node, state), (_, body))| Submit {
+                    id,
+                    dest: Dest::Sink { node, node_id, channel: Channel::BROKER, key: key.clone() },
+                    message,
+                    format,
+                    payload: bytes::Bytes::from(body),
+                    reply: false,
+                    dedup: true,
+                    ordered: true,
+                    expire_after: expiry,
+                    receipt: state,
+                })
+                .collect();
+            cx.node().post(
+                Channel::DELIVERY,
+                call_on(move |d: &mut DeliveryService, cx| {
+                    for submit in submits {
+                        let (accepted, _) = tokio::sync::oneshot::channel();
+                        d.submit(cx, submit, accepted);
+                    }
+                }),
+            );
+            let _ = tx.send(());
+        });
+        rx.await.map_err(|_| ClusterError::Shutdown)?;
+        let sent = receipts.len();
+        Ok(PublishReceipt { id, nodes: receipts, sent })
+    }
+
+    /// A transactional publish: all subscribing nodes or none. Each node's receipt settles
+    /// from the transaction's outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_transactional(
+        &self,
+        nodes: Vec<(NodeId, String)>,
+        topic: String,
+        message: WireId,
+        format: crate::format::Format,
+        payload: Vec<u8>,
+        id: MessageId,
+        delivery: Delivery,
+    ) -> PublishReceipt {
+        let system = self.system.clone();
+        let mut states = Vec::new();
+        let mut receipts = Vec::new();
+        for (_, node) in &nodes {
+            let (state, receipt) = Receipt::<()>::pending(id, system.clone(), format);
+            states.push((node.clone(), state));
+            receipts.push((node.clone(), receipt));
+        }
+        let sent = receipts.len();
+        actix::spawn(async move {
+            let mut txn = system.delivery().transaction();
+            if let Some(after) = delivery.expiry() {
+                txn = txn.timeout(after);
+            }
+            for (node_id, node) in nodes {
+                txn = txn.sink(node_id, node, Channel::BROKER, topic.clone(), (message, format, payload.clone()));
+            }
+            let outcome = txn.commit().await;
+            for (node, state) in states {
+                let status = match &outcome {
+                    Ok(TxnOutcome::Committed) => DeliveryStatus::Delivered,
+                    Ok(TxnOutcome::InDoubt(nodes)) if !nodes.contains(&node) => DeliveryStatus::Delivered,
+                    Ok(TxnOutcome::InDoubt(nodes)) => DeliveryStatus::Failed(DeliveryFailure::InDoubt(nodes.clone())),
+                    Ok(TxnOutcome::Aborted(why)) => DeliveryStatus::Failed(DeliveryFailure::Aborted(why.clone())),
+                    Err(e) => DeliveryStatus::Failed(DeliveryFailure::Send(e.to_string())),
+                };
+                let _ = state.send(ReceiptState { status, reply: None });
+            }
+        });
+        PublishReceipt { id, nodes: receipts, sent }
     }
 
     /// Figures about the broker here; zeros once the node has stopped.

@@ -17,7 +17,8 @@ use crate::ids::{NodeId, WireId};
 use crate::node::peers::PeerInfo;
 use crate::node::service::{Cx, Delivered, Handled, HandledFn, Install, Metrics, Service, ServiceFrameError};
 use crate::proto::broker::subscriptions::{Output, Subscriptions, Topic};
-use crate::proto::broker::wire::BrokerFrame;
+use crate::proto::broker::wire::{BrokerFrame, CausalEnvelope};
+use crate::proto::delivery::causal::{CausalGroup, VClock};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::wire::channel::Channel;
 
@@ -58,15 +59,51 @@ pub struct BrokerStats {
     pub delivered: u64,
     /// Copies for local subscribers that did not decode or whose actor was gone.
     pub undelivered: u64,
+    /// Causal publishes held back now (waiting for one they depend on).
+    pub causal_held: usize,
+    /// Causal publishes dropped because their publisher's node was lost while they were
+    /// held back.
+    pub causal_dropped: u64,
 }
+
+/// A causal publish waiting (held back) or delivered: the message, and where to say it was
+/// handled.
+struct CausalMsg {
+    message: WireId,
+    format: Format,
+    payload: Vec<u8>,
+    done: Option<HandledFn>,
+}
+
+/// Causal publishes of one topic on this node.
+struct CausalTopic {
+    group: CausalGroup<NodeId, CausalMsg>,
+    /// Per subscribing node: the first of this node's numbers sent to it.
+    first_sent: HashMap<NodeId, u64>,
+    /// When each unknown member was last asked where its part starts.
+    asked: HashMap<NodeId, std::time::Duration>,
+}
+
+/// The prefix of the delivery key of causal publishes (the topic follows).
+pub(crate) const CAUSAL: &str = "causal:";
+
+/// Causal publishes held back at most, per topic.
+const HOLD_BACK: usize = 100_000;
+
+/// A member asked where its part of a topic's causal publishes starts is asked again
+/// after this long if the answer did not come.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The broker service of one node.
 pub(crate) struct BrokerService {
     node_id: NodeId,
+    causal: HashMap<Topic, CausalTopic>,
     table: Subscriptions<NodeId, SubKey>,
     subscribers: HashMap<Topic, BTreeMap<SubKey, Subscriber>>,
     linked: HashMap<NodeId, String>,
     stats: BrokerStats,
+    /// When held-back causal publishes next make this node ask again where senders' parts start.
+    causal_check: Option<std::time::Duration>,
 }
 
 /// Builds the service.
@@ -74,19 +111,120 @@ pub(crate) fn install(i: &Install<'_>) -> (BrokerService, Arc<()>) {
     let service = BrokerService {
         node_id: i.node_id,
         table: Subscriptions::new(),
+        causal: HashMap::new(),
         subscribers: HashMap::new(),
         linked: HashMap::new(),
         stats: BrokerStats::default(),
+        causal_check: None,
     };
     (service, Arc::new(()))
 }
 
 impl BrokerService {
+    fn causal_topic(&mut self, topic: &str) -> &mut CausalTopic {
+        let me = self.node_id;
+        self.causal.entry(topic.to_owned()).or_insert_with(|| CausalTopic {
+            group: CausalGroup::new(me, HOLD_BACK),
+            first_sent: HashMap::new(),
+            asked: HashMap::new(),
+        })
+    }
+
+    /// Stamps a causal publish to `topic` for `nodes` (its local subscribers get it at
+    /// once): what to send each node.
+    pub(crate) fn causal_publish(
+        &mut self,
+        topic: &str,
+        message: WireId,
+        format: Format,
+        payload: &[u8],
+        nodes: &[NodeId],
+    ) -> Vec<(NodeId, Vec<u8>)> {
+        let me = self.node_id;
+        let t = self.causal_topic(topic);
+        let stamp = t.group.send();
+        let seq = stamp.get(&me);
+        let stamp: Vec<(NodeId, u64)> = stamp.0.into_iter().collect();
+        let mut out = Vec::new();
+        for node in nodes {
+            let first = !t.first_sent.contains_key(node);
+            if first {
+                t.first_sent.insert(*node, seq);
+            }
+            let envelope = CausalEnvelope { from: me, stamp: stamp.clone(), first, payload: payload.to_vec() };
+            out.push((*node, envelope.encode()));
+        }
+        self.fan_out(topic, message, format, payload);
+        out
+    }
+
+    /// A causal publish arrived: delivered to the local subscribers in causal order.
+    fn causal_arrived(&mut self, cx: &mut Cx<'_>, topic: &str, d: Delivered, done: HandledFn) {
+        let envelope = match CausalEnvelope::decode(&d.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                let refused = crate::error::RemoteError::new(crate::error::RemoteErrorKind::Decode, e.to_string());
+                cx.node().post(Channel::DELIVERY, done(Handled::Refused(refused)));
+                return;
+            }
+        };
+        let stamp = VClock(envelope.stamp.into_iter().collect());
+        let msg = CausalMsg { message: d.message, format: d.format, payload: envelope.payload, done: Some(done) };
+        let t = self.causal_topic(topic);
+        let released = if envelope.first {
+            t.group.receive_first(envelope.from, stamp, msg)
+        } else {
+            t.group.receive(envelope.from, stamp, msg)
+        };
+        match released {
+            Ok(ready) => self.causal_deliver(cx, topic, ready),
+            Err(full) => tracing::warn!(%topic, error = %full, "a causal publish was not taken; it will come again"),
+        }
+        self.causal_ask(cx, topic);
+    }
+
+    /// Hands released causal publishes to the local subscribers, in order.
+    fn causal_deliver(&mut self, cx: &mut Cx<'_>, topic: &str, ready: Vec<CausalMsg>) {
+        for mut m in ready {
+            let (_, acks) = self.fan_out_with(topic, m.message, m.format, &m.payload, true);
+            if let Some(done) = m.done.take() {
+                cx.node().spawn_call(
+                    Channel::DELIVERY,
+                    Box::pin(async move {
+                        for ack in acks {
+                            ack.await;
+                        }
+                        Some(done(Handled::Done(Vec::new())))
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Asks the members held-back publishes of `topic` wait for, that this node heard
+    /// nothing from, where their part starts (again after a while).
+    fn causal_ask(&mut self, cx: &mut Cx<'_>, topic: &str) {
+        let now = cx.now();
+        let Some(t) = self.causal.get_mut(topic) else { return };
+        if t.group.held() > 0 && self.causal_check.is_none() {
+            self.causal_check = Some(now + ASK_AGAIN);
+        }
+        for node in t.group.unknown() {
+            let due = t.asked.get(&node).is_none_or(|at| now.saturating_sub(*at) >= ASK_AGAIN);
+            if due {
+                t.asked.insert(node, now);
+                cx.send(node, &BrokerFrame::CausalAsk { topic }.encode());
+            }
+        }
+    }
+
     /// Figures for the API.
     pub(crate) fn stats(&self) -> BrokerStats {
         BrokerStats {
             topics: self.subscribers.len(),
             subscribers: self.subscribers.values().map(BTreeMap::len).sum(),
+            causal_held: self.causal.values().map(|t| t.group.held()).sum(),
+            causal_dropped: self.causal.values().map(|t| t.group.dropped()).sum(),
             ..self.stats
         }
     }
@@ -258,11 +396,36 @@ impl Service for BrokerService {
             BrokerFrame::Publish { topic, message, format, payload } => {
                 self.fan_out(topic, message, format, payload);
             }
+            BrokerFrame::CausalAsk { topic } => {
+                // Where this node's causal publishes of `topic` to the asker start.
+                let me = self.node_id;
+                let floor = match self.causal.get(topic) {
+                    Some(t) => match t.first_sent.get(&from.id) {
+                        Some(first) => first - 1,
+                        None => t.group.clock().get(&me),
+                    },
+                    None => 0,
+                };
+                cx.send(from.id, &BrokerFrame::CausalFloor { topic, floor }.encode());
+            }
+            BrokerFrame::CausalFloor { topic, floor } => {
+                if let Some(t) = self.causal.get_mut(topic) {
+                    let ready = t.group.raise(&from.id, floor);
+                    let topic = topic.to_owned();
+                    self.causal_deliver(cx, &topic, ready);
+                    self.causal_ask(cx, &topic);
+                }
+            }
         }
         Ok(())
     }
 
     fn handle_delivered(&mut self, cx: &mut Cx<'_>, d: Delivered, done: HandledFn) {
+        if let Some(topic) = d.key.strip_prefix(CAUSAL) {
+            let topic = topic.to_owned();
+            self.causal_arrived(cx, &topic, d, done);
+            return;
+        }
         // Confirmed once every local subscriber's handler ran (or it stopped meanwhile).
         let (_, acks) = self.fan_out_with(&d.key, d.message, d.format, &d.payload, true);
         cx.node().spawn_call(
@@ -276,16 +439,40 @@ impl Service for BrokerService {
         );
     }
 
-    fn handle_membership(&mut self, _: &mut Cx<'_>, event: &MembershipEvent) {
+    fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
         match event {
             MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) | MembershipEvent::MemberRemoved(m)
                 if m.id != self.node_id =>
             {
                 self.linked.remove(&m.id);
                 self.table.handle_peer_down(&m.id);
+                // Its causal publishes: nothing waits for it any more.
+                let topics: Vec<Topic> = self.causal.keys().cloned().collect();
+                for topic in topics {
+                    if let Some(t) = self.causal.get_mut(&topic) {
+                        t.first_sent.remove(&m.id);
+                        let ready = t.group.prune(&m.id);
+                        self.causal_deliver(cx, &topic, ready);
+                    }
+                }
             }
             _ => {}
         }
+    }
+
+    fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: std::time::Duration) {
+        if self.causal_check.is_some_and(|at| at <= now) {
+            self.causal_check = None;
+            let waiting: Vec<Topic> =
+                self.causal.iter().filter(|(_, t)| t.group.held() > 0).map(|(k, _)| k.clone()).collect();
+            for topic in waiting {
+                self.causal_ask(cx, &topic);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        self.causal_check
     }
 
     fn metrics(&self, out: &mut Metrics) {

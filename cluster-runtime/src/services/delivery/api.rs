@@ -14,10 +14,11 @@ use crate::actor::{DistributedActor, RemoteMessage, WireType};
 use crate::error::{ClusterError, RemoteError};
 use crate::format::Format;
 use crate::handle::actor_ref::ActorRef;
-use crate::ids::{ActorId, MessageId, WireId};
+use crate::ids::{ActorId, MessageId, NodeId, WireId};
 use crate::node::context;
 use crate::node::service::{call_on, Input};
 use crate::node::system::ClusterSystem;
+use crate::proto::delivery::wire::{TxnItem, TxnTo};
 use crate::proto::wire::channel::Channel;
 use crate::services::delivery::{DeliveryService, DeliveryShared, Dest, Submit};
 
@@ -39,6 +40,16 @@ pub enum DeliveryGuarantee {
     /// Exactly-once, and the messages this node sends to one actor are handled in the
     /// order they were sent, across reconnects and moves.
     Ordered,
+    /// For publishes: the messages of a topic are handled by every subscriber in an order
+    /// that respects causality between them (a publish made by a node after it handled
+    /// another publish of the topic is handled after it everywhere); exactly-once per
+    /// subscribing node. Point-to-point sends do not take it.
+    Causal,
+    /// All or nothing, by two-phase commit: a publish reaches every subscribing node or
+    /// none (several targets at once: [`DeliveryApi::transaction`]). The receipt settles
+    /// `Delivered` once every node committed, `Failed(Aborted)` if none delivered (safe to
+    /// retry), `Failed(InDoubt)` if committed but not confirmed everywhere in time.
+    Transactional,
 }
 
 /// A guarantee plus the options of one send: its id (for application-level idempotency)
@@ -116,6 +127,14 @@ pub enum DeliveryFailure {
     /// copy for its subscribers there, which went with it).
     #[error("node `{0}` is gone")]
     NodeGone(String),
+    /// A transactional send or publish was aborted: nothing was delivered anywhere (safe
+    /// to retry); why.
+    #[error("the transaction was aborted: {0}")]
+    Aborted(String),
+    /// A transactional send or publish committed, but these nodes had not confirmed by
+    /// the deadline: delivered elsewhere, maybe not there yet.
+    #[error("the transaction committed, but nodes {0:?} did not confirm in time")]
+    InDoubt(Vec<String>),
     /// The sending node shut down before the message was confirmed.
     #[error("the node shut down before the message was confirmed")]
     Shutdown,
@@ -299,10 +318,30 @@ impl<A: DistributedActor> ActorRef<A> {
             self.at_most_once(msg, reply, tx, format);
             return Ok(receipt);
         }
+        if delivery.guarantee == DeliveryGuarantee::Causal {
+            return Err(ClusterError::Unsupported(
+                "causal delivery is for publishes within a topic; a point-to-point send takes `Ordered`".to_owned(),
+            ));
+        }
+        if delivery.guarantee == DeliveryGuarantee::Transactional {
+            // One target: a transaction with one participant (an ask's reply is not kept).
+            let (system, this, timeout) = (system.clone(), self.clone(), delivery.expire_after);
+            actix::spawn(async move {
+                let txn = system.delivery().transaction().tell(&this, msg).timeout_opt(timeout);
+                let state = match txn.commit().await {
+                    Ok(TxnOutcome::Committed) => ReceiptState { status: DeliveryStatus::Delivered, reply: None },
+                    Ok(TxnOutcome::Aborted(why)) => failed(DeliveryFailure::Aborted(why)),
+                    Ok(TxnOutcome::InDoubt(nodes)) => failed(DeliveryFailure::InDoubt(nodes)),
+                    Err(e) => failed(DeliveryFailure::Send(e.to_string())),
+                };
+                let _ = tx.send(state);
+            });
+            return Ok(receipt);
+        }
         let payload = Bytes::from(format.encode(&msg, M::NAME)?);
         let submit = Submit {
             id,
-            dest: Dest::Actor { identity: target.identity, location: target.location, locator: target.locator },
+            dest: Dest::Actor { identity: target.identity, location: target.location, locator: Some(target.locator) },
             message: WireId(M::WIRE_ID),
             format,
             payload,
@@ -349,6 +388,110 @@ pub(crate) fn failed(failure: DeliveryFailure) -> ReceiptState {
     ReceiptState { status: DeliveryStatus::Failed(failure), reply: None }
 }
 
+/// How a transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxnOutcome {
+    /// Every participant node committed: each target's node has taken its message for
+    /// delivery (handled once, following an actor that moves meanwhile).
+    Committed,
+    /// Nothing was delivered anywhere; safe to retry. Why.
+    Aborted(String),
+    /// Committed, but these nodes had not confirmed by the deadline: delivered where
+    /// confirmed, maybe not (yet) on these.
+    InDoubt(Vec<String>),
+}
+
+/// One participant node's part, found when the transaction commits.
+type Part = Pin<Box<dyn Future<Output = Result<(NodeId, String, TxnItem), ClusterError>>>>;
+
+/// A send to several targets that reaches all of them or none (two-phase commit: each
+/// target's node checks it can deliver and stages the message, then all deliver or none
+/// does). Build it with [`DeliveryApi::transaction`].
+///
+/// ```no_run
+/// # use actix_cluster_runtime::{ClusterSystem, TxnOutcome};
+/// # async fn f(system: ClusterSystem) {
+/// // let outcome = system.delivery().transaction().tell(&from, Withdraw(5)).tell(&to, Deposit(5)).commit().await?;
+/// # }
+/// ```
+#[must_use = "a transaction does nothing until committed"]
+pub struct Transaction<'a> {
+    system: &'a ClusterSystem,
+    parts: Vec<Part>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction").field("messages", &self.parts.len()).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl<'a> Transaction<'a> {
+    /// Adds `msg` for the actor `to` names.
+    pub fn tell<A: DistributedActor, M: RemoteMessage<A>>(mut self, to: &ActorRef<A>, msg: M) -> Self {
+        let handle = to.clone();
+        let ids = self.system.node.shared::<DeliveryShared>();
+        self.parts.push(Box::pin(async move {
+            let format = A::format();
+            let payload = format.encode(&msg, M::NAME)?;
+            let target = handle.guaranteed_target().await?;
+            let id = ids.ok_or(ClusterError::Shutdown)?.next_id();
+            let to = TxnTo::Actor { identity: target.identity, target: target.location.actor };
+            let item = TxnItem { id, to, message: WireId(M::WIRE_ID), format, payload };
+            Ok((target.location.node_id, target.location.node, item))
+        }));
+        self
+    }
+
+    /// Adds a message for the service on `channel` of node `node_id` (the broker's topic).
+    pub(crate) fn sink(
+        mut self,
+        node_id: NodeId,
+        node: String,
+        channel: Channel,
+        key: String,
+        item: (WireId, Format, Vec<u8>),
+    ) -> Self {
+        let ids = self.system.node.shared::<DeliveryShared>();
+        self.parts.push(Box::pin(async move {
+            let id = ids.ok_or(ClusterError::Shutdown)?.next_id();
+            let (message, format, payload) = item;
+            Ok((node_id, node, TxnItem { id, to: TxnTo::Sink { channel, key }, message, format, payload }))
+        }));
+        self
+    }
+
+    /// Aborts unless every node has voted within `timeout` (default `delivery.txn_timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    fn timeout_opt(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout.or(self.timeout);
+        self
+    }
+
+    /// Runs the transaction: returns how it ended. Fails before anything is sent if a
+    /// message does not serialize or a target cannot be found.
+    pub async fn commit(self) -> Result<TxnOutcome, ClusterError> {
+        let mut parts: std::collections::BTreeMap<NodeId, (String, Vec<TxnItem>)> = std::collections::BTreeMap::new();
+        for part in self.parts {
+            let (node_id, node, item) = part.await?;
+            parts.entry(node_id).or_insert_with(|| (node, Vec::new())).1.push(item);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let timeout = self.timeout;
+        self.system.node.to_control(Input::Call(
+            Channel::DELIVERY,
+            call_on(move |s: &mut DeliveryService, cx| s.begin_txn(cx, parts, timeout, tx)),
+        ));
+        rx.await.map_err(|_| ClusterError::Shutdown)
+    }
+}
+
 /// Figures about guaranteed delivery on one node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryStats {
@@ -384,7 +527,13 @@ impl ClusterSystem {
     }
 }
 
-impl DeliveryApi<'_> {
+impl<'a> DeliveryApi<'a> {
+    /// A transaction: messages to several actors (and publishes) that all reach their
+    /// targets or none does.
+    pub fn transaction(&self) -> Transaction<'a> {
+        Transaction { system: self.system, parts: Vec::new(), timeout: None }
+    }
+
     /// Figures about guaranteed delivery here; zeros once the node has stopped.
     pub async fn stats(&self) -> DeliveryStats {
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -33,7 +33,11 @@ use crate::node::service::{call_on, Cx, Delivered, Handled, Install, Metrics, Se
 use crate::proto::delivery::dedup::{fingerprint, DedupConfig, DedupWindow, Verdict};
 use crate::proto::delivery::inbox::{self, Inbox, InboxConfig};
 use crate::proto::delivery::outbox::{self, Grant, Outbox, OutboxConfig, Seq};
-use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome, To};
+use crate::proto::delivery::transaction::{
+    AbortReason, Coordinator, CoordinatorOutput, Outcome as TxnResult, Participant, ParticipantOutput, TxnConfig,
+    TxnFrame, TxnId,
+};
+use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome, To, TxnItem, TxnTo};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::channel::Channel;
@@ -64,8 +68,9 @@ pub(crate) struct Submit {
 
 /// Where a guaranteed message goes.
 pub(crate) enum Dest {
-    /// An actor: where it is thought to run, and how to find it again.
-    Actor { identity: ActorId, location: ActorLocation, locator: api::Locator },
+    /// An actor: where it is thought to run, and how to find it again (`None`: ask the
+    /// directory).
+    Actor { identity: ActorId, location: ActorLocation, locator: Option<api::Locator> },
     /// The service on `channel` of node incarnation `node_id` (named `node`), for `key`
     /// (the broker, for a topic's subscribers there). It is not sent anywhere else.
     Sink { node: String, node_id: NodeId, channel: Channel, key: String },
@@ -263,6 +268,12 @@ pub(crate) struct DeliveryService {
     /// Records of the previous run, sent again once the node starts.
     resume: Vec<(u64, store::Stored)>,
     wall_origin_ms: u64,
+    // Transactions: this node coordinates its own and takes part in others'.
+    me: String,
+    coordinator: Coordinator<NodeId>,
+    participant: Participant<NodeId>,
+    txns: HashMap<TxnId, (BTreeMap<NodeId, String>, tokio::sync::oneshot::Sender<api::TxnOutcome>)>,
+    next_txn: TxnId,
 }
 
 /// What the service shares with its API: the source of message ids.
@@ -301,6 +312,7 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
     }
     let next_key = resume.last().map_or(1, |(k, _)| k + 1);
     let dedup = DedupWindow::new(DedupConfig { window: config.dedup_window, capacity: config.dedup_capacity });
+    let txn_config = TxnConfig { resend_after: config.gap_resend_after, give_up: config.txn_give_up };
     let service = DeliveryService {
         node_id: i.node_id,
         config,
@@ -317,6 +329,11 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         next_key,
         resume,
         wall_origin_ms: i.wall_origin_ms,
+        me: i.config.node_name().to_owned(),
+        coordinator: Coordinator::new(txn_config),
+        participant: Participant::new(txn_config),
+        txns: HashMap::new(),
+        next_txn: 1,
         copies: HashMap::new(),
         linked: HashMap::new(),
         addrs: HashMap::new(),
@@ -357,12 +374,19 @@ impl DeliveryService {
     /// A guaranteed send from the API; `answer` hears when it is accepted (at once, or once
     /// the durable outbox keeps it).
     pub(crate) fn submit(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Accepted) {
+        self.submit_inner(cx, s, answer, true);
+    }
+
+    /// See [`submit`](Self::submit); `may_keep`: a tell may go to the durable outbox.
+    fn submit_inner(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Accepted, may_keep: bool) {
         if self.stopped {
             let _ = answer.send(Err(ClusterError::Shutdown));
             return;
         }
-        let durable =
-            (self.store.is_some() || self.store_failed.is_some()) && !s.reply && matches!(s.dest, Dest::Actor { .. });
+        let durable = may_keep
+            && (self.store.is_some() || self.store_failed.is_some())
+            && !s.reply
+            && matches!(s.dest, Dest::Actor { .. });
         if durable {
             if let Some(e) = &self.store_failed {
                 let _ = answer.send(Err(ClusterError::Storage(e.clone())));
@@ -371,7 +395,7 @@ impl DeliveryService {
         }
         let identity = s.dest.identity();
         let (location, locator, sink) = match s.dest {
-            Dest::Actor { location, locator, .. } => (location, Some(locator), None),
+            Dest::Actor { location, locator, .. } => (location, locator, None),
             Dest::Sink { node, node_id, channel, key } => {
                 (ActorLocation { node, node_id, actor: LocalActorId(0) }, None, Some((channel, key)))
             }
@@ -1065,6 +1089,149 @@ impl DeliveryService {
     }
 }
 
+impl DeliveryService {
+    /// Begins a transaction with each participant's part; `answer` hears how it ended.
+    pub(crate) fn begin_txn(
+        &mut self,
+        cx: &mut Cx<'_>,
+        parts: BTreeMap<NodeId, (String, Vec<TxnItem>)>,
+        timeout: Option<Duration>,
+        answer: tokio::sync::oneshot::Sender<api::TxnOutcome>,
+    ) {
+        if self.stopped {
+            let _ = answer.send(api::TxnOutcome::Aborted("the node is shutting down".to_owned()));
+            return;
+        }
+        if parts.is_empty() {
+            let _ = answer.send(api::TxnOutcome::Committed);
+            return;
+        }
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        let names = parts.iter().map(|(n, (name, _))| (*n, name.clone())).collect();
+        let messages = parts.into_iter().map(|(n, (_, items))| (n, TxnItem::encode_all(&items))).collect();
+        self.txns.insert(txn, (names, answer));
+        let deadline = cx.now() + timeout.unwrap_or(self.config.txn_timeout);
+        self.coordinator.begin(cx.now(), txn, messages, deadline);
+        self.txn_flush(cx);
+    }
+
+    /// A transaction frame from `from` (or from this node to itself).
+    fn txn_frame(&mut self, cx: &mut Cx<'_>, from: NodeId, frame: TxnFrame) {
+        let now = cx.now();
+        match frame {
+            TxnFrame::Prepare { txn, message } => {
+                let check = self.check_items(cx, &message);
+                self.participant.handle_prepare(now, &from, txn, message, check);
+            }
+            frame @ (TxnFrame::Commit { .. } | TxnFrame::Abort { .. }) => {
+                self.participant.handle_frame(now, &from, frame)
+            }
+            frame @ (TxnFrame::Vote { .. } | TxnFrame::Ack { .. } | TxnFrame::Query { .. }) => {
+                self.coordinator.handle_frame(now, &from, frame)
+            }
+        }
+    }
+
+    /// Whether this node can deliver a participant's part: every actor runs here and
+    /// takes its message.
+    fn check_items(&self, cx: &mut Cx<'_>, message: &[u8]) -> Result<(), String> {
+        let items = TxnItem::decode_all(message).map_err(|e| e.to_string())?;
+        for item in &items {
+            if let TxnTo::Actor { target, .. } = &item.to {
+                cx.node().accepts(*target, item.message).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the two roles' outputs until there are none (frames to this node are handled
+    /// here at once).
+    fn txn_flush(&mut self, cx: &mut Cx<'_>) {
+        loop {
+            let mut moved = false;
+            while let Some(output) = self.coordinator.poll_output() {
+                moved = true;
+                match output {
+                    CoordinatorOutput::Send { to, frame } if to == self.node_id => self.txn_frame(cx, to, frame),
+                    CoordinatorOutput::Send { to, frame } => {
+                        cx.send(to, &DeliveryFrame::Txn(frame).encode());
+                    }
+                    CoordinatorOutput::Done { txn, outcome } => {
+                        if let Some((names, answer)) = self.txns.remove(&txn) {
+                            let name = |n: &NodeId| names.get(n).cloned().unwrap_or_else(|| n.to_string());
+                            let outcome = match outcome {
+                                TxnResult::Committed => api::TxnOutcome::Committed,
+                                TxnResult::Aborted(AbortReason::Refused { node, reason }) => {
+                                    api::TxnOutcome::Aborted(format!("node `{}` refused: {reason}", name(&node)))
+                                }
+                                TxnResult::Aborted(AbortReason::Lost(node)) => {
+                                    api::TxnOutcome::Aborted(format!("node `{}` was lost before it voted", name(&node)))
+                                }
+                                TxnResult::Aborted(AbortReason::Timeout) => {
+                                    api::TxnOutcome::Aborted("not every participant voted in time".to_owned())
+                                }
+                                TxnResult::InDoubt(nodes) => api::TxnOutcome::InDoubt(nodes.iter().map(name).collect()),
+                            };
+                            let _ = answer.send(outcome);
+                        }
+                    }
+                }
+            }
+            while let Some(output) = self.participant.poll_output() {
+                moved = true;
+                match output {
+                    ParticipantOutput::Send { to, frame } if to == self.node_id => self.txn_frame(cx, to, frame),
+                    ParticipantOutput::Send { to, frame } => {
+                        cx.send(to, &DeliveryFrame::Txn(frame).encode());
+                    }
+                    ParticipantOutput::Deliver { message } => self.commit_items(cx, &message),
+                    ParticipantOutput::GaveUp { txn, .. } => {
+                        tracing::warn!(txn, "a transaction's decision never came; its staged messages were dropped");
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// A transaction committed: its messages for this node are delivered like guaranteed
+    /// exactly-once messages sent from here (they follow an actor that moves meanwhile).
+    fn commit_items(&mut self, cx: &mut Cx<'_>, message: &[u8]) {
+        let Ok(items) = TxnItem::decode_all(message) else { return };
+        for item in items {
+            let dest = match item.to {
+                TxnTo::Actor { identity, target } => Dest::Actor {
+                    identity,
+                    location: ActorLocation { node: self.me.clone(), node_id: self.node_id, actor: target },
+                    locator: None,
+                },
+                TxnTo::Sink { channel, key } => {
+                    Dest::Sink { node: self.me.clone(), node_id: self.node_id, channel, key }
+                }
+            };
+            let (receipt, _) =
+                tokio::sync::watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+            let (answer, _) = tokio::sync::oneshot::channel();
+            let submit = Submit {
+                id: item.id,
+                dest,
+                message: item.message,
+                format: item.format,
+                payload: Bytes::from(item.payload),
+                reply: false,
+                dedup: true,
+                ordered: false,
+                expire_after: None,
+                receipt,
+            };
+            self.submit_inner(cx, submit, answer, false);
+        }
+    }
+}
+
 /// Where the acceptance of a guaranteed send is told.
 pub(crate) type Accepted = tokio::sync::oneshot::Sender<Result<(), ClusterError>>;
 
@@ -1175,6 +1342,11 @@ impl Service for DeliveryService {
                 self.handle_grant(cx, from.id, ordered, Grant { confirmed, up_to }, &outcomes);
                 Ok(())
             }
+            DeliveryFrame::Txn(frame) => {
+                self.txn_frame(cx, from.id, frame);
+                self.txn_flush(cx);
+                Ok(())
+            }
             DeliveryFrame::Resend { ordered, from: first } => {
                 let key = (from.id, ordered);
                 if let Some(out) = self.outs.get_mut(&key) {
@@ -1194,6 +1366,8 @@ impl Service for DeliveryService {
                 if m.id != self.node_id =>
             {
                 self.peer_gone(cx, m.id);
+                self.coordinator.handle_node_lost(&m.id);
+                self.txn_flush(cx);
             }
             _ => {}
         }
@@ -1201,6 +1375,13 @@ impl Service for DeliveryService {
 
     fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Duration) {
         self.expire(cx, now);
+        if self.coordinator.poll_timeout().is_some_and(|at| at <= now) {
+            self.coordinator.handle_timeout(now);
+        }
+        if self.participant.poll_timeout().is_some_and(|at| at <= now) {
+            self.participant.handle_timeout(now);
+        }
+        self.txn_flush(cx);
         let keys: Vec<StreamKey> = self.outs.keys().copied().collect();
         for key in keys {
             if let Some(out) = self.outs.get_mut(&key) {
@@ -1244,6 +1425,8 @@ impl Service for DeliveryService {
             .chain(locates)
             .chain(self.expiries.first().map(|&(at, _)| at))
             .chain(self.dedup.poll_timeout())
+            .chain(self.coordinator.poll_timeout())
+            .chain(self.participant.poll_timeout())
             .min()
     }
 
@@ -1266,6 +1449,9 @@ impl Service for DeliveryService {
         self.stopped = true;
         for (_, e) in self.entries.drain() {
             let _ = e.receipt.send(failed(DeliveryFailure::Shutdown));
+        }
+        for (_, (_, answer)) in self.txns.drain() {
+            let _ = answer.send(api::TxnOutcome::Aborted("the node shut down before the outcome was known".to_owned()));
         }
         self.expiries.clear();
     }
