@@ -167,8 +167,10 @@ impl<N: Ord + Clone, A: Ord + Clone> Subscriptions<N, A> {
     }
 
     /// A link to `peer` came up: it gets this node's whole set, and is asked for its own.
+    /// What was known of the peer (a link that came back) stays until its set arrives, so
+    /// publishes meanwhile still go to it.
     pub fn handle_peer_up(&mut self, peer: N) {
-        self.peers.insert(peer.clone(), Peer { asked: true, ..Peer::default() });
+        self.peers.entry(peer.clone()).or_default().asked = true;
         self.out.push_back(Output::Send { to: peer.clone(), frame: self.full() });
         self.out.push_back(Output::Send { to: peer, frame: SubscriptionFrame::Ask });
     }
@@ -305,5 +307,18 @@ mod tests {
         let frame = SubscriptionFrame::Change { topic: "orders".into(), add: true, version: 7 };
         assert_eq!(SubscriptionFrame::decode(&frame.encode()), Ok(frame));
         assert!(SubscriptionFrame::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_link_that_comes_back_keeps_the_peers_topics_until_its_set_arrives() {
+        let mut a: Subscriptions<&str, u32> = Subscriptions::new();
+        a.handle_peer_up("b");
+        a.handle_frame(&"b", SubscriptionFrame::Full { topics: BTreeSet::from(["t".to_owned()]), version: 1 });
+        assert_eq!(a.nodes_for("t").collect::<Vec<_>>(), vec![&"b"]);
+        // The link drops and comes back: b still counts for t until it says otherwise.
+        a.handle_peer_up("b");
+        assert_eq!(a.nodes_for("t").collect::<Vec<_>>(), vec![&"b"]);
+        a.handle_frame(&"b", SubscriptionFrame::Full { topics: BTreeSet::new(), version: 2 });
+        assert_eq!(a.nodes_for("t").count(), 0);
     }
 }

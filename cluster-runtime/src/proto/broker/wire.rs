@@ -23,17 +23,19 @@ pub enum BrokerFrame<'a> {
         #[serde(borrow, with = "serde_bytes")]
         payload: &'a [u8],
     },
-    /// Causal publishes to `topic`: where does the sender's part for me start?
+    /// Causal publishes to `topic`: which of yours did you send me last, of how many?
     CausalAsk {
         /// The topic.
         topic: &'a str,
     },
-    /// Causal publishes to `topic`: the sender's messages up to `floor` were not for you.
-    CausalFloor {
+    /// Causal publishes to `topic`: the answer to [`BrokerFrame::CausalAsk`].
+    CausalAnswer {
         /// The topic.
         topic: &'a str,
-        /// The last of the sender's numbers not sent to the receiver.
-        floor: u64,
+        /// The number of the last of the sender's publishes sent to the receiver (0: none).
+        last_sent: u64,
+        /// How many the sender published in all.
+        count: u64,
     },
 }
 
@@ -45,8 +47,9 @@ pub struct CausalEnvelope {
     pub from: crate::ids::NodeId,
     /// The publisher's clock for the topic when it published (its own entry counted).
     pub stamp: Vec<(crate::ids::NodeId, u64)>,
-    /// The publisher's first causal publish of the topic to this node.
-    pub first: bool,
+    /// The number of the publisher's previous causal publish of the topic to this node
+    /// (0: none).
+    pub prev: u64,
     /// The encoded message.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
@@ -92,7 +95,7 @@ mod tests {
             BrokerFrame::Subscriptions(SubscriptionFrame::Ask),
             BrokerFrame::Publish { topic: "prices", message: WireId(7), format: Format::Json, payload: b"{}" },
             BrokerFrame::CausalAsk { topic: "prices" },
-            BrokerFrame::CausalFloor { topic: "prices", floor: 12 },
+            BrokerFrame::CausalAnswer { topic: "prices", last_sent: 12, count: 30 },
         ];
         for frame in frames {
             let bytes = frame.encode();

@@ -75,6 +75,9 @@ pub enum DeliveryFrame<'a> {
     Message {
         /// Which of the sender's two streams.
         ordered: bool,
+        /// The stream's epoch: a sender that gives a stream up (its receiver was marked
+        /// down) starts the next one to that receiver with a higher epoch, numbered anew.
+        epoch: u32,
         /// Its number.
         seq: Seq,
         /// Everything up to here is confirmed, as far as the sender knows.
@@ -88,6 +91,8 @@ pub enum DeliveryFrame<'a> {
     Grant {
         /// Which stream.
         ordered: bool,
+        /// The stream's epoch.
+        epoch: u32,
         /// Handled with none missing up to here.
         confirmed: Seq,
         /// The sender may send up to here.
@@ -100,6 +105,8 @@ pub enum DeliveryFrame<'a> {
     Resend {
         /// Which stream.
         ordered: bool,
+        /// The stream's epoch.
+        epoch: u32,
         /// The first missing number.
         from: Seq,
     },
@@ -196,6 +203,7 @@ mod tests {
         let frames = [
             DeliveryFrame::Message {
                 ordered: true,
+                epoch: 1,
                 seq: 7,
                 confirmed: 5,
                 envelope: Some(Envelope {
@@ -208,9 +216,10 @@ mod tests {
                     payload: &payload,
                 }),
             },
-            DeliveryFrame::Message { ordered: false, seq: 8, confirmed: 5, envelope: None },
+            DeliveryFrame::Message { ordered: false, epoch: 2, seq: 8, confirmed: 5, envelope: None },
             DeliveryFrame::Message {
                 ordered: true,
+                epoch: 1,
                 seq: 9,
                 confirmed: 5,
                 envelope: Some(Envelope {
@@ -225,6 +234,7 @@ mod tests {
             },
             DeliveryFrame::Grant {
                 ordered: false,
+                epoch: 3,
                 confirmed: 8,
                 up_to: 300,
                 outcomes: vec![
@@ -236,7 +246,7 @@ mod tests {
                     (8, Outcome::Refused(RemoteError::new(RemoteErrorKind::UnknownActor, "gone"))),
                 ],
             },
-            DeliveryFrame::Resend { ordered: true, from: 3 },
+            DeliveryFrame::Resend { ordered: true, epoch: 1, from: 3 },
             DeliveryFrame::Txn(TxnFrame::Vote { txn: 4, refused: Some("no such actor".into()) }),
             DeliveryFrame::Txn(TxnFrame::Prepare {
                 txn: 5,

@@ -61,9 +61,6 @@ pub struct BrokerStats {
     pub undelivered: u64,
     /// Causal publishes held back now (waiting for one they depend on).
     pub causal_held: usize,
-    /// Causal publishes dropped because their publisher's node was lost while they were
-    /// held back.
-    pub causal_dropped: u64,
 }
 
 /// A causal publish waiting (held back) or delivered: the message, and where to say it was
@@ -78,8 +75,8 @@ struct CausalMsg {
 /// Causal publishes of one topic on this node.
 struct CausalTopic {
     group: CausalGroup<NodeId, CausalMsg>,
-    /// Per subscribing node: the first of this node's numbers sent to it.
-    first_sent: HashMap<NodeId, u64>,
+    /// Per subscribing node: the last of this node's numbers sent to it.
+    last_sent: HashMap<NodeId, u64>,
     /// When each unknown member was last asked where its part starts.
     asked: HashMap<NodeId, std::time::Duration>,
 }
@@ -104,6 +101,8 @@ pub(crate) struct BrokerService {
     stats: BrokerStats,
     /// When held-back causal publishes next make this node ask again where senders' parts start.
     causal_check: Option<std::time::Duration>,
+    /// Peers marked down: their subscriptions are asked for again if they come back up.
+    down: HashMap<NodeId, String>,
 }
 
 /// Builds the service.
@@ -116,6 +115,7 @@ pub(crate) fn install(i: &Install<'_>) -> (BrokerService, Arc<()>) {
         linked: HashMap::new(),
         stats: BrokerStats::default(),
         causal_check: None,
+        down: HashMap::new(),
     };
     (service, Arc::new(()))
 }
@@ -125,7 +125,7 @@ impl BrokerService {
         let me = self.node_id;
         self.causal.entry(topic.to_owned()).or_insert_with(|| CausalTopic {
             group: CausalGroup::new(me, HOLD_BACK),
-            first_sent: HashMap::new(),
+            last_sent: HashMap::new(),
             asked: HashMap::new(),
         })
     }
@@ -147,11 +147,8 @@ impl BrokerService {
         let stamp: Vec<(NodeId, u64)> = stamp.0.into_iter().collect();
         let mut out = Vec::new();
         for node in nodes {
-            let first = !t.first_sent.contains_key(node);
-            if first {
-                t.first_sent.insert(*node, seq);
-            }
-            let envelope = CausalEnvelope { from: me, stamp: stamp.clone(), first, payload: payload.to_vec() };
+            let prev = t.last_sent.insert(*node, seq).unwrap_or(0);
+            let envelope = CausalEnvelope { from: me, stamp: stamp.clone(), prev, payload: payload.to_vec() };
             out.push((*node, envelope.encode()));
         }
         self.fan_out(topic, message, format, payload);
@@ -171,11 +168,7 @@ impl BrokerService {
         let stamp = VClock(envelope.stamp.into_iter().collect());
         let msg = CausalMsg { message: d.message, format: d.format, payload: envelope.payload, done: Some(done) };
         let t = self.causal_topic(topic);
-        let released = if envelope.first {
-            t.group.receive_first(envelope.from, stamp, msg)
-        } else {
-            t.group.receive(envelope.from, stamp, msg)
-        };
+        let released = t.group.receive(envelope.from, stamp, envelope.prev, msg);
         match released {
             Ok(ready) => self.causal_deliver(cx, topic, ready),
             Err(full) => tracing::warn!(%topic, error = %full, "a causal publish was not taken; it will come again"),
@@ -209,11 +202,26 @@ impl BrokerService {
         if t.group.held() > 0 && self.causal_check.is_none() {
             self.causal_check = Some(now + ASK_AGAIN);
         }
-        for node in t.group.unknown() {
+        for node in t.group.waiting_on() {
             let due = t.asked.get(&node).is_none_or(|at| now.saturating_sub(*at) >= ASK_AGAIN);
             if due {
                 t.asked.insert(node, now);
                 cx.send(node, &BrokerFrame::CausalAsk { topic }.encode());
+            }
+        }
+    }
+
+    /// Node incarnation `node` is gone for good: its causal publishes are no longer waited
+    /// for (those that arrived are still delivered in its order).
+    fn causal_departed(&mut self, cx: &mut Cx<'_>, node: NodeId) {
+        let topics: Vec<Topic> = self.causal.keys().cloned().collect();
+        for topic in topics {
+            if let Some(t) = self.causal.get_mut(&topic) {
+                t.last_sent.remove(&node);
+                t.asked.remove(&node);
+                let ready = t.group.prune(&node);
+                t.group.forget(&node);
+                self.causal_deliver(cx, &topic, ready);
             }
         }
     }
@@ -224,7 +232,6 @@ impl BrokerService {
             topics: self.subscribers.len(),
             subscribers: self.subscribers.values().map(BTreeMap::len).sum(),
             causal_held: self.causal.values().map(|t| t.group.held()).sum(),
-            causal_dropped: self.causal.values().map(|t| t.group.dropped()).sum(),
             ..self.stats
         }
     }
@@ -380,7 +387,9 @@ impl Service for BrokerService {
             self.linked.iter().filter(|(id, name)| **name == peer.name && **id != peer.id).map(|(id, _)| *id).collect();
         for old in stale {
             self.linked.remove(&old);
+            self.down.remove(&old);
             self.table.handle_peer_down(&old);
+            self.causal_departed(cx, old);
         }
         self.linked.insert(peer.id, peer.name.clone());
         self.table.handle_peer_up(peer.id);
@@ -397,20 +406,15 @@ impl Service for BrokerService {
                 self.fan_out(topic, message, format, payload);
             }
             BrokerFrame::CausalAsk { topic } => {
-                // Where this node's causal publishes of `topic` to the asker start.
-                let me = self.node_id;
-                let floor = match self.causal.get(topic) {
-                    Some(t) => match t.first_sent.get(&from.id) {
-                        Some(first) => first - 1,
-                        None => t.group.clock().get(&me),
-                    },
-                    None => 0,
+                let (last_sent, count) = match self.causal.get(topic) {
+                    Some(t) => (t.last_sent.get(&from.id).copied().unwrap_or(0), t.group.sent()),
+                    None => (0, 0),
                 };
-                cx.send(from.id, &BrokerFrame::CausalFloor { topic, floor }.encode());
+                cx.send(from.id, &BrokerFrame::CausalAnswer { topic, last_sent, count }.encode());
             }
-            BrokerFrame::CausalFloor { topic, floor } => {
+            BrokerFrame::CausalAnswer { topic, last_sent, count } => {
                 if let Some(t) = self.causal.get_mut(topic) {
-                    let ready = t.group.raise(&from.id, floor);
+                    let ready = t.group.answer(&from.id, last_sent, count);
                     let topic = topic.to_owned();
                     self.causal_deliver(cx, &topic, ready);
                     self.causal_ask(cx, &topic);
@@ -440,21 +444,32 @@ impl Service for BrokerService {
     }
 
     fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
+        let m = event.member();
+        if m.id == self.node_id {
+            return;
+        }
         match event {
-            MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) | MembershipEvent::MemberRemoved(m)
-                if m.id != self.node_id =>
-            {
-                self.linked.remove(&m.id);
-                self.table.handle_peer_down(&m.id);
-                // Its causal publishes: nothing waits for it any more.
-                let topics: Vec<Topic> = self.causal.keys().cloned().collect();
-                for topic in topics {
-                    if let Some(t) = self.causal.get_mut(&topic) {
-                        t.first_sent.remove(&m.id);
-                        let ready = t.group.prune(&m.id);
-                        self.causal_deliver(cx, &topic, ready);
-                    }
+            // Marked down: its subscribers no longer count (publishes skip it)...
+            MembershipEvent::MemberDown(m) => {
+                if let Some(name) = self.linked.remove(&m.id) {
+                    self.down.insert(m.id, name);
                 }
+                self.table.handle_peer_down(&m.id);
+            }
+            // ...until it comes back up (it was alive): its set is asked for again.
+            MembershipEvent::MemberUp(m) => {
+                if let Some(name) = self.down.remove(&m.id) {
+                    self.linked.insert(m.id, name);
+                    self.table.handle_peer_up(m.id);
+                    self.flush(cx);
+                }
+            }
+            // Gone for good: nothing waits for its causal publishes any more.
+            MembershipEvent::MemberLeft(m) | MembershipEvent::MemberRemoved(m) => {
+                self.linked.remove(&m.id);
+                self.down.remove(&m.id);
+                self.table.handle_peer_down(&m.id);
+                self.causal_departed(cx, m.id);
             }
             _ => {}
         }

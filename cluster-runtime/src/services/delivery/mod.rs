@@ -165,6 +165,8 @@ struct Entry {
 /// A sender's stream to one peer incarnation.
 struct OutStream {
     name: String,
+    /// Its epoch (see [`DeliveryFrame::Message`]).
+    epoch: u32,
     outbox: Outbox<u64>,
     by_seq: HashMap<Seq, u64>,
 }
@@ -225,6 +227,8 @@ struct Arrived {
 
 /// A receiver's stream from one peer incarnation.
 struct InStream {
+    /// The sender's epoch of this stream.
+    epoch: u32,
     inbox: Inbox<Arrived>,
     /// The sender's confirmed watermark, as its last message said.
     sender_confirmed: Seq,
@@ -253,11 +257,16 @@ pub(crate) struct DeliveryService {
     ins: HashMap<StreamKey, InStream>,
     dedup: DedupWindow<DedupKey, Bytes>,
     /// Copies that arrived while the first was being handled: answered with its outcome.
-    copies: HashMap<DedupKey, Vec<(StreamKey, Seq)>>,
+    copies: HashMap<DedupKey, Vec<(StreamKey, u32, Seq)>>,
     // Peers.
     linked: HashMap<NodeId, PeerInfo>,
     addrs: HashMap<String, String>,
+    /// The epoch of the latest stream to each peer.
+    epochs: HashMap<StreamKey, u32>,
+    /// Node incarnations marked down (they may come back up if they were alive).
     gone: BTreeSet<NodeId>,
+    /// Node incarnations gone for good (left, removed, or replaced by a newer one).
+    departed: BTreeSet<NodeId>,
     stats: DeliveryStats,
     stopped: bool,
     // The durable outbox.
@@ -338,6 +347,8 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         linked: HashMap::new(),
         addrs: HashMap::new(),
         gone: BTreeSet::new(),
+        departed: BTreeSet::new(),
+        epochs: HashMap::new(),
         stats: DeliveryStats::default(),
         stopped: false,
     };
@@ -641,7 +652,10 @@ impl DeliveryService {
         let key = (to.node_id, e.ordered);
         if !self.outs.contains_key(&key) {
             let outbox = Outbox::new(self.outbox_config());
-            self.outs.insert(key, OutStream { name: to.node.clone(), outbox, by_seq: HashMap::new() });
+            let epoch = self.epochs.entry(key).or_insert(0);
+            *epoch += 1;
+            let epoch = *epoch;
+            self.outs.insert(key, OutStream { name: to.node.clone(), epoch, outbox, by_seq: HashMap::new() });
         }
         let linked = self.linked.contains_key(&to.node_id);
         let Some(out) = self.outs.get_mut(&key) else { return };
@@ -670,6 +684,7 @@ impl DeliveryService {
     fn flush_out(&mut self, cx: &mut Cx<'_>, key: StreamKey) {
         loop {
             let Some(out) = self.outs.get_mut(&key) else { return };
+            let epoch = out.epoch;
             let Some(output) = out.outbox.poll_output() else { return };
             match output {
                 outbox::Output::Transmit { seq, confirmed, payload } => {
@@ -689,7 +704,7 @@ impl DeliveryService {
                         dedup: e.dedup,
                         payload: &e.payload,
                     });
-                    let frame = DeliveryFrame::Message { ordered: key.1, seq, confirmed, envelope };
+                    let frame = DeliveryFrame::Message { ordered: key.1, epoch, seq, confirmed, envelope };
                     cx.send(key.0, &frame.encode());
                 }
                 outbox::Output::Receipt { seq, fate } => {
@@ -788,10 +803,15 @@ impl DeliveryService {
         let Some(e) = self.entries.get(&no) else { return };
         t.locating = true;
         t.lost_since.get_or_insert(cx.now());
-        let find = match &e.locator {
-            Some(locator) => locator(),
+        let find = match (&e.locator, &e.sink) {
+            (Some(locator), _) => locator(),
+            // A sink is where it was: usable again once its node is back up.
+            (None, Some(_)) => {
+                let there = e.sent_to.clone();
+                Box::pin(async move { there })
+            }
             // A message from the durable outbox: the directory says where its actor is.
-            None => directory_lookup(cx, identity),
+            (None, None) => directory_lookup(cx, identity),
         };
         cx.node().spawn_call(
             Channel::DELIVERY,
@@ -815,13 +835,20 @@ impl DeliveryService {
                 t.locate_at = None;
                 self.pump(cx, identity);
             }
-            _ => {
-                if t.lost_since.is_some_and(|since| now.saturating_sub(since) >= self.config.relocate_for) {
+            found => {
+                let departed = found.as_ref().is_some_and(|to| self.departed.contains(&to.node_id));
+                if departed || t.lost_since.is_some_and(|since| now.saturating_sub(since) >= self.config.relocate_for) {
                     let waiting: Vec<u64> = t.rerouted.drain(..).chain(t.queue.drain(..)).collect();
                     t.lost_since = None;
                     for no in waiting {
                         self.stats.failed += 1;
-                        self.settle(no, failed(DeliveryFailure::ActorNotFound(identity)));
+                        let failure = match self.entries.get(&no).filter(|e| e.sink.is_some()) {
+                            Some(e) => DeliveryFailure::NodeGone(
+                                e.sent_to.as_ref().map(|l| l.node.clone()).unwrap_or_default(),
+                            ),
+                            None => DeliveryFailure::ActorNotFound(identity),
+                        };
+                        self.settle(no, failed(failure));
                     }
                     self.forget_if_idle(identity);
                 } else {
@@ -885,12 +912,8 @@ impl DeliveryService {
 
     fn reroute_gone(&mut self, no: u64, peer: NodeId) {
         let Some(e) = self.entries.get_mut(&no) else { return };
-        if e.sink.is_some() {
-            // What a node's sink had not confirmed goes with the node (its subscribers).
-            let node = e.sent_to.as_ref().map(|l| l.node.clone()).unwrap_or_default();
-            self.settle(no, failed(DeliveryFailure::NodeGone(node)));
-            return;
-        }
+        // A sink's messages wait for its node to come back (marked down while alive);
+        // they fail once it is gone for good.
         e.at = At::Queued;
         self.stats.rerouted += 1;
         let t = self.targets.entry(e.identity).or_default();
@@ -935,11 +958,13 @@ impl DeliveryService {
         cx: &mut Cx<'_>,
         from: NodeId,
         ordered: bool,
+        epoch: u32,
         grant: Grant,
         outcomes: &[(Seq, Outcome<'_>)],
     ) {
         let key = (from, ordered);
-        let Some(out) = self.outs.get_mut(&key) else { return };
+        // A grant for a stream given up is about numbers that mean nothing any more.
+        let Some(out) = self.outs.get_mut(&key).filter(|o| o.epoch == epoch) else { return };
         for (seq, outcome) in outcomes {
             if let Some(e) = out.by_seq.get(seq).and_then(|no| self.entries.get_mut(no)) {
                 e.outcome = Some(Owned::from_wire(outcome));
@@ -952,11 +977,13 @@ impl DeliveryService {
     // ---- Receiving ----
 
     /// A message of `from`'s stream.
+    #[allow(clippy::too_many_arguments)]
     fn handle_message(
         &mut self,
         cx: &mut Cx<'_>,
         from: NodeId,
         ordered: bool,
+        epoch: u32,
         seq: Seq,
         confirmed: Seq,
         arrived: Option<Arrived>,
@@ -966,11 +993,16 @@ impl DeliveryService {
         }
         let key = (from, ordered);
         let config = self.inbox_config(ordered);
-        let stream = self.ins.entry(key).or_insert_with(|| InStream {
-            inbox: Inbox::new(config),
-            sender_confirmed: 0,
-            kept: BTreeMap::new(),
-        });
+        let fresh = || InStream { epoch, inbox: Inbox::new(config), sender_confirmed: 0, kept: BTreeMap::new() };
+        let stream = self.ins.entry(key).or_insert_with(fresh);
+        if epoch < stream.epoch {
+            // A frame of a stream the sender gave up.
+            return Ok(());
+        }
+        if epoch > stream.epoch {
+            // The sender gave the old stream up and numbers anew.
+            *stream = fresh();
+        }
         if confirmed > stream.sender_confirmed {
             stream.sender_confirmed = confirmed;
             // The sender has seen these outcomes.
@@ -989,7 +1021,8 @@ impl DeliveryService {
             match output {
                 inbox::Output::Deliver { seq, payload } => self.deliver(cx, key, seq, payload),
                 inbox::Output::Resend { from } => {
-                    cx.send(key.0, &DeliveryFrame::Resend { ordered: key.1, from }.encode());
+                    let epoch = self.ins.get(&key).map_or(0, |s| s.epoch);
+                    cx.send(key.0, &DeliveryFrame::Resend { ordered: key.1, epoch, from }.encode());
                 }
                 inbox::Output::Grant(grant) => self.send_grant(cx, key, grant),
             }
@@ -1011,12 +1044,19 @@ impl DeliveryService {
             }
             outcomes.push((seq, outcome.to_wire()));
         }
-        let frame = DeliveryFrame::Grant { ordered: key.1, confirmed: grant.confirmed, up_to: grant.up_to, outcomes };
+        let frame = DeliveryFrame::Grant {
+            ordered: key.1,
+            epoch: stream.epoch,
+            confirmed: grant.confirmed,
+            up_to: grant.up_to,
+            outcomes,
+        };
         cx.send(key.0, &frame.encode());
     }
 
     /// Delivers message `seq` of stream `key` to its actor (once, for exactly-once).
     fn deliver(&mut self, cx: &mut Cx<'_>, key: StreamKey, seq: Seq, a: Arrived) {
+        let epoch = self.ins.get(&key).map_or(0, |s| s.epoch);
         if a.dedup {
             let dkey = (a.to.scope(), a.id);
             let print = fingerprint(&a.payload) ^ a.message.0;
@@ -1025,12 +1065,12 @@ impl DeliveryService {
                 Ok(Verdict::Duplicate(reply)) => {
                     self.stats.duplicates += 1;
                     let bytes = reply.map(|b| b.to_vec()).unwrap_or_default();
-                    self.handled(cx, key, seq, None, a.reply, Handled::Done(bytes));
+                    self.handled(cx, key, epoch, seq, None, a.reply, Handled::Done(bytes));
                     return;
                 }
                 Ok(Verdict::InProgress) => {
                     self.stats.duplicates += 1;
-                    self.copies.entry(dkey).or_default().push((key, seq));
+                    self.copies.entry(dkey).or_default().push((key, epoch, seq));
                     return;
                 }
                 Err(_) => {
@@ -1038,12 +1078,12 @@ impl DeliveryService {
                         RemoteErrorKind::IdReused,
                         format!("message id {} was used before for another payload", a.id),
                     );
-                    self.handled(cx, key, seq, None, a.reply, Handled::Refused(e));
+                    self.handled(cx, key, epoch, seq, None, a.reply, Handled::Refused(e));
                     return;
                 }
             }
         }
-        let back = remote_back(key, seq, a.dedup.then_some((a.to.scope(), a.id)), a.reply);
+        let back = remote_back(key, epoch, seq, a.dedup.then_some((a.to.scope(), a.id)), a.reply);
         match a.to {
             ArrivedTo::Actor { target, .. } => {
                 cx.node().deliver(Channel::DELIVERY, target, a.message, a.format, a.payload, back)
@@ -1055,24 +1095,35 @@ impl DeliveryService {
         }
     }
 
-    /// The handler ran for message `seq` of stream `key` (or it was not handled here).
-    fn handled(&mut self, cx: &mut Cx<'_>, key: StreamKey, seq: Seq, dkey: Option<DedupKey>, reply: bool, h: Handled) {
+    /// The handler ran for message `seq` of stream `key` in its `epoch` (or it was not
+    /// handled here).
+    #[allow(clippy::too_many_arguments)]
+    fn handled(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: StreamKey,
+        epoch: u32,
+        seq: Seq,
+        dkey: Option<DedupKey>,
+        reply: bool,
+        h: Handled,
+    ) {
         if let Some(dkey) = dkey {
             match &h {
                 Handled::Done(bytes) => self.dedup.handled(&dkey, Some(Bytes::copy_from_slice(bytes))),
                 // Not handled: a later copy may be.
                 Handled::Moved(_) | Handled::Refused(_) => self.dedup.forget(&dkey),
             }
-            for (k, s) in self.copies.remove(&dkey).unwrap_or_default() {
+            for (k, e, s) in self.copies.remove(&dkey).unwrap_or_default() {
                 let copy = match &h {
                     Handled::Done(bytes) => Handled::Done(bytes.clone()),
                     Handled::Moved(to) => Handled::Moved(to.clone()),
                     Handled::Refused(e) => Handled::Refused(e.clone()),
                 };
-                self.handled(cx, k, s, None, reply, copy);
+                self.handled(cx, k, e, s, None, reply, copy);
             }
         }
-        let Some(stream) = self.ins.get_mut(&key) else { return };
+        let Some(stream) = self.ins.get_mut(&key).filter(|s| s.epoch == epoch) else { return };
         let kept = match h {
             Handled::Done(bytes) if reply => Some(Owned::Reply(Bytes::from(bytes))),
             Handled::Done(_) => None,
@@ -1270,9 +1321,15 @@ fn local_back(no: u64) -> crate::node::service::HandledFn {
 }
 
 /// Where the handling of message `seq` of stream `key` is reported.
-fn remote_back(key: StreamKey, seq: Seq, dkey: Option<DedupKey>, reply: bool) -> crate::node::service::HandledFn {
+fn remote_back(
+    key: StreamKey,
+    epoch: u32,
+    seq: Seq,
+    dkey: Option<DedupKey>,
+    reply: bool,
+) -> crate::node::service::HandledFn {
     Box::new(move |handled: Handled| {
-        call_on(move |s: &mut DeliveryService, cx| s.handled(cx, key, seq, dkey, reply, handled))
+        call_on(move |s: &mut DeliveryService, cx| s.handled(cx, key, epoch, seq, dkey, reply, handled))
     })
 }
 
@@ -1304,6 +1361,7 @@ impl Service for DeliveryService {
             .collect();
         self.linked.insert(peer.id, peer.clone());
         for old in stale {
+            self.departed.insert(old);
             self.peer_gone(cx, old);
         }
         for ordered in [false, true] {
@@ -1323,7 +1381,7 @@ impl Service for DeliveryService {
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
         let frame = DeliveryFrame::decode(body).map_err(|e| ServiceFrameError(e.to_string()))?;
         match frame {
-            DeliveryFrame::Message { ordered, seq, confirmed, envelope } => {
+            DeliveryFrame::Message { ordered, epoch, seq, confirmed, envelope } => {
                 let arrived = envelope.map(|e| Arrived {
                     id: e.id,
                     to: match e.to {
@@ -1336,10 +1394,10 @@ impl Service for DeliveryService {
                     dedup: e.dedup,
                     payload: Bytes::copy_from_slice(e.payload),
                 });
-                self.handle_message(cx, from.id, ordered, seq, confirmed, arrived)
+                self.handle_message(cx, from.id, ordered, epoch, seq, confirmed, arrived)
             }
-            DeliveryFrame::Grant { ordered, confirmed, up_to, outcomes } => {
-                self.handle_grant(cx, from.id, ordered, Grant { confirmed, up_to }, &outcomes);
+            DeliveryFrame::Grant { ordered, epoch, confirmed, up_to, outcomes } => {
+                self.handle_grant(cx, from.id, ordered, epoch, Grant { confirmed, up_to }, &outcomes);
                 Ok(())
             }
             DeliveryFrame::Txn(frame) => {
@@ -1347,9 +1405,9 @@ impl Service for DeliveryService {
                 self.txn_flush(cx);
                 Ok(())
             }
-            DeliveryFrame::Resend { ordered, from: first } => {
+            DeliveryFrame::Resend { ordered, epoch, from: first } => {
                 let key = (from.id, ordered);
-                if let Some(out) = self.outs.get_mut(&key) {
+                if let Some(out) = self.outs.get_mut(&key).filter(|o| o.epoch == epoch) {
                     out.outbox.handle_resend(cx.now(), first);
                     self.flush_out(cx, key);
                 }
@@ -1362,9 +1420,17 @@ impl Service for DeliveryService {
         let m = event.member();
         self.addrs.insert(m.name.clone(), m.addr.clone());
         match event {
+            // A member marked down while alive comes back under the same incarnation: its
+            // old streams were given up, new ones start.
+            MembershipEvent::MemberUp(m) => {
+                self.gone.remove(&m.id);
+            }
             MembershipEvent::MemberDown(m) | MembershipEvent::MemberLeft(m) | MembershipEvent::MemberRemoved(m)
                 if m.id != self.node_id =>
             {
+                if !matches!(event, MembershipEvent::MemberDown(_)) {
+                    self.departed.insert(m.id);
+                }
                 self.peer_gone(cx, m.id);
                 self.coordinator.handle_node_lost(&m.id);
                 self.txn_flush(cx);
