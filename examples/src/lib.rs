@@ -276,3 +276,68 @@ impl Handler<RecoveryFigures> for Inspector {
         })
     }
 }
+
+/// A tick published to the topic of one delivery guarantee (the `broker` example).
+#[cluster_message(result = "()")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tick {
+    /// Its number, from 0, per topic.
+    pub n: u64,
+}
+
+/// Asks a [`TickStats`] what this process's tickers handled: per topic, (ticks handled,
+/// distinct ticks, ticks handled after a higher one).
+#[cluster_message(result = "std::collections::BTreeMap<String, (u64, u64, u64)>")]
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TickCounts;
+
+/// The topics of the `broker` example, one per guarantee.
+pub const TICK_TOPICS: [&str; 6] =
+    ["at-most-once", "at-least-once", "exactly-once", "ordered", "causal", "transactional"];
+
+/// What this process's tickers handled, per topic, in order.
+static TICKS: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u64>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A subscriber of one topic (a plain actix actor): records each tick it handles.
+pub struct Ticker {
+    /// The node it runs on.
+    pub system: actix_cluster::ClusterSystem,
+    /// Its topic.
+    pub topic: &'static str,
+}
+
+impl Actor for Ticker {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.system.broker().subscribe::<Tick, Self>(ctx, Some(self.topic));
+    }
+}
+
+impl Handler<Tick> for Ticker {
+    type Result = ();
+    fn handle(&mut self, t: Tick, _: &mut Context<Self>) {
+        TICKS.lock().unwrap_or_else(|e| e.into_inner()).entry(self.topic.to_owned()).or_default().push(t.n);
+    }
+}
+
+/// Reports what the tickers of its process handled.
+#[distributed_actor(messages(TickCounts))]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TickStats;
+
+impl Handler<TickCounts> for TickStats {
+    type Result = MessageResult<TickCounts>;
+    fn handle(&mut self, _: TickCounts, _: &mut Context<Self>) -> Self::Result {
+        let ticks = TICKS.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = ticks
+            .iter()
+            .map(|(topic, ns)| {
+                let distinct = ns.iter().collect::<std::collections::BTreeSet<_>>().len() as u64;
+                let late = ns.windows(2).filter(|w| w[1] < w[0]).count() as u64;
+                (topic.clone(), (ns.len() as u64, distinct, late))
+            })
+            .collect();
+        MessageResult(counts)
+    }
+}

@@ -91,9 +91,15 @@ pub fn config(args: &NodeArgs) -> Result<ClusterConfig, ClusterError> {
 
 /// Starts the node, prints `READY`, and runs until standard input closes.
 pub async fn run(args: NodeArgs) -> Result<(), ClusterError> {
+    run_with(args, |_| {}).await
+}
+
+/// Like [`run`], with `app` run once the node is up (before `READY`).
+pub async fn run_with(args: NodeArgs, app: impl FnOnce(&ClusterSystem)) -> Result<(), ClusterError> {
     crate::set_node_name(&args.name);
     let config = config(&args)?;
     let system = ClusterSystem::new(args.cluster.clone(), config).start().await?;
+    app(&system);
     actix_cluster::testkit::process::announce_ready(&system);
     // A blocking read on a helper thread: EOF on stdin means the parent is gone.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -16,7 +16,13 @@ use actix_cluster_examples::{Add, Get, Inspector, RecoveryFigures, Tally};
 use futures_util::future::join_all;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Failure detection of the figure runs.
 const PROBE: Duration = Duration::from_millis(200);
+/// Failure detection of the default run: the victim, a debug build activating and
+/// snapshotting 1,000 actors on a shared 2-core machine, must not be marked down before it
+/// is killed (its keys would then be recovered twice, which is the partition limit, not
+/// what this test checks).
+const CI_PROBE: Duration = Duration::from_millis(500);
 const ROUNDS: u64 = 3;
 
 fn exe() -> &'static Path {
@@ -33,19 +39,19 @@ struct Trial {
 
 /// Two in-process nodes and a victim process; `want` keys activated on the victim, each
 /// added to `ROUNDS` times; SIGKILL once every snapshot is confirmed.
-async fn trial(n: usize, want: usize) -> Trial {
+async fn trial(n: usize, want: usize, probe: Duration) -> Trial {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let cluster = format!("recover-{n}");
     let h = ClusterTestHarness::builder()
         .nodes(2)
         .cluster(cluster.clone())
-        .configure(|_, c| c.probe_interval(PROBE))
+        .configure(move |_, c| c.probe_interval(probe))
         .start()
         .await
         .expect("harness");
     let seeds: Vec<String> = h.live().iter().map(|&i| h.node(i).local_addr().to_string()).collect();
     let mut args = NodeArgs::new(&cluster, "victim", &seeds);
-    args.probe_ms = PROBE.as_millis() as u64;
+    args.probe_ms = probe.as_millis() as u64;
     let mut victim = node::spawn_node(exe(), &[], &args, DEADLINE, false).await.expect("victim process");
     h.run_until(DEADLINE, "everyone sees the victim up and linked", |h| {
         h.live().iter().all(|&i| {
@@ -113,10 +119,10 @@ async fn trial(n: usize, want: usize) -> Trial {
 
 #[actix_rt::test]
 async fn a_sigkilled_process_hosting_1000_keyed_actors_loses_none_of_their_snapshots() {
-    let t = trial(0, 1_000).await;
+    let t = trial(0, 1_000, CI_PROBE).await;
     println!(
         "recovery: {} keyed actors of a SIGKILLed process answered again from their snapshots {:?} after the kill \
-         (probe 200 ms, detection included)",
+         (probe 500 ms, detection included)",
         t.on_victim, t.available
     );
 }
@@ -126,7 +132,7 @@ async fn a_sigkilled_process_hosting_1000_keyed_actors_loses_none_of_their_snaps
 async fn recovery_figures_over_five_sigkill_trials() {
     let mut times = Vec::new();
     for n in 1..=5 {
-        let t = trial(n, 1_000).await;
+        let t = trial(n, 1_000, PROBE).await;
         println!("trial {n}: {} keys back in {:?}", t.on_victim, t.available);
         times.push(t.available);
     }
