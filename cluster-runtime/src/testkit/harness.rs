@@ -112,7 +112,7 @@ impl HarnessBuilder {
             let system = h.start_node(i, &name, "127.0.0.1:0", seeds, 0).await?;
             let addr = system.local_addr();
             h.faults.register_addr(&name, &addr.to_string());
-            h.slots.push(Slot { name, addr, system: Some(system), incarnation: 0 });
+            h.slots.push(Slot { name, addr, system: Some(system), killed: None, incarnation: 0 });
         }
         h.wait_for_stability(Duration::from_secs(30)).await?;
         Ok(h)
@@ -123,6 +123,9 @@ struct Slot {
     name: String,
     addr: SocketAddr,
     system: Option<ClusterSystem>,
+    /// The last incarnation killed, until a restart has waited for it to let go of its
+    /// address.
+    killed: Option<ClusterSystem>,
     incarnation: u64,
 }
 
@@ -258,6 +261,7 @@ impl ClusterTestHarness {
     pub fn kill(&mut self, index: usize) {
         if let Some(system) = self.slots[index].system.take() {
             system.kill();
+            self.slots[index].killed = Some(system);
         }
     }
 
@@ -273,6 +277,10 @@ impl ClusterTestHarness {
     pub async fn restart(&mut self, index: usize) -> Result<&ClusterSystem, HarnessError> {
         if let Some(old) = self.slots[index].system.take() {
             old.kill();
+            old.wait_stopped().await;
+        }
+        // A node killed earlier lets go of its address once its tasks have ended.
+        if let Some(old) = self.slots[index].killed.take() {
             old.wait_stopped().await;
         }
         let slot = &self.slots[index];
