@@ -181,15 +181,7 @@ impl BrokerService {
         for mut m in ready {
             let (_, acks) = self.fan_out_with(topic, m.message, m.format, &m.payload, true);
             if let Some(done) = m.done.take() {
-                cx.node().spawn_call(
-                    Channel::DELIVERY,
-                    Box::pin(async move {
-                        for ack in acks {
-                            ack.await;
-                        }
-                        Some(done(Handled::Done(Vec::new())))
-                    }),
-                );
+                confirm_when_handled(cx, acks, done);
             }
         }
     }
@@ -372,6 +364,20 @@ impl BrokerService {
     }
 }
 
+/// Tells the delivery service a published message was handled once every local
+/// subscriber's handler ran (or the subscriber stopped meanwhile).
+fn confirm_when_handled(cx: &mut Cx<'_>, acks: Vec<Acked>, done: HandledFn) {
+    cx.node().spawn_call(
+        Channel::DELIVERY,
+        Box::pin(async move {
+            for ack in acks {
+                ack.await;
+            }
+            Some(done(Handled::Done(Vec::new())))
+        }),
+    );
+}
+
 impl Service for BrokerService {
     fn channel(&self) -> Channel {
         Channel::BROKER
@@ -430,17 +436,8 @@ impl Service for BrokerService {
             self.causal_arrived(cx, &topic, d, done);
             return;
         }
-        // Confirmed once every local subscriber's handler ran (or it stopped meanwhile).
         let (_, acks) = self.fan_out_with(&d.key, d.message, d.format, &d.payload, true);
-        cx.node().spawn_call(
-            Channel::DELIVERY,
-            Box::pin(async move {
-                for ack in acks {
-                    ack.await;
-                }
-                Some(done(Handled::Done(Vec::new())))
-            }),
-        );
+        confirm_when_handled(cx, acks, done);
     }
 
     fn handle_membership(&mut self, cx: &mut Cx<'_>, event: &MembershipEvent) {
