@@ -151,6 +151,21 @@ where
     })))
 }
 
+/// Whether `A`'s handler of `M` answers when it returns: its result type is the message's
+/// result itself (or `MessageResult`), not a future the actor runs later. Then a message
+/// sent as a tell has been handled once a probe sent after it is answered. Generated
+/// registrations point here.
+pub fn handled_in_order<A, M>() -> bool
+where
+    A: Handles<M>,
+    M: ClusterMessage,
+    <A as actix::Handler<M>>::Result: 'static,
+{
+    use std::any::TypeId;
+    let result = TypeId::of::<<A as actix::Handler<M>>::Result>();
+    result == TypeId::of::<M::Result>() || result == TypeId::of::<actix::MessageResult<M>>()
+}
+
 /// The future of a probe: true once the actor handled it, false if the actor stopped.
 pub type ProbeFuture = Pin<Box<dyn Future<Output = bool>>>;
 

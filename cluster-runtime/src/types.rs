@@ -61,6 +61,9 @@ pub struct HandlerRegistration {
     pub message_name: &'static str,
     /// Decodes and delivers the message.
     pub dispatch: DispatchFn,
+    /// Whether the handler's result is ready when it returns (not a future): then a tell
+    /// is handled once a probe sent after it is answered.
+    pub handled_in_order: fn() -> bool,
 }
 
 /// Builds a keyed actor from its key and starts it under a watch.

@@ -133,7 +133,8 @@ pub mod __private {
     pub use actix;
     pub use actix_cluster_runtime::actor::{Probe, TakeState};
     pub use actix_cluster_runtime::dispatch::{
-        assert_wire_type, default_state, dispatch, encode_state, probe, spawn_from_state, spawn_keyed, take_state,
+        assert_wire_type, default_state, dispatch, encode_state, handled_in_order, probe, spawn_from_state,
+        spawn_keyed, take_state,
     };
     pub use actix_cluster_runtime::proto::wire_id;
     pub use actix_cluster_runtime::types::{ActorRegistration, HandlerRegistration, MessageRegistration};

@@ -166,6 +166,8 @@ async fn send_some(
         hist.sent(scope, id);
         let r = target.tell_with(note(scope, id), guarantee).await.expect("accepted");
         receipts.push((id, r));
+        // Sent over time, not in one burst: many frames, so that the faults hit many.
+        tokio::task::yield_now().await;
     }
     receipts
 }

@@ -168,6 +168,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     message_wire_id: <#m as ::actix_cluster::ClusterMessage>::WIRE_ID,
                     message_name: <#m as ::actix_cluster::ClusterMessage>::NAME,
                     dispatch: #p::dispatch::<#ident, #m>,
+                    handled_in_order: #p::handled_in_order::<#ident, #m>,
                 }
             }
         }

@@ -802,6 +802,16 @@ pub(crate) struct Target {
 }
 
 impl<A: DistributedActor> ActorRef<A> {
+    /// The node of a started, registered handle (`None` for one being started, keyed, or
+    /// not distributed).
+    pub(crate) fn started_system(&self) -> Option<ClusterSystem> {
+        match &self.repr {
+            Repr::Local { registered: Some(h), .. } => Some(h.system.clone()),
+            Repr::Remote(r) => Some(r.system().clone()),
+            _ => None,
+        }
+    }
+
     /// The actor's identity, location and how to find it again, for a guaranteed send
     /// (waits for a handle still being started, and for a key's activation).
     pub(crate) async fn guaranteed_target(&self) -> Result<Target, ClusterError> {

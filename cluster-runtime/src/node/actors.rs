@@ -197,8 +197,8 @@ pub(crate) enum Asked {
 
 /// How a guaranteed message reaches its actor.
 pub(crate) enum Guaranteed {
-    /// Into its mailbox now: its address and the message's handler.
-    Now(ErasedAddr, &'static HandlerRegistration),
+    /// Into its mailbox now: its address, the message's handler and its probe.
+    Now(ErasedAddr, &'static HandlerRegistration, ProbeFn),
     /// Held with its other inbound messages (moving, yielding, passivated): it goes where
     /// the actor is once released.
     Held,
@@ -670,7 +670,7 @@ impl Actors {
             parked.push(Parked::Local(park(h)));
             return Ok(Guaranteed::Held);
         }
-        Ok(Guaranteed::Now(a.addr.clone(), h))
+        Ok(Guaranteed::Now(a.addr.clone(), h, a.probe))
     }
 
     /// Holds actor `id`'s inbound messages from now on; false if it is not here.

@@ -254,15 +254,148 @@ impl Kernel for Node {
         payload: bytes::Bytes,
         done: crate::node::service::HandledFn,
     ) {
-        use crate::node::actors::{Guaranteed, Resume};
-        use crate::node::service::Handled;
         let back = self.me.clone();
-        let done: Box<dyn FnOnce(Handled) + Send> = Box::new(move |handled| {
+        let done: Done = Box::new(move |handled| {
             if let Some(node) = back.upgrade() {
                 node.to_control(Input::Call(channel, done(handled)));
             }
         });
-        let mut slot = Some((done, payload.clone()));
+        if let Some((addr, h, _, done)) = self.reach_guaranteed(target, message, format, payload.clone(), done) {
+            self.dispatch_guaranteed(&addr, h, format, &payload, done);
+        }
+    }
+
+    fn deliver_batch(
+        &self,
+        channel: crate::proto::wire::channel::Channel,
+        target: crate::ids::LocalActorId,
+        items: Vec<crate::node::service::BatchItem>,
+        done: crate::node::service::BatchDoneFn,
+    ) {
+        use crate::error::{RemoteError, RemoteErrorKind};
+        use crate::node::service::Handled;
+        enum Waiting {
+            Reply(crate::dispatch::ReplyFuture),
+            Told,
+        }
+        let back = self.me.clone();
+        let gather = Arc::new(std::sync::Mutex::new(Gather {
+            results: items.iter().map(|_| None).collect(),
+            left: items.len(),
+            done: Some(Box::new(move |results| {
+                if let Some(node) = back.upgrade() {
+                    node.to_control(Input::Call(channel, done(results)));
+                }
+            })),
+        }));
+        let mut waiting = Vec::new();
+        let mut probe = None;
+        for (i, item) in items.into_iter().enumerate() {
+            let slot = gather.clone();
+            let fill_i: Done = Box::new(move |h| fill(&slot, i, h));
+            let Some((addr, h, probe_fn, fill_i)) =
+                self.reach_guaranteed(target, item.message, item.format, item.payload.clone(), fill_i)
+            else {
+                continue;
+            };
+            let tell = !item.reply && (h.handled_in_order)();
+            let dispatched =
+                crate::node::context::decoding(&self.slot, || (h.dispatch)(&*addr, item.format, &item.payload, !tell));
+            match dispatched {
+                Ok(Some(reply)) => waiting.push((i, Waiting::Reply(reply))),
+                Ok(None) if tell => {
+                    waiting.push((i, Waiting::Told));
+                    probe = Some((addr, probe_fn));
+                }
+                Ok(None) => fill_i(Handled::Refused(RemoteError::new(
+                    RemoteErrorKind::Encode,
+                    "the message produced no result",
+                ))),
+                Err(e) => fill_i(Handled::Refused(e)),
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        // One probe after the batch's tells: answered, every one of them was handled.
+        let probe = probe.and_then(|(addr, probe_fn)| probe_fn(&*addr));
+        self.spawn_task(async move {
+            let told = match probe {
+                Some(probe) => probe.await,
+                None => true,
+            };
+            for (i, w) in waiting {
+                let handled = match w {
+                    Waiting::Reply(reply) => match reply.await {
+                        Ok(bytes) => Handled::Done(bytes),
+                        Err(e) => Handled::Refused(e),
+                    },
+                    Waiting::Told if told => Handled::Done(Vec::new()),
+                    Waiting::Told => {
+                        Handled::Refused(RemoteError::new(RemoteErrorKind::ActorStopped, "the actor stopped"))
+                    }
+                };
+                fill(&gather, i, handled);
+            }
+        });
+    }
+
+    fn stats(&self) -> NodeStats {
+        NodeStats {
+            actor_count: self.actors.len() as u64,
+            in_flight: (self.requests.len() + self.peers.queued()) as u64,
+        }
+    }
+}
+
+/// Where the outcome of one guaranteed message goes.
+type Done = Box<dyn FnOnce(crate::node::service::Handled) + Send>;
+
+/// The outcomes of a batch as they come in.
+struct Gather {
+    results: Vec<Option<crate::node::service::Handled>>,
+    left: usize,
+    done: Option<Box<dyn FnOnce(Vec<crate::node::service::Handled>) + Send>>,
+}
+
+/// Item `i` of a batch has its outcome; the last one hands them all over.
+fn fill(gather: &std::sync::Mutex<Gather>, i: usize, handled: crate::node::service::Handled) {
+    let finished = {
+        let mut g = gather.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.results[i].is_none() {
+            g.results[i] = Some(handled);
+            g.left -= 1;
+        }
+        if g.left == 0 {
+            let results: Vec<_> = std::mem::take(&mut g.results).into_iter().flatten().collect();
+            g.done.take().map(|done| (done, results))
+        } else {
+            None
+        }
+    };
+    if let Some((done, results)) = finished {
+        done(results);
+    }
+}
+
+impl Node {
+    /// Finds local actor `target` for a guaranteed message: its address, the message's
+    /// handler and its probe when the message can go into its mailbox now (with `done`
+    /// back); otherwise the message is held with the actor's other messages, or `done`
+    /// hears it moved or was refused, and `None`.
+    #[allow(clippy::type_complexity)]
+    fn reach_guaranteed(
+        &self,
+        target: crate::ids::LocalActorId,
+        message: crate::ids::WireId,
+        format: crate::format::Format,
+        payload: bytes::Bytes,
+        done: Done,
+    ) -> Option<(crate::dispatch::ErasedAddr, &'static crate::types::HandlerRegistration, crate::types::ProbeFn, Done)>
+    {
+        use crate::node::actors::{Guaranteed, Resume};
+        use crate::node::service::Handled;
+        let mut slot = Some((done, payload));
         let me = self.me.clone();
         let park = |h: &'static crate::types::HandlerRegistration| -> crate::node::actors::LocalSend {
             let (done, payload) = slot.take().expect("parked once");
@@ -276,34 +409,23 @@ impl Kernel for Node {
             })
         };
         match self.actors.deliver_guaranteed(&self.types, target, message, park) {
-            Ok(Guaranteed::Held) => {}
-            Ok(Guaranteed::Now(addr, h)) => {
-                if let Some((done, payload)) = slot.take() {
-                    self.dispatch_guaranteed(&addr, h, format, &payload, done);
-                }
-            }
+            Ok(Guaranteed::Held) => None,
+            Ok(Guaranteed::Now(addr, h, probe)) => slot.take().map(|(done, _)| (addr, h, probe, done)),
             Ok(Guaranteed::Moved(to)) => {
                 if let Some((done, _)) = slot.take() {
                     done(Handled::Moved(to));
                 }
+                None
             }
             Err(e) => {
                 if let Some((done, _)) = slot.take() {
                     done(Handled::Refused(e));
                 }
+                None
             }
         }
     }
 
-    fn stats(&self) -> NodeStats {
-        NodeStats {
-            actor_count: self.actors.len() as u64,
-            in_flight: (self.requests.len() + self.peers.queued()) as u64,
-        }
-    }
-}
-
-impl Node {
     /// Puts a guaranteed message into actor `addr`'s mailbox as an ask; `done` hears the
     /// handler's result once it has run.
     fn dispatch_guaranteed(
@@ -312,7 +434,7 @@ impl Node {
         h: &'static crate::types::HandlerRegistration,
         format: crate::format::Format,
         payload: &[u8],
-        done: Box<dyn FnOnce(crate::node::service::Handled) + Send>,
+        done: Done,
     ) {
         use crate::error::{RemoteError, RemoteErrorKind};
         use crate::node::service::Handled;
@@ -347,6 +469,7 @@ impl Driver {
         let service = &mut self.services[i];
         let mut cx = Cx { now, channel: service.channel(), kernel: &*self.node, events: &mut self.events };
         f(&mut **service, &mut cx);
+        service.flush(&mut cx);
         self.timers.set(i, service.poll_timeout());
     }
 

@@ -97,6 +97,9 @@ pub(crate) trait Service: Any {
     }
     /// The deadline [`poll_timeout`](Self::poll_timeout) gave has passed.
     fn handle_timeout(&mut self, _cx: &mut Cx<'_>, _now: Duration) {}
+    /// Called after each of the other entry points: the service sends what that step left
+    /// queued (frames batched per peer, deliveries batched per actor).
+    fn flush(&mut self, _cx: &mut Cx<'_>) {}
     /// When [`handle_timeout`](Self::handle_timeout) is due next (time since the node started).
     fn poll_timeout(&self) -> Option<Duration> {
         None
@@ -214,7 +217,30 @@ pub(crate) trait Kernel {
         payload: bytes::Bytes,
         done: HandledFn,
     );
+    /// Delivers `items` to local actor `target`, in order, each as [`deliver`](Self::deliver)
+    /// would; `done` makes of all their outcomes (in the items' order) one call to the
+    /// service on `channel`, once every outcome is known. A tell whose handler answers
+    /// when it returns is sent as a tell, and one probe after the batch's tells says they
+    /// were handled (mailbox order); asks, and messages whose handlers answer later, go as
+    /// asks.
+    fn deliver_batch(&self, channel: Channel, target: LocalActorId, items: Vec<BatchItem>, done: BatchDoneFn);
 }
+
+/// One message of a [`Kernel::deliver_batch`].
+#[derive(Debug)]
+pub(crate) struct BatchItem {
+    /// Its type.
+    pub(crate) message: crate::ids::WireId,
+    /// Its format.
+    pub(crate) format: Format,
+    /// The encoded message.
+    pub(crate) payload: bytes::Bytes,
+    /// The handler's result is wanted.
+    pub(crate) reply: bool,
+}
+
+/// Makes of a batch's outcomes a call to the service that delivered it.
+pub(crate) type BatchDoneFn = Box<dyn FnOnce(Vec<Handled>) -> Call + Send>;
 
 /// A guaranteed message for a service ([`Service::handle_delivered`]).
 #[derive(Debug)]

@@ -8,14 +8,23 @@
 //!   reply says N is the throughput time;
 //! - (A) M sequential asks (A echoes `seq`), latency per ask.
 //!
+//! - (G) N tells under each delivery guarantee, timed until every receipt settled and A
+//!   counted them all, as a ratio to (T);
+//! - (B) at-least-once tells in bursts of 100 to 100,000 outstanding messages (send a burst,
+//!   wait for its receipts, repeat), the same total per burst size;
+//! - (P) publishes to 1, 10 and 100 subscribers spread over three nodes (A, a third process
+//!   C, and B itself), timed until every subscriber counted every publish.
+//!
 //! Both sides of both pipelines run on a single-threaded runtime per process.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster_examples::node::{self, NodeArgs};
-use actix_cluster_examples::{Count, Echo, Payload, Sink};
+use actix_cluster_examples::{Count, Echo, Payload, Sink, Tick};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,6 +45,89 @@ struct Options {
     tells: u64,
     asks: u64,
     runs: usize,
+    guaranteed: u64,
+    txns: u64,
+    publishes: u64,
+    only: Part,
+}
+
+/// The parts of the benchmark (`--only` runs one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    Tells,
+    Guarantees,
+    Bursts,
+    Publish,
+}
+
+impl Options {
+    fn runs(&self, part: Part) -> bool {
+        self.only == Part::All || self.only == part
+    }
+}
+
+/// This process's node, for the subscribers the publish part starts.
+static SYSTEM: OnceLock<ClusterSystem> = OnceLock::new();
+
+/// Publishes this process's subscribers handled.
+static FANNED: AtomicU64 = AtomicU64::new(0);
+
+/// Starts `count` subscribers of `topic` on the node it runs on.
+#[cluster_message(result = "()")]
+#[derive(Debug, Serialize, Deserialize)]
+struct Subscribe {
+    topic: String,
+    count: u32,
+}
+
+/// How many publishes this process's subscribers handled.
+#[cluster_message(result = "u64")]
+#[derive(Debug, Serialize, Deserialize)]
+struct Fanned;
+
+/// Starts subscribers on its node and counts what they handled.
+#[distributed_actor(messages(Subscribe, Fanned))]
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Fanout;
+
+impl Handler<Subscribe> for Fanout {
+    type Result = ();
+    fn handle(&mut self, s: Subscribe, _: &mut Context<Self>) {
+        subscribe(&s.topic, s.count);
+    }
+}
+
+impl Handler<Fanned> for Fanout {
+    type Result = u64;
+    fn handle(&mut self, _: Fanned, _: &mut Context<Self>) -> u64 {
+        FANNED.load(Ordering::Relaxed)
+    }
+}
+
+/// A subscriber: counts the ticks it handles.
+struct Subscriber;
+
+impl Actor for Subscriber {
+    type Context = Context<Self>;
+}
+
+impl Handler<Tick> for Subscriber {
+    type Result = ();
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+        FANNED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts `count` subscribers of `topic` here; each is subscribed before this returns.
+fn subscribe(topic: &str, count: u32) {
+    let Some(system) = SYSTEM.get() else { return };
+    for _ in 0..count {
+        Subscriber::create(|ctx| {
+            system.broker().subscribe::<Tick, Subscriber>(ctx, Some(topic));
+            Subscriber
+        });
+    }
 }
 
 fn main() {
@@ -45,7 +137,10 @@ fn main() {
         Some("node") => {
             args.remove(0);
             let a = NodeArgs::parse(args).unwrap_or_else(|e| exit(&e));
-            if let Err(e) = actix_cluster::rt::System::new().block_on(node::run(a)) {
+            let run = node::run_with(a, |system| {
+                let _ = SYSTEM.set(system.clone());
+            });
+            if let Err(e) = actix_cluster::rt::System::new().block_on(run) {
                 exit(&e.to_string());
             }
         }
@@ -75,16 +170,41 @@ fn exit(e: &str) -> ! {
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { tells: 200_000, asks: 20_000, runs: 3 };
+    let mut o = Options {
+        tells: 200_000,
+        asks: 20_000,
+        runs: 3,
+        guaranteed: 100_000,
+        txns: 2_000,
+        publishes: 20_000,
+        only: Part::All,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--only" {
+            o.only = match v.as_str() {
+                "tells" => Part::Tells,
+                "guarantees" => Part::Guarantees,
+                "bursts" => Part::Bursts,
+                "publish" => Part::Publish,
+                other => return Err(format!("--only {other}: valid: tells, guarantees, bursts, publish")),
+            };
+            continue;
+        }
         let n: u64 = v.parse().map_err(|_| format!("{flag}: not a number: {v}"))?;
         match flag.as_str() {
             "--tells" => o.tells = n,
             "--asks" => o.asks = n,
             "--runs" => o.runs = n.max(1) as usize,
-            other => return Err(format!("unknown flag {other}; valid: --tells, --asks, --runs")),
+            "--guaranteed" => o.guaranteed = n.max(1),
+            "--txns" => o.txns = n.max(1),
+            "--publishes" => o.publishes = n.max(1),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; valid: --tells, --asks, --runs, --guaranteed, --txns, --publishes, --only"
+                ))
+            }
         }
     }
     Ok(o)
@@ -98,13 +218,17 @@ fn payload(seq: u64) -> Payload {
 struct Figures {
     tells_per_sec: Vec<f64>,
     ask_latencies_us: Vec<f64>,
+    /// (guarantee, msg/s).
+    guaranteed: Vec<(&'static str, f64)>,
+    /// (burst size, msg/s).
+    bursts: Vec<(u64, f64)>,
+    /// (subscribers, guarantee, publishes/s).
+    publishes: Vec<(u32, &'static str, f64)>,
 }
 
 impl Figures {
     fn tell_median(&self) -> f64 {
-        let mut v = self.tells_per_sec.clone();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        median(&self.tells_per_sec)
     }
     fn ask_percentile(&self, p: f64) -> f64 {
         let mut v = self.ask_latencies_us.clone();
@@ -112,6 +236,12 @@ impl Figures {
         let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
         v[idx]
     }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
@@ -126,28 +256,72 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         o.runs
     );
     let ours = bench_cluster(&exe, o).await?;
-    let raw = bench_raw(&exe, o).await?;
-
-    let (t_ours, t_raw) = (ours.tell_median(), raw.tell_median());
-    let (p50_ours, p50_raw) = (ours.ask_percentile(0.50), raw.ask_percentile(0.50));
-    let (p99_ours, p99_raw) = (ours.ask_percentile(0.99), raw.ask_percentile(0.99));
     println!();
-    println!("{:<22}{:>18}{:>22}{:>12}", "", "actix-cluster", "raw tokio+postcard", "ratio");
-    println!(
-        "{:<22}{:>12.0} msg/s{:>16.0} msg/s{:>11.1}%   (target >= 50 %)",
-        "tell throughput",
-        t_ours,
-        t_raw,
-        100.0 * t_ours / t_raw
-    );
-    println!(
-        "{:<22}{:>15.1} us{:>19.1} us{:>11.2}x   (target <= 1.5x)",
-        "ask latency p50",
-        p50_ours,
-        p50_raw,
-        p50_ours / p50_raw
-    );
-    println!("{:<22}{:>15.1} us{:>19.1} us{:>11.2}x", "ask latency p99", p99_ours, p99_raw, p99_ours / p99_raw);
+    if o.runs(Part::Tells) {
+        let raw = bench_raw(&exe, o).await?;
+        let (t_ours, t_raw) = (ours.tell_median(), raw.tell_median());
+        let (p50_ours, p50_raw) = (ours.ask_percentile(0.50), raw.ask_percentile(0.50));
+        let (p99_ours, p99_raw) = (ours.ask_percentile(0.99), raw.ask_percentile(0.99));
+        println!();
+        println!("{:<22}{:>18}{:>22}{:>12}", "", "actix-cluster", "raw tokio+postcard", "ratio");
+        println!(
+            "{:<22}{:>12.0} msg/s{:>16.0} msg/s{:>11.1}%   (target >= 50 %)",
+            "tell throughput",
+            t_ours,
+            t_raw,
+            100.0 * t_ours / t_raw
+        );
+        println!(
+            "{:<22}{:>15.1} us{:>19.1} us{:>11.2}x   (target <= 1.5x)",
+            "ask latency p50",
+            p50_ours,
+            p50_raw,
+            p50_ours / p50_raw
+        );
+        println!("{:<22}{:>15.1} us{:>19.1} us{:>11.2}x", "ask latency p99", p99_ours, p99_raw, p99_ours / p99_raw);
+        for (name, rate) in &ours.guaranteed {
+            println!(
+                "{:<22}{:>12.0} msg/s{:>16.0} msg/s{:>11.1}%",
+                format!("tell_with {name}"),
+                rate,
+                t_raw,
+                100.0 * rate / t_raw
+            );
+        }
+    }
+    let at_most_once = ours.tell_median();
+    if !ours.guaranteed.is_empty() {
+        println!();
+        println!(
+            "tells by guarantee (timed until every receipt settled), against plain tells ({at_most_once:.0} msg/s):"
+        );
+        for (name, rate) in &ours.guaranteed {
+            let target = if *name == "at-least-once" { "   (target >= 50 %)" } else { "" };
+            println!("  {:<20}{:>12.0} msg/s{:>9.1}%{target}", name, rate, 100.0 * rate / at_most_once);
+        }
+    }
+    if !ours.bursts.is_empty() {
+        println!();
+        println!("at-least-once tells by burst size (outstanding messages):");
+        for (burst, rate) in &ours.bursts {
+            println!("  {:<20}{:>12.0} msg/s", format!("{burst} outstanding"), rate);
+        }
+        let rates: Vec<f64> = ours.bursts.iter().map(|(_, r)| *r).collect();
+        let (lo, hi) = rates.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        println!("  slowest / fastest: {:.1} %   (target >= 80 %)", 100.0 * lo / hi);
+    }
+    if !ours.publishes.is_empty() {
+        println!();
+        println!("publishes to subscribers on three nodes (timed until every subscriber handled every publish):");
+        for (subs, guarantee, rate) in &ours.publishes {
+            println!(
+                "  {:<34}{:>10.0} publishes/s{:>12.0} deliveries/s",
+                format!("{subs} subscriber(s), {guarantee}"),
+                rate,
+                rate * f64::from(*subs)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -161,6 +335,7 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
         .request_timeout(Duration::from_secs(60))
         .build()?;
     let b = ClusterSystem::new("bench", config).start().await?;
+    let _ = SYSTEM.set(b.clone());
     b.wait_for_peers(&["bench-a"], READY).await?;
     let mut figures = Figures::default();
     // Warm-up: connections, allocator, caches.
@@ -169,39 +344,206 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
         warm.tell(payload(i)).await?;
     }
     warm.send(Count).await?;
-    for run in 0..o.runs {
+    if o.runs(Part::Tells) || o.runs(Part::Guarantees) {
+        for run in 0..o.runs {
+            let sink = b.remote_actor::<Sink>("bench-a").await?;
+            let start = Instant::now();
+            for i in 0..o.tells {
+                sink.tell(payload(i)).await?;
+            }
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                println!("  sender loop done after {:?}", start.elapsed());
+            }
+            let counted = sink.send(Count).await?;
+            let elapsed = start.elapsed();
+            if counted != o.tells {
+                return Err(format!("A counted {counted} of {} tells", o.tells).into());
+            }
+            let rate = o.tells as f64 / elapsed.as_secs_f64();
+            println!("actix-cluster run {}: {} tells in {:?} = {:.0} msg/s", run + 1, o.tells, elapsed, rate);
+            figures.tells_per_sec.push(rate);
+        }
+    }
+    if o.runs(Part::Tells) {
         let sink = b.remote_actor::<Sink>("bench-a").await?;
-        let start = Instant::now();
-        for i in 0..o.tells {
-            sink.tell(payload(i)).await?;
+        for i in 0..1_000 {
+            sink.send(Echo(payload(i))).await?;
         }
-        if std::env::var_os("BENCH_DEBUG").is_some() {
-            println!("  sender loop done after {:?}", start.elapsed());
+        for i in 0..o.asks {
+            let t = Instant::now();
+            let seq = sink.send(Echo(payload(i))).await?;
+            figures.ask_latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
+            if seq != i {
+                return Err(format!("ask {i} answered {seq}").into());
+            }
         }
-        let counted = sink.send(Count).await?;
-        let elapsed = start.elapsed();
-        if counted != o.tells {
-            return Err(format!("A counted {counted} of {} tells", o.tells).into());
-        }
-        let rate = o.tells as f64 / elapsed.as_secs_f64();
-        println!("actix-cluster run {}: {} tells in {:?} = {:.0} msg/s", run + 1, o.tells, elapsed, rate);
-        figures.tells_per_sec.push(rate);
     }
-    let sink = b.remote_actor::<Sink>("bench-a").await?;
-    for i in 0..1_000 {
-        sink.send(Echo(payload(i))).await?;
-    }
-    for i in 0..o.asks {
-        let t = Instant::now();
-        let seq = sink.send(Echo(payload(i))).await?;
-        figures.ask_latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
-        if seq != i {
-            return Err(format!("ask {i} answered {seq}").into());
+    if o.runs(Part::Guarantees) {
+        use DeliveryGuarantee as G;
+        let cases = [
+            ("at-most-once", G::AtMostOnce, o.guaranteed),
+            ("at-least-once", G::AtLeastOnce, o.guaranteed),
+            ("exactly-once", G::ExactlyOnce, o.guaranteed),
+            ("ordered", G::Ordered, o.guaranteed),
+            ("transactional", G::Transactional, o.txns),
+        ];
+        for (name, guarantee, n) in cases {
+            let mut rates = Vec::new();
+            for run in 0..o.runs {
+                let rate = guaranteed_run(&b, guarantee, n, n).await?;
+                println!("{name} run {}: {n} tells = {rate:.0} msg/s", run + 1);
+                rates.push(rate);
+            }
+            figures.guaranteed.push((name, median(&rates)));
         }
+    }
+    if o.runs(Part::Bursts) {
+        for burst in [100, 1_000, 10_000, 100_000] {
+            let total = o.guaranteed.max(burst);
+            let mut rates = Vec::new();
+            for run in 0..o.runs {
+                let rate = guaranteed_run(&b, DeliveryGuarantee::AtLeastOnce, total, burst).await?;
+                println!("burst {burst} run {}: {total} tells = {rate:.0} msg/s", run + 1);
+                rates.push(rate);
+            }
+            figures.bursts.push((burst, median(&rates)));
+        }
+    }
+    if o.runs(Part::Publish) {
+        let args = NodeArgs::new("bench", "bench-c", &[b.local_addr().to_string()]);
+        let c = node::spawn_node(exe, &["node"], &args, READY, false).await?;
+        b.wait_for_peers(&["bench-a", "bench-c"], READY).await?;
+        figures.publishes = bench_publish(&b, o).await?;
+        c.stop(READY).await?;
     }
     b.shutdown().await;
     a.stop(READY).await?;
     Ok(figures)
+}
+
+/// Sends `n` tells with `guarantee` in bursts of `burst` (waiting for each burst's
+/// receipts), then checks A counted them all; msg/s.
+async fn guaranteed_run(
+    b: &ClusterSystem,
+    guarantee: DeliveryGuarantee,
+    n: u64,
+    burst: u64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let sink = b.remote_actor::<Sink>("bench-a").await?;
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let size = burst.min(n - sent);
+        let mut receipts = Vec::with_capacity(size as usize);
+        for i in sent..sent + size {
+            receipts.push(sink.tell_with(payload(i), guarantee).await?);
+        }
+        for r in receipts {
+            r.await?;
+        }
+        sent += size;
+    }
+    let counted = sink.send(Count).await?;
+    let elapsed = start.elapsed();
+    if counted != n {
+        return Err(format!("A counted {counted} of {n} tells ({guarantee:?})").into());
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Publishes to 1, 10 and 100 subscribers spread over A, C and B; (subscribers,
+/// guarantee, publishes/s) per case.
+async fn bench_publish(
+    b: &ClusterSystem,
+    o: Options,
+) -> Result<Vec<(u32, &'static str, f64)>, Box<dyn std::error::Error>> {
+    let pools = [b.remote_actor::<Fanout>("bench-a").await?, b.remote_actor::<Fanout>("bench-c").await?];
+    let mut out = Vec::new();
+    for subs in [1u32, 10, 100] {
+        let topic = format!("fanout-{subs}");
+        // Round robin over A, C and B, starting with A.
+        let share = |i: u32| (subs + 2 - i) / 3;
+        pools[0].send(Subscribe { topic: topic.clone(), count: share(0) }).await?;
+        if share(1) > 0 {
+            pools[1].send(Subscribe { topic: topic.clone(), count: share(1) }).await?;
+        }
+        subscribe(&topic, share(2));
+        let expected: Vec<&str> = ["bench-a", "bench-c", "bench-b"]
+            .into_iter()
+            .zip(0..)
+            .filter(|(_, i)| share(*i) > 0)
+            .map(|(n, _)| n)
+            .collect();
+        let started = Instant::now();
+        loop {
+            let nodes = b.broker().subscribed_nodes::<Tick>(Some(&topic)).await;
+            if expected.iter().all(|n| nodes.iter().any(|m| m == n)) {
+                break;
+            }
+            if started.elapsed() > READY {
+                return Err(format!("{topic}: the subscriptions did not reach the publisher ({nodes:?})").into());
+            }
+            actix_cluster::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (name, guarantee) in
+            [("at-most-once", DeliveryGuarantee::AtMostOnce), ("at-least-once", DeliveryGuarantee::AtLeastOnce)]
+        {
+            let mut rates = Vec::new();
+            for run in 0..o.runs {
+                let before = fanned(&pools).await?;
+                let n = o.publishes;
+                let start = Instant::now();
+                let mut receipts = Vec::new();
+                for i in 0..n {
+                    let msg = Tick { n: i };
+                    if guarantee == DeliveryGuarantee::AtMostOnce {
+                        b.broker().publish_to(&topic, msg).await?;
+                    } else {
+                        receipts.push(b.broker().publish_to_with_guarantee(&topic, msg, guarantee).await?);
+                    }
+                }
+                for r in receipts {
+                    let outcome = r.settled().await;
+                    if !outcome.failed.is_empty() || !outcome.gone.is_empty() {
+                        return Err(format!("{topic}: a publish was not delivered: {outcome:?}").into());
+                    }
+                }
+                let want = before + n * u64::from(subs);
+                loop {
+                    let now = fanned(&pools).await?;
+                    if now >= want {
+                        if now > want {
+                            return Err(
+                                format!("{topic}: {} deliveries, expected {}", now - before, want - before).into()
+                            );
+                        }
+                        break;
+                    }
+                    if start.elapsed() > READY * 4 {
+                        return Err(format!("{topic}: {} of {} deliveries", now - before, want - before).into());
+                    }
+                    actix_cluster::rt::time::sleep(Duration::from_millis(2)).await;
+                }
+                let rate = n as f64 / start.elapsed().as_secs_f64();
+                println!(
+                    "publish to {subs} subscriber(s), {name}, run {}: {n} publishes = {rate:.0} publishes/s",
+                    run + 1
+                );
+                rates.push(rate);
+            }
+            out.push((subs, name, median(&rates)));
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes handled by the subscribers of all three nodes so far.
+async fn fanned(pools: &[ActorRef<Fanout>]) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut total = FANNED.load(Ordering::Relaxed);
+    for pool in pools {
+        total += pool.send(Fanned).await?;
+    }
+    Ok(total)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

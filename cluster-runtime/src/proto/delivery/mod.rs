@@ -71,7 +71,7 @@ mod tests {
                     outbox::Output::Transmit { seq, confirmed, payload } => {
                         send(&mut rng, &mut flight, &mut n, now, true, Wire::Message { seq, confirmed, payload })
                     }
-                    outbox::Output::Receipt { seq, fate } => {
+                    outbox::Output::Receipt { seq, fate, .. } => {
                         assert_eq!(fate, Fate::Delivered);
                         delivered_receipts.push(seq);
                     }

@@ -88,6 +88,8 @@ pub enum Output<P> {
         seq: Seq,
         /// What became of it.
         fate: Fate,
+        /// The message.
+        payload: P,
     },
 }
 
@@ -174,6 +176,12 @@ impl<P: Clone> Outbox<P> {
         self.confirmed
     }
 
+    /// Message `seq`, if it waits for confirmation.
+    pub fn get(&self, seq: Seq) -> Option<&P> {
+        let index = seq.checked_sub(self.confirmed + 1)?;
+        self.unconfirmed.get(usize::try_from(index).ok()?)?.payload.as_ref()
+    }
+
     /// Messages waiting for confirmation.
     pub fn unconfirmed(&self) -> usize {
         self.unconfirmed.len()
@@ -239,8 +247,8 @@ impl<P: Clone> Outbox<P> {
             self.expiries.pop_first();
             let index = seq.checked_sub(self.confirmed + 1).map(|i| i as usize);
             if let Some(e) = index.and_then(|i| self.unconfirmed.get_mut(i)) {
-                if e.payload.take().is_some() {
-                    self.out.push_back(Output::Receipt { seq, fate: Fate::Expired });
+                if let Some(payload) = e.payload.take() {
+                    self.out.push_back(Output::Receipt { seq, fate: Fate::Expired, payload });
                 }
             }
         }
@@ -262,8 +270,8 @@ impl<P: Clone> Outbox<P> {
                 if let Some(at) = e.deadline {
                     self.expiries.remove(&(at, e.seq));
                 }
-                if e.payload.is_some() {
-                    self.out.push_back(Output::Receipt { seq: e.seq, fate: Fate::Delivered });
+                if let Some(payload) = e.payload {
+                    self.out.push_back(Output::Receipt { seq: e.seq, fate: Fate::Delivered, payload });
                 }
             }
         }
@@ -310,7 +318,7 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Receipt { seq, fate: Fate::Delivered } => Some(*seq),
+                Output::Receipt { seq, fate: Fate::Delivered, .. } => Some(*seq),
                 _ => None,
             })
             .collect()
@@ -395,7 +403,10 @@ mod tests {
         let out = drain(&mut o);
         assert_eq!(
             out[..2],
-            [Output::Receipt { seq: 1, fate: Fate::Expired }, Output::Receipt { seq: 2, fate: Fate::Expired }]
+            [
+                Output::Receipt { seq: 1, fate: Fate::Expired, payload: "a" },
+                Output::Receipt { seq: 2, fate: Fate::Expired, payload: "b" }
+            ]
         );
         // Granted: 2 goes out as a skip marker, 3 as itself.
         o.handle_grant(60 * MS, Grant { confirmed: 0, up_to: 3 });
@@ -453,6 +464,6 @@ mod tests {
         assert_eq!(o.poll_timeout(), Some(20 * MS));
         o.handle_timeout(20 * MS);
         let out = drain(&mut o);
-        assert_eq!(out, vec![Output::Receipt { seq: 100_000, fate: Fate::Expired }]);
+        assert_eq!(out, vec![Output::Receipt { seq: 100_000, fate: Fate::Expired, payload: "m" }]);
     }
 }

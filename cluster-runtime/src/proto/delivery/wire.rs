@@ -70,21 +70,19 @@ pub enum Outcome<'a> {
 /// A delivery frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryFrame<'a> {
-    /// Message `seq` of the sender's stream; `envelope` is `None` for a skipped (expired)
-    /// number.
-    Message {
+    /// Messages of the sender's stream, by number; an envelope is `None` for a skipped
+    /// (expired) number.
+    Messages {
         /// Which of the sender's two streams.
         ordered: bool,
         /// The stream's epoch: a sender that gives a stream up (its receiver was marked
         /// down) starts the next one to that receiver with a higher epoch, numbered anew.
         epoch: u32,
-        /// Its number.
-        seq: Seq,
         /// Everything up to here is confirmed, as far as the sender knows.
         confirmed: Seq,
-        /// The message.
+        /// The messages.
         #[serde(borrow)]
-        envelope: Option<Envelope<'a>>,
+        items: Vec<(Seq, Option<Envelope<'a>>)>,
     },
     /// The receiver's grant: handled up to `confirmed`, send up to `up_to`; with the
     /// outcomes of the numbers up to `confirmed` the sender may not have seen yet.
@@ -201,37 +199,39 @@ mod tests {
     fn frames_round_trip_and_garbage_is_refused() {
         let payload = [1u8, 2, 3];
         let frames = [
-            DeliveryFrame::Message {
+            DeliveryFrame::Messages {
                 ordered: true,
                 epoch: 1,
-                seq: 7,
                 confirmed: 5,
-                envelope: Some(Envelope {
-                    id: MessageId(u128::MAX - 3),
-                    to: To::Actor { identity: ActorId(42), target: LocalActorId(9) },
-                    message: WireId(0xfeed),
-                    format: Format::Postcard,
-                    reply: true,
-                    dedup: false,
-                    payload: &payload,
-                }),
+                items: vec![
+                    (
+                        7,
+                        Some(Envelope {
+                            id: MessageId(u128::MAX - 3),
+                            to: To::Actor { identity: ActorId(42), target: LocalActorId(9) },
+                            message: WireId(0xfeed),
+                            format: Format::Postcard,
+                            reply: true,
+                            dedup: false,
+                            payload: &payload,
+                        }),
+                    ),
+                    (8, None),
+                    (
+                        9,
+                        Some(Envelope {
+                            id: MessageId(1),
+                            to: To::Sink { channel: Channel(7), key: "type:Price" },
+                            message: WireId(3),
+                            format: Format::Json,
+                            reply: false,
+                            dedup: true,
+                            payload: &payload,
+                        }),
+                    ),
+                ],
             },
-            DeliveryFrame::Message { ordered: false, epoch: 2, seq: 8, confirmed: 5, envelope: None },
-            DeliveryFrame::Message {
-                ordered: true,
-                epoch: 1,
-                seq: 9,
-                confirmed: 5,
-                envelope: Some(Envelope {
-                    id: MessageId(1),
-                    to: To::Sink { channel: Channel(7), key: "type:Price" },
-                    message: WireId(3),
-                    format: Format::Json,
-                    reply: false,
-                    dedup: true,
-                    payload: &payload,
-                }),
-            },
+            DeliveryFrame::Messages { ordered: false, epoch: 2, confirmed: 5, items: vec![(8, None)] },
             DeliveryFrame::Grant {
                 ordered: false,
                 epoch: 3,

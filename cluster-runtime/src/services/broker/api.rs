@@ -322,6 +322,7 @@ impl Broker<'_> {
                 ordered: delivery.guarantee() == DeliveryGuarantee::Ordered,
                 expire_after: delivery.expiry(),
                 receipt: state,
+                counted: None,
             });
         }
         let (answer, accepted) = tokio::sync::oneshot::channel();
@@ -389,6 +390,7 @@ impl Broker<'_> {
                     ordered: true,
                     expire_after: expiry,
                     receipt: state,
+                    counted: None,
                 })
                 .collect();
             cx.node().post(
@@ -446,7 +448,7 @@ impl Broker<'_> {
                     Ok(TxnOutcome::Aborted(why)) => DeliveryStatus::Failed(DeliveryFailure::Aborted(why.clone())),
                     Err(e) => DeliveryStatus::Failed(DeliveryFailure::Send(e.to_string())),
                 };
-                let _ = state.send(ReceiptState { status, reply: None });
+                state.send(ReceiptState { status, reply: None });
             }
         });
         PublishReceipt { id, nodes: receipts, sent }

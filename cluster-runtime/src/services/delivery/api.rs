@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
 use crate::actor::{DistributedActor, RemoteMessage, WireType};
 use crate::error::{ClusterError, RemoteError};
@@ -190,8 +189,87 @@ pub(crate) struct ReceiptState {
     pub(crate) reply: Option<Bytes>,
 }
 
-/// The delivery service's end of a receipt.
-pub(crate) type ReceiptSender = watch::Sender<ReceiptState>;
+/// What a receipt shares with the delivery service: its state, and who waits for it.
+#[derive(Debug)]
+struct ReceiptCell {
+    state: std::sync::Mutex<ReceiptState>,
+    settled: tokio::sync::Notify,
+}
+
+impl ReceiptCell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReceiptState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The delivery service's end of a receipt: it settles it once. Dropped while the receipt
+/// is pending (the node stopped), it settles it `Failed(Shutdown)`.
+#[derive(Debug)]
+pub(crate) struct ReceiptSender(std::sync::Arc<ReceiptCell>);
+
+/// The receipt's end.
+#[derive(Debug)]
+struct ReceiptWatch(std::sync::Arc<ReceiptCell>);
+
+/// A pending receipt's two ends.
+fn receipt_channel() -> (ReceiptSender, ReceiptWatch) {
+    let cell = std::sync::Arc::new(ReceiptCell {
+        state: std::sync::Mutex::new(ReceiptState { status: DeliveryStatus::Pending, reply: None }),
+        settled: tokio::sync::Notify::new(),
+    });
+    (ReceiptSender(cell.clone()), ReceiptWatch(cell))
+}
+
+impl ReceiptSender {
+    /// A sender whose receipt nobody holds (a send of a previous run, a transaction's
+    /// part delivered here).
+    pub(crate) fn detached() -> Self {
+        receipt_channel().0
+    }
+
+    /// Settles the receipt with `state` (a final state; later ones are ignored).
+    pub(crate) fn send(&self, state: ReceiptState) {
+        {
+            let mut s = self.0.lock();
+            if s.status.is_final() {
+                return;
+            }
+            *s = state;
+        }
+        self.0.settled.notify_waiters();
+    }
+}
+
+impl Drop for ReceiptSender {
+    fn drop(&mut self) {
+        if !self.0.lock().status.is_final() {
+            self.send(failed(DeliveryFailure::Shutdown));
+        }
+    }
+}
+
+impl ReceiptWatch {
+    fn status(&self) -> DeliveryStatus {
+        self.0.lock().status.clone()
+    }
+
+    fn reply(&self) -> Option<Bytes> {
+        self.0.lock().reply.clone()
+    }
+
+    async fn settled(&self) -> DeliveryStatus {
+        loop {
+            let notified = self.0.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let status = self.status();
+            if status.is_final() {
+                return status;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// What became of one guaranteed send: its status, which moves from
 /// [`Pending`](DeliveryStatus::Pending) to a final one, and, awaited, the handler's result.
@@ -199,7 +277,7 @@ pub(crate) type ReceiptSender = watch::Sender<ReceiptState>;
 /// Dropping a receipt does not cancel the send.
 pub struct Receipt<R> {
     id: MessageId,
-    state: watch::Receiver<ReceiptState>,
+    state: ReceiptWatch,
     system: ClusterSystem,
     format: Format,
     _reply: PhantomData<fn() -> R>,
@@ -212,13 +290,13 @@ impl<R> fmt::Debug for Receipt<R> {
 }
 
 impl<R> Receipt<R> {
-    fn new(id: MessageId, state: watch::Receiver<ReceiptState>, system: ClusterSystem, format: Format) -> Self {
+    fn new(id: MessageId, state: ReceiptWatch, system: ClusterSystem, format: Format) -> Self {
         Self { id, state, system, format, _reply: PhantomData }
     }
 
     /// A pending receipt and the service's end of it.
     pub(crate) fn pending(id: MessageId, system: ClusterSystem, format: Format) -> (ReceiptSender, Self) {
-        let (tx, rx) = watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+        let (tx, rx) = receipt_channel();
         (tx, Self::new(id, rx, system, format))
     }
 
@@ -229,16 +307,12 @@ impl<R> Receipt<R> {
 
     /// The status now.
     pub fn status(&self) -> DeliveryStatus {
-        self.state.borrow().status.clone()
+        self.state.status()
     }
 
     /// Waits until the status is final and returns it.
     pub async fn settled(&mut self) -> DeliveryStatus {
-        match self.state.wait_for(|s| s.status.is_final()).await {
-            Ok(s) => s.status.clone(),
-            // The service dropped it without an answer: the node stopped.
-            Err(_) => DeliveryStatus::Failed(DeliveryFailure::Shutdown),
-        }
+        self.state.settled().await
     }
 }
 
@@ -247,7 +321,7 @@ impl<R: WireType> Receipt<R> {
         let status = self.settled().await;
         match status {
             DeliveryStatus::Delivered | DeliveryStatus::Sent => {
-                let reply = self.state.borrow().reply.clone();
+                let reply = self.state.reply();
                 match reply {
                     Some(bytes) => context::decoding(&self.system.node.slot, || self.format.decode(&bytes, "reply"))
                         .map_err(|e| DeliveryError::Reply(e.to_string())),
@@ -307,17 +381,25 @@ impl<A: DistributedActor> ActorRef<A> {
         R: WireType,
     {
         let format = A::format();
-        let (tx, rx) = watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+        let (tx, rx) = receipt_channel();
+        if delivery.guarantee == DeliveryGuarantee::AtMostOnce {
+            // Today's send: no identity or locator needed.
+            let system = match self.started_system() {
+                Some(system) => system,
+                None => self.guaranteed_target().await?.system,
+            };
+            let ids = system.node.shared::<DeliveryShared>().ok_or(ClusterError::Shutdown)?;
+            let id = delivery.id.unwrap_or_else(|| ids.next_id());
+            let receipt = Receipt::new(id, rx, system, format);
+            self.at_most_once(msg, reply, tx, format).await?;
+            return Ok(receipt);
+        }
         let target = self.guaranteed_target().await?;
         let system = target.system.clone();
         let ids = system.node.shared::<DeliveryShared>();
         let (Some(ids), false) = (ids, system.node.life.is_shut_down()) else { return Err(ClusterError::Shutdown) };
         let id = delivery.id.unwrap_or_else(|| ids.next_id());
         let receipt = Receipt::new(id, rx, system.clone(), format);
-        if delivery.guarantee == DeliveryGuarantee::AtMostOnce {
-            self.at_most_once(msg, reply, tx, format);
-            return Ok(receipt);
-        }
         if delivery.guarantee == DeliveryGuarantee::Causal {
             return Err(ClusterError::Unsupported(
                 "causal delivery is for publishes within a topic; a point-to-point send takes `Ordered`".to_owned(),
@@ -334,7 +416,7 @@ impl<A: DistributedActor> ActorRef<A> {
                     Ok(TxnOutcome::InDoubt(nodes)) => failed(DeliveryFailure::InDoubt(nodes)),
                     Err(e) => failed(DeliveryFailure::Send(e.to_string())),
                 };
-                let _ = tx.send(state);
+                tx.send(state);
             });
             return Ok(receipt);
         }
@@ -350,7 +432,14 @@ impl<A: DistributedActor> ActorRef<A> {
             ordered: delivery.guarantee == DeliveryGuarantee::Ordered,
             expire_after: delivery.expire_after,
             receipt: tx,
+            counted: None,
         };
+        if !ids.durable {
+            // Accepted without a round trip to the service: it takes queued sends in batches.
+            let (node, name) = (submit_node(&submit), submit_name(&submit));
+            ids.enqueue(&system, submit, node, &name)?;
+            return Ok(receipt);
+        }
         let (answer, accepted) = tokio::sync::oneshot::channel();
         system.node.to_control(Input::Call(
             Channel::DELIVERY,
@@ -363,23 +452,44 @@ impl<A: DistributedActor> ActorRef<A> {
         }
     }
 
-    /// Today's send, reported through a receipt.
-    fn at_most_once<M: RemoteMessage<A>>(&self, msg: M, reply: bool, tx: ReceiptSender, format: Format) {
+    /// Today's send, reported through a receipt: a tell is handed to the link here (its
+    /// errors are the caller's), an ask's reply comes to the receipt.
+    async fn at_most_once<M: RemoteMessage<A>>(
+        &self,
+        msg: M,
+        reply: bool,
+        tx: ReceiptSender,
+        format: Format,
+    ) -> Result<(), ClusterError> {
+        if !reply {
+            self.tell(msg).await?;
+            tx.send(ReceiptState { status: DeliveryStatus::Sent, reply: None });
+            return Ok(());
+        }
         let this = self.clone();
         actix::spawn(async move {
-            let state = if reply {
-                match this.send(msg).await.and_then(|r| format.encode(&r, "reply")) {
-                    Ok(bytes) => ReceiptState { status: DeliveryStatus::Delivered, reply: Some(Bytes::from(bytes)) },
-                    Err(e) => failed(DeliveryFailure::Send(e.to_string())),
-                }
-            } else {
-                match this.tell(msg).await {
-                    Ok(()) => ReceiptState { status: DeliveryStatus::Sent, reply: None },
-                    Err(e) => failed(DeliveryFailure::Send(e.to_string())),
-                }
+            let state = match this.send(msg).await.and_then(|r| format.encode(&r, "reply")) {
+                Ok(bytes) => ReceiptState { status: DeliveryStatus::Delivered, reply: Some(Bytes::from(bytes)) },
+                Err(e) => failed(DeliveryFailure::Send(e.to_string())),
             };
-            let _ = tx.send(state);
+            tx.send(state);
         });
+        Ok(())
+    }
+}
+
+/// The node a send is counted against: where its actor is thought to run.
+fn submit_node(s: &Submit) -> NodeId {
+    match &s.dest {
+        Dest::Actor { location, .. } => location.node_id,
+        Dest::Sink { node_id, .. } => *node_id,
+    }
+}
+
+fn submit_name(s: &Submit) -> String {
+    match &s.dest {
+        Dest::Actor { location, .. } => location.node.clone(),
+        Dest::Sink { node, .. } => node.clone(),
     }
 }
 

@@ -27,9 +27,11 @@ use bytes::Bytes;
 use crate::config::DeliveryConfig;
 use crate::error::{ClusterError, RemoteError, RemoteErrorKind};
 use crate::format::Format;
-use crate::ids::{ActorId, LocalActorId, MessageId, NodeId, WireId};
+use crate::ids::{ActorId, IdMap, LocalActorId, MessageId, NodeId, WireId};
 use crate::node::peers::PeerInfo;
-use crate::node::service::{call_on, Cx, Delivered, Handled, Install, Metrics, Service, ServiceFrameError, Stop};
+use crate::node::service::{
+    call_on, BatchItem, Cx, Delivered, Handled, Install, Metrics, Service, ServiceFrameError, Stop,
+};
 use crate::proto::delivery::dedup::{fingerprint, DedupConfig, DedupWindow, Verdict};
 use crate::proto::delivery::inbox::{self, Inbox, InboxConfig};
 use crate::proto::delivery::outbox::{self, Grant, Outbox, OutboxConfig, Seq};
@@ -64,6 +66,8 @@ pub(crate) struct Submit {
     pub(crate) ordered: bool,
     pub(crate) expire_after: Option<Duration>,
     pub(crate) receipt: ReceiptSender,
+    /// The node its send was counted against (see [`DeliveryShared::enqueue`]).
+    pub(crate) counted: Option<NodeId>,
 }
 
 /// Where a guaranteed message goes.
@@ -160,15 +164,76 @@ struct Entry {
     reroutes: u32,
     /// Its key in the durable outbox, if it is kept there.
     stored: Option<u64>,
+    /// The node its send was counted against.
+    counted: Option<NodeId>,
+}
+
+/// The unsettled entries by number. Numbers are given out in order and mostly settle in
+/// order, so they sit in a queue from the oldest unsettled one on: no hashing, and no
+/// table to rebuild as entries come and go.
+#[derive(Default)]
+struct Entries {
+    /// The number of the first slot.
+    base: u64,
+    slots: VecDeque<Option<Entry>>,
+    len: usize,
+}
+
+impl Entries {
+    /// Adds entry `no`, the next number given out.
+    fn insert(&mut self, no: u64, e: Entry) {
+        if self.slots.is_empty() {
+            self.base = no;
+        }
+        let Some(index) = no.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()) else { return };
+        while self.slots.len() <= index {
+            self.slots.push_back(None);
+        }
+        if self.slots[index].replace(e).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn index(&self, no: u64) -> Option<usize> {
+        no.checked_sub(self.base).and_then(|i| usize::try_from(i).ok())
+    }
+
+    fn get(&self, no: &u64) -> Option<&Entry> {
+        self.slots.get(self.index(*no)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, no: &u64) -> Option<&mut Entry> {
+        let index = self.index(*no)?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn remove(&mut self, no: &u64) -> Option<Entry> {
+        let index = self.index(*no)?;
+        let e = self.slots.get_mut(index)?.take()?;
+        self.len -= 1;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(e)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {
+        self.len = 0;
+        self.slots.drain(..).flatten()
+    }
 }
 
 /// A sender's stream to one peer incarnation.
 struct OutStream {
     name: String,
-    /// Its epoch (see [`DeliveryFrame::Message`]).
+    /// Its epoch (see [`DeliveryFrame::Messages`]).
     epoch: u32,
     outbox: Outbox<u64>,
-    by_seq: HashMap<Seq, u64>,
 }
 
 /// What the sender knows about one target actor.
@@ -236,6 +301,16 @@ struct InStream {
     kept: BTreeMap<Seq, Owned>,
 }
 
+/// A message for a local actor, waiting for the end of the step to be delivered.
+struct Arrival {
+    key: StreamKey,
+    epoch: u32,
+    seq: Seq,
+    dkey: Option<DedupKey>,
+    target: LocalActorId,
+    item: BatchItem,
+}
+
 /// A stream's key: the peer incarnation and whether it is the ordered one.
 type StreamKey = (NodeId, bool);
 
@@ -248,16 +323,22 @@ pub(crate) struct DeliveryService {
     config: DeliveryConfig,
     max_frame: usize,
     // Sending.
-    entries: HashMap<u64, Entry>,
+    entries: Entries,
     next_entry: u64,
-    outs: HashMap<StreamKey, OutStream>,
-    targets: HashMap<ActorId, Target>,
+    outs: IdMap<StreamKey, OutStream>,
+    targets: IdMap<ActorId, Target>,
     expiries: BTreeSet<(Duration, u64)>,
     // Receiving.
-    ins: HashMap<StreamKey, InStream>,
+    ins: IdMap<StreamKey, InStream>,
     dedup: DedupWindow<DedupKey, Bytes>,
     /// Copies that arrived while the first was being handled: answered with its outcome.
     copies: HashMap<DedupKey, Vec<(StreamKey, u32, Seq)>>,
+    /// Numbers the outboxes asked to transmit in this step: (stream, epoch, number, entry);
+    /// sent in frames of several messages when the step ends.
+    transmits: Vec<(StreamKey, u32, Seq, Option<u64>)>,
+    /// Messages for local actors that arrived in this step: delivered in batches per actor
+    /// when the step ends.
+    arrivals: Vec<Arrival>,
     // Peers.
     linked: HashMap<NodeId, PeerInfo>,
     addrs: HashMap<String, String>,
@@ -283,14 +364,39 @@ pub(crate) struct DeliveryService {
     participant: Participant<NodeId>,
     txns: HashMap<TxnId, (BTreeMap<NodeId, String>, tokio::sync::oneshot::Sender<api::TxnOutcome>)>,
     next_txn: TxnId,
+    shared: Arc<DeliveryShared>,
 }
 
-/// What the service shares with its API: the source of message ids.
+/// What the service shares with its API: the source of message ids, and the queue of
+/// sends that do not wait for the service to accept them.
 #[derive(Debug)]
 pub(crate) struct DeliveryShared {
     /// This incarnation's half of every id it hands out.
     high: u128,
     next: std::sync::atomic::AtomicU64,
+    /// A durable outbox is configured: a tell is accepted once kept, so it waits.
+    pub(crate) durable: bool,
+    /// Unconfirmed sends counted against one node at most.
+    capacity: usize,
+    queue: std::sync::Mutex<SubmitQueue>,
+}
+
+/// Sends handed over by the API and not yet taken by the service.
+#[derive(Default)]
+struct SubmitQueue {
+    submits: Vec<Submit>,
+    /// A call to take them is on its way to the service.
+    scheduled: bool,
+    /// The service stopped: nothing more is taken.
+    stopped: bool,
+    /// Unconfirmed sends per node they were counted against.
+    unconfirmed: HashMap<NodeId, usize>,
+}
+
+impl std::fmt::Debug for SubmitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitQueue").field("submits", &self.submits.len()).field("stopped", &self.stopped).finish()
+    }
 }
 
 impl DeliveryShared {
@@ -298,6 +404,54 @@ impl DeliveryShared {
     pub(crate) fn next_id(&self) -> MessageId {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         MessageId(self.high | u128::from(n))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, SubmitQueue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands send `s` to the service without waiting for it, counted against node `node`
+    /// (named `name`): fails with `Backpressure` if `delivery.outbox_capacity` sends to it
+    /// are unconfirmed, with `Shutdown` once the service stopped. The service takes the
+    /// queued sends in one call, in the order they were queued.
+    pub(crate) fn enqueue(
+        &self,
+        kernel: &crate::node::system::ClusterSystem,
+        mut s: Submit,
+        node: NodeId,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        let mut q = self.queue();
+        if q.stopped {
+            return Err(ClusterError::Shutdown);
+        }
+        let n = q.unconfirmed.entry(node).or_default();
+        if *n >= self.capacity {
+            return Err(ClusterError::Backpressure { node: name.to_owned() });
+        }
+        *n += 1;
+        s.counted = Some(node);
+        q.submits.push(s);
+        if !q.scheduled {
+            q.scheduled = true;
+            drop(q);
+            kernel.node.to_control(crate::node::service::Input::Call(
+                Channel::DELIVERY,
+                call_on(|s: &mut DeliveryService, cx| s.take_queued(cx)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A counted send settled.
+    fn release(&self, node: NodeId) {
+        let mut q = self.queue();
+        if let Some(n) = q.unconfirmed.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                q.unconfirmed.remove(&node);
+            }
+        }
     }
 }
 
@@ -322,16 +476,24 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
     let next_key = resume.last().map_or(1, |(k, _)| k + 1);
     let dedup = DedupWindow::new(DedupConfig { window: config.dedup_window, capacity: config.dedup_capacity });
     let txn_config = TxnConfig { resend_after: config.gap_resend_after, give_up: config.txn_give_up };
+    let shared = Arc::new(DeliveryShared {
+        high: i.node_id.0 & !u128::from(u64::MAX),
+        next: 1.into(),
+        durable: config.outbox_path.is_some(),
+        capacity: config.outbox_capacity,
+        queue: std::sync::Mutex::new(SubmitQueue::default()),
+    });
     let service = DeliveryService {
+        shared: shared.clone(),
         node_id: i.node_id,
         config,
         max_frame: i.config.transport().max_frame_size,
-        entries: HashMap::new(),
+        entries: Entries::default(),
         next_entry: 1,
-        outs: HashMap::new(),
-        targets: HashMap::new(),
+        outs: IdMap::default(),
+        targets: IdMap::default(),
         expiries: BTreeSet::new(),
-        ins: HashMap::new(),
+        ins: IdMap::default(),
         dedup,
         store,
         store_failed,
@@ -344,6 +506,8 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         txns: HashMap::new(),
         next_txn: 1,
         copies: HashMap::new(),
+        transmits: Vec::new(),
+        arrivals: Vec::new(),
         linked: HashMap::new(),
         addrs: HashMap::new(),
         gone: BTreeSet::new(),
@@ -352,8 +516,7 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         stats: DeliveryStats::default(),
         stopped: false,
     };
-    let shared = DeliveryShared { high: i.node_id.0 & !u128::from(u64::MAX), next: 1.into() };
-    (service, Arc::new(shared))
+    (service, shared)
 }
 
 impl DeliveryService {
@@ -385,13 +548,44 @@ impl DeliveryService {
     /// A guaranteed send from the API; `answer` hears when it is accepted (at once, or once
     /// the durable outbox keeps it).
     pub(crate) fn submit(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Accepted) {
-        self.submit_inner(cx, s, answer, true);
+        self.submit_inner(cx, s, Some(answer), true);
     }
 
-    /// See [`submit`](Self::submit); `may_keep`: a tell may go to the durable outbox.
-    fn submit_inner(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Accepted, may_keep: bool) {
+    /// Takes the sends the API queued (see [`DeliveryShared::enqueue`]); one that cannot
+    /// be taken fails through its receipt.
+    fn take_queued(&mut self, cx: &mut Cx<'_>) {
+        let submits = {
+            let mut q = self.shared.queue();
+            q.scheduled = false;
+            std::mem::take(&mut q.submits)
+        };
+        for s in submits {
+            self.submit_inner(cx, s, None, false);
+        }
+    }
+
+    /// See [`submit`](Self::submit); `may_keep`: a tell may go to the durable outbox;
+    /// without `answer`, a send refused fails through its receipt.
+    fn submit_inner(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Option<Accepted>, may_keep: bool) {
+        let refuse = |s: Submit, answer: Option<Accepted>, e: ClusterError, shared: &DeliveryShared| {
+            if let Some(node) = s.counted {
+                shared.release(node);
+            }
+            match answer {
+                Some(answer) => {
+                    let _ = answer.send(Err(e));
+                }
+                None => {
+                    let failure = match e {
+                        ClusterError::Shutdown => DeliveryFailure::Shutdown,
+                        e => DeliveryFailure::Send(e.to_string()),
+                    };
+                    s.receipt.send(failed(failure));
+                }
+            }
+        };
         if self.stopped {
-            let _ = answer.send(Err(ClusterError::Shutdown));
+            refuse(s, answer, ClusterError::Shutdown, &self.shared);
             return;
         }
         let durable = may_keep
@@ -400,11 +594,32 @@ impl DeliveryService {
             && matches!(s.dest, Dest::Actor { .. });
         if durable {
             if let Some(e) = &self.store_failed {
-                let _ = answer.send(Err(ClusterError::Storage(e.clone())));
+                refuse(s, answer, ClusterError::Storage(e.clone()), &self.shared);
                 return;
             }
         }
+        let accept = |answer: Option<Accepted>| {
+            if let Some(answer) = answer {
+                let _ = answer.send(Ok(()));
+            }
+        };
         let identity = s.dest.identity();
+        let first_node = match self.targets.get(&identity).and_then(|t| t.route.as_ref()) {
+            Some(known) => known.node_id,
+            None => match &s.dest {
+                Dest::Actor { location, .. } => location.node_id,
+                Dest::Sink { node_id, .. } => *node_id,
+            },
+        };
+        if first_node != self.node_id && s.counted.is_none() {
+            if let Some(out) = self.outs.get(&(first_node, s.ordered)) {
+                if out.outbox.unconfirmed() >= self.config.outbox_capacity {
+                    let node = out.name.clone();
+                    refuse(s, answer, ClusterError::Backpressure { node }, &self.shared);
+                    return;
+                }
+            }
+        }
         let (location, locator, sink) = match s.dest {
             Dest::Actor { location, locator, .. } => (location, locator, None),
             Dest::Sink { node, node_id, channel, key } => {
@@ -412,22 +627,17 @@ impl DeliveryService {
             }
         };
         if sink.is_some() && self.gone.contains(&location.node_id) {
-            let _ = s.receipt.send(failed(DeliveryFailure::NodeGone(location.node)));
-            let _ = answer.send(Ok(()));
+            if let Some(node) = s.counted {
+                self.shared.release(node);
+            }
+            s.receipt.send(failed(DeliveryFailure::NodeGone(location.node)));
+            accept(answer);
             return;
         }
         let route = match self.targets.get(&identity).and_then(|t| t.route.clone()) {
             Some(known) => known,
             None => location,
         };
-        if route.node_id != self.node_id {
-            if let Some(out) = self.outs.get(&(route.node_id, s.ordered)) {
-                if out.outbox.unconfirmed() >= self.config.outbox_capacity {
-                    let _ = answer.send(Err(ClusterError::Backpressure { node: out.name.clone() }));
-                    return;
-                }
-            }
-        }
         let no = self.next_entry;
         self.next_entry += 1;
         let deadline = s.expire_after.map(|after| cx.now() + after);
@@ -454,6 +664,7 @@ impl DeliveryService {
                 outcome: None,
                 reroutes: 0,
                 stored: None,
+                counted: s.counted,
             },
         );
         let target = self.targets.entry(identity).or_default();
@@ -461,10 +672,9 @@ impl DeliveryService {
             target.route = Some(route);
         }
         target.queue.push_back(no);
-        if durable {
-            self.keep(cx, no, answer);
-        } else {
-            let _ = answer.send(Ok(()));
+        match answer {
+            Some(answer) if durable => self.keep(cx, no, answer),
+            answer => accept(answer),
         }
         self.pump(cx, identity);
     }
@@ -549,8 +759,7 @@ impl DeliveryService {
                 self.expiries.insert((at, no));
             }
             // Nobody waits for these receipts any more: the run that sent them is gone.
-            let (receipt, _) =
-                tokio::sync::watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+            let receipt = ReceiptSender::detached();
             let identity = r.identity;
             self.entries.insert(
                 no,
@@ -572,6 +781,7 @@ impl DeliveryService {
                     outcome: None,
                     reroutes: 0,
                     stored: Some(key),
+                    counted: None,
                 },
             );
             self.stats.resumed += 1;
@@ -655,14 +865,12 @@ impl DeliveryService {
             let epoch = self.epochs.entry(key).or_insert(0);
             *epoch += 1;
             let epoch = *epoch;
-            self.outs.insert(key, OutStream { name: to.node.clone(), epoch, outbox, by_seq: HashMap::new() });
+            self.outs.insert(key, OutStream { name: to.node.clone(), epoch, outbox });
         }
         let linked = self.linked.contains_key(&to.node_id);
         let Some(out) = self.outs.get_mut(&key) else { return };
         match out.outbox.push(cx.now(), no, None) {
-            Ok(seq) => {
-                out.by_seq.insert(seq, no);
-            }
+            Ok(_) => {}
             Err(full) => {
                 // Re-routed messages can overfill a stream: the message fails rather than
                 // growing the outbox without bound.
@@ -687,28 +895,8 @@ impl DeliveryService {
             let epoch = out.epoch;
             let Some(output) = out.outbox.poll_output() else { return };
             match output {
-                outbox::Output::Transmit { seq, confirmed, payload } => {
-                    let entry = payload.and_then(|no| self.entries.get(&no));
-                    let envelope = entry.map(|e| Envelope {
-                        id: e.id,
-                        to: match &e.sink {
-                            Some((channel, key)) => To::Sink { channel: *channel, key },
-                            None => To::Actor {
-                                identity: e.identity,
-                                target: e.sent_to.as_ref().map(|l| l.actor).unwrap_or(LocalActorId(0)),
-                            },
-                        },
-                        message: e.message,
-                        format: e.format,
-                        reply: e.reply,
-                        dedup: e.dedup,
-                        payload: &e.payload,
-                    });
-                    let frame = DeliveryFrame::Message { ordered: key.1, epoch, seq, confirmed, envelope };
-                    cx.send(key.0, &frame.encode());
-                }
-                outbox::Output::Receipt { seq, fate } => {
-                    let Some(no) = out.by_seq.remove(&seq) else { continue };
+                outbox::Output::Transmit { seq, payload, .. } => self.transmits.push((key, epoch, seq, payload)),
+                outbox::Output::Receipt { fate, payload: no, .. } => {
                     match fate {
                         outbox::Fate::Delivered => {
                             let outcome = self.entries.get_mut(&no).and_then(|e| e.outcome.take());
@@ -725,6 +913,69 @@ impl DeliveryService {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends the numbers the outboxes asked to transmit in this step, several messages per
+    /// frame.
+    fn send_transmits(&mut self, cx: &mut Cx<'_>) {
+        if self.transmits.is_empty() {
+            return;
+        }
+        let transmits = std::mem::take(&mut self.transmits);
+        let budget = (self.max_frame / 2).clamp(1, 256 * 1024);
+        let mut keys: Vec<StreamKey> = transmits.iter().map(|t| t.0).collect();
+        keys.dedup();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            let Some(out) = self.outs.get(&key) else { continue };
+            let (epoch, confirmed) = (out.epoch, out.outbox.confirmed());
+            let mut items = Vec::new();
+            let mut used = 0;
+            // Numbers of a stream given up in this step, or confirmed meanwhile, are not sent.
+            for &(_, _, seq, no) in transmits.iter().filter(|t| t.0 == key && t.1 == epoch && t.2 > confirmed) {
+                let entry = no.and_then(|no| self.entries.get(&no));
+                let size = entry.map_or(16, |e| e.payload.len() + 64 + e.sink.as_ref().map_or(0, |(_, k)| k.len()));
+                if used + size > budget && !items.is_empty() {
+                    let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
+                    cx.send(key.0, &frame.encode());
+                    items = Vec::new();
+                    used = 0;
+                }
+                used += size;
+                items.push((seq, entry.map(|e| envelope(e))));
+            }
+            if !items.is_empty() {
+                let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
+                cx.send(key.0, &frame.encode());
+            }
+        }
+    }
+
+    /// Delivers the messages for local actors that arrived in this step, a batch per actor.
+    fn deliver_arrivals(&mut self, cx: &mut Cx<'_>) {
+        if self.arrivals.is_empty() {
+            return;
+        }
+        let mut batches: Vec<(LocalActorId, Vec<Arrival>)> = Vec::new();
+        for a in std::mem::take(&mut self.arrivals) {
+            match batches.iter_mut().find(|(target, _)| *target == a.target) {
+                Some((_, batch)) => batch.push(a),
+                None => batches.push((a.target, vec![a])),
+            }
+        }
+        for (target, batch) in batches {
+            let (metas, items): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|a| ((a.key, a.epoch, a.seq, a.dkey, a.item.reply), a.item)).unzip();
+            let done = Box::new(move |results: Vec<Handled>| {
+                call_on(move |s: &mut DeliveryService, cx| {
+                    for ((key, epoch, seq, dkey, reply), handled) in metas.into_iter().zip(results) {
+                        s.handled(cx, key, epoch, seq, dkey, reply, handled);
+                    }
+                })
+            });
+            cx.node().deliver_batch(Channel::DELIVERY, target, items, done);
         }
     }
 
@@ -867,7 +1118,10 @@ impl DeliveryService {
         if let (Some(key), Some(writer)) = (e.stored, &self.store) {
             writer.apply(vec![store::StoreOp::Remove(key)], Box::new(|_| {}));
         }
-        let _ = e.receipt.send(state);
+        if let Some(node) = e.counted {
+            self.shared.release(node);
+        }
+        e.receipt.send(state);
     }
 
     /// Peer incarnation `peer` is gone for good: what its streams had not confirmed goes
@@ -882,8 +1136,7 @@ impl DeliveryService {
         let mut touched = BTreeSet::new();
         for ordered in [false, true] {
             let Some(mut out) = self.outs.remove(&(peer, ordered)) else { continue };
-            for (seq, no) in out.outbox.drain() {
-                out.by_seq.remove(&seq);
+            for (_, no) in out.outbox.drain() {
                 let Some(e) = self.entries.get(&no) else { continue };
                 let identity = e.identity;
                 if let Some(t) = self.targets.get_mut(&identity) {
@@ -966,7 +1219,7 @@ impl DeliveryService {
         // A grant for a stream given up is about numbers that mean nothing any more.
         let Some(out) = self.outs.get_mut(&key).filter(|o| o.epoch == epoch) else { return };
         for (seq, outcome) in outcomes {
-            if let Some(e) = out.by_seq.get(seq).and_then(|no| self.entries.get_mut(no)) {
+            if let Some(e) = out.outbox.get(*seq).and_then(|no| self.entries.get_mut(no)) {
                 e.outcome = Some(Owned::from_wire(outcome));
             }
         }
@@ -1083,13 +1336,15 @@ impl DeliveryService {
                 }
             }
         }
-        let back = remote_back(key, epoch, seq, a.dedup.then_some((a.to.scope(), a.id)), a.reply);
+        let dkey = a.dedup.then_some((a.to.scope(), a.id));
         match a.to {
             ArrivedTo::Actor { target, .. } => {
-                cx.node().deliver(Channel::DELIVERY, target, a.message, a.format, a.payload, back)
+                let item = BatchItem { message: a.message, format: a.format, payload: a.payload, reply: a.reply };
+                self.arrivals.push(Arrival { key, epoch, seq, dkey, target, item });
             }
-            ArrivedTo::Sink { channel, key } => {
-                let delivered = Delivered { key, message: a.message, format: a.format, payload: a.payload };
+            ArrivedTo::Sink { channel, key: sink_key } => {
+                let back = remote_back(key, epoch, seq, dkey, a.reply);
+                let delivered = Delivered { key: sink_key, message: a.message, format: a.format, payload: a.payload };
                 cx.node().post(channel, Box::new(move |service, cx| service.handle_delivered(cx, delivered, back)));
             }
         }
@@ -1263,8 +1518,7 @@ impl DeliveryService {
                     Dest::Sink { node: self.me.clone(), node_id: self.node_id, channel, key }
                 }
             };
-            let (receipt, _) =
-                tokio::sync::watch::channel(ReceiptState { status: DeliveryStatus::Pending, reply: None });
+            let receipt = ReceiptSender::detached();
             let (answer, _) = tokio::sync::oneshot::channel();
             let submit = Submit {
                 id: item.id,
@@ -1277,8 +1531,9 @@ impl DeliveryService {
                 ordered: false,
                 expire_after: None,
                 receipt,
+                counted: None,
             };
-            self.submit_inner(cx, submit, answer, false);
+            self.submit_inner(cx, submit, Some(answer), false);
         }
     }
 }
@@ -1308,6 +1563,25 @@ fn directory_lookup(
             _ => None,
         }
     })
+}
+
+/// Entry `e` as it crosses the network.
+fn envelope(e: &Entry) -> Envelope<'_> {
+    Envelope {
+        id: e.id,
+        to: match &e.sink {
+            Some((channel, key)) => To::Sink { channel: *channel, key },
+            None => To::Actor {
+                identity: e.identity,
+                target: e.sent_to.as_ref().map(|l| l.actor).unwrap_or(LocalActorId(0)),
+            },
+        },
+        message: e.message,
+        format: e.format,
+        reply: e.reply,
+        dedup: e.dedup,
+        payload: &e.payload,
+    }
 }
 
 /// Where a local actor's handling of entry `no` is reported.
@@ -1381,20 +1655,23 @@ impl Service for DeliveryService {
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
         let frame = DeliveryFrame::decode(body).map_err(|e| ServiceFrameError(e.to_string()))?;
         match frame {
-            DeliveryFrame::Message { ordered, epoch, seq, confirmed, envelope } => {
-                let arrived = envelope.map(|e| Arrived {
-                    id: e.id,
-                    to: match e.to {
-                        To::Actor { identity, target } => ArrivedTo::Actor { identity, target },
-                        To::Sink { channel, key } => ArrivedTo::Sink { channel, key: key.to_owned() },
-                    },
-                    message: e.message,
-                    format: e.format,
-                    reply: e.reply,
-                    dedup: e.dedup,
-                    payload: Bytes::copy_from_slice(e.payload),
-                });
-                self.handle_message(cx, from.id, ordered, epoch, seq, confirmed, arrived)
+            DeliveryFrame::Messages { ordered, epoch, confirmed, items } => {
+                for (seq, envelope) in items {
+                    let arrived = envelope.map(|e| Arrived {
+                        id: e.id,
+                        to: match e.to {
+                            To::Actor { identity, target } => ArrivedTo::Actor { identity, target },
+                            To::Sink { channel, key } => ArrivedTo::Sink { channel, key: key.to_owned() },
+                        },
+                        message: e.message,
+                        format: e.format,
+                        reply: e.reply,
+                        dedup: e.dedup,
+                        payload: Bytes::copy_from_slice(e.payload),
+                    });
+                    self.handle_message(cx, from.id, ordered, epoch, seq, confirmed, arrived)?;
+                }
+                Ok(())
             }
             DeliveryFrame::Grant { ordered, epoch, confirmed, up_to, outcomes } => {
                 self.handle_grant(cx, from.id, ordered, epoch, Grant { confirmed, up_to }, &outcomes);
@@ -1483,6 +1760,11 @@ impl Service for DeliveryService {
         }
     }
 
+    fn flush(&mut self, cx: &mut Cx<'_>) {
+        self.send_transmits(cx);
+        self.deliver_arrivals(cx);
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         let outs = self.outs.values().filter_map(|o| o.outbox.poll_timeout());
         let ins = self.ins.values().filter_map(|i| i.inbox.poll_timeout());
@@ -1513,8 +1795,17 @@ impl Service for DeliveryService {
 
     fn stop(&mut self, _: &mut Cx<'_>, _: Stop) {
         self.stopped = true;
-        for (_, e) in self.entries.drain() {
-            let _ = e.receipt.send(failed(DeliveryFailure::Shutdown));
+        let queued = {
+            let mut q = self.shared.queue();
+            q.stopped = true;
+            q.unconfirmed.clear();
+            std::mem::take(&mut q.submits)
+        };
+        for s in queued {
+            s.receipt.send(failed(DeliveryFailure::Shutdown));
+        }
+        for e in self.entries.drain() {
+            e.receipt.send(failed(DeliveryFailure::Shutdown));
         }
         for (_, (_, answer)) in self.txns.drain() {
             let _ = answer.send(api::TxnOutcome::Aborted("the node shut down before the outcome was known".to_owned()));
