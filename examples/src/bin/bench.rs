@@ -289,8 +289,8 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    let at_most_once = ours.tell_median();
     if !ours.guaranteed.is_empty() {
+        let at_most_once = ours.tell_median();
         println!();
         println!(
             "tells by guarantee (timed until every receipt settled), against plain tells ({at_most_once:.0} msg/s):"
@@ -388,6 +388,8 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
             ("transactional", G::Transactional, o.txns),
         ];
         for (name, guarantee, n) in cases {
+            // Warm-up, as for plain tells.
+            guaranteed_run(&b, guarantee, n.min(10_000), n.min(10_000)).await?;
             let mut rates = Vec::new();
             for run in 0..o.runs {
                 let rate = guaranteed_run(&b, guarantee, n, n).await?;

@@ -180,7 +180,11 @@ impl<P> Inbox<P> {
 
     /// The handler has run for message `seq`.
     pub fn handle_handled(&mut self, now: Duration, seq: Seq) {
-        if seq > self.confirmed {
+        if seq == self.confirmed + 1 && self.handled.is_empty() {
+            // In order, the common case: nothing to look up.
+            self.confirmed = seq;
+            self.maybe_grant(now);
+        } else if seq > self.confirmed {
             self.handled.insert(seq);
             self.confirm();
             self.maybe_grant(now);
@@ -214,6 +218,10 @@ impl<P> Inbox<P> {
     /// Moves the delivered watermark over everything contiguous past it.
     fn advance(&mut self) {
         self.delivered += 1;
+        if self.waiting.is_empty() && self.ahead.is_empty() && self.handled.is_empty() {
+            // Nothing past a gap, nothing handled ahead: the common case.
+            return;
+        }
         loop {
             let next = self.delivered + 1;
             if let Some(payload) = self.waiting.remove(&next) {

@@ -436,8 +436,7 @@ impl<A: DistributedActor> ActorRef<A> {
         };
         if !ids.durable {
             // Accepted without a round trip to the service: it takes queued sends in batches.
-            let (node, name) = (submit_node(&submit), submit_name(&submit));
-            ids.enqueue(&system, submit, node, &name)?;
+            ids.enqueue(&system, submit)?;
             return Ok(receipt);
         }
         let (answer, accepted) = tokio::sync::oneshot::channel();
@@ -475,21 +474,6 @@ impl<A: DistributedActor> ActorRef<A> {
             tx.send(state);
         });
         Ok(())
-    }
-}
-
-/// The node a send is counted against: where its actor is thought to run.
-fn submit_node(s: &Submit) -> NodeId {
-    match &s.dest {
-        Dest::Actor { location, .. } => location.node_id,
-        Dest::Sink { node_id, .. } => *node_id,
-    }
-}
-
-fn submit_name(s: &Submit) -> String {
-    match &s.dest {
-        Dest::Actor { location, .. } => location.node.clone(),
-        Dest::Sink { node, .. } => node.clone(),
     }
 }
 

@@ -158,7 +158,7 @@ struct Entry {
     sink: Option<(Channel, String)>,
     at: At,
     /// The place it was last sent to.
-    sent_to: Option<ActorLocation>,
+    sent_to: Option<Arc<ActorLocation>>,
     /// The outcome a grant brought (before the grant's confirmation settles it).
     outcome: Option<Owned>,
     reroutes: u32,
@@ -240,7 +240,7 @@ struct OutStream {
 #[derive(Default)]
 struct Target {
     /// Where it runs, as far as known (`None`: to be found).
-    route: Option<ActorLocation>,
+    route: Option<Arc<ActorLocation>>,
     /// Messages sent and not settled, per node incarnation.
     outstanding: BTreeMap<NodeId, u32>,
     /// Messages that came back unhandled, oldest first: sent again before `queue`.
@@ -336,6 +336,12 @@ pub(crate) struct DeliveryService {
     /// Numbers the outboxes asked to transmit in this step: (stream, epoch, number, entry);
     /// sent in frames of several messages when the step ends.
     transmits: Vec<(StreamKey, u32, Seq, Option<u64>)>,
+    /// The API's queue of sends, swapped in when taken.
+    spare_submits: Vec<Submit>,
+    /// Targets whose messages settled in this step: pumped when it ends.
+    touched: Vec<ActorId>,
+    /// Counted sends that settled in this step: released when it ends.
+    released: Vec<NodeId>,
     /// Messages for local actors that arrived in this step: delivered in batches per actor
     /// when the step ends.
     arrivals: Vec<Arrival>,
@@ -410,24 +416,30 @@ impl DeliveryShared {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Hands send `s` to the service without waiting for it, counted against node `node`
-    /// (named `name`): fails with `Backpressure` if `delivery.outbox_capacity` sends to it
-    /// are unconfirmed, with `Shutdown` once the service stopped. The service takes the
-    /// queued sends in one call, in the order they were queued.
+    /// Hands send `s` to the service without waiting for it, counted against the node its
+    /// target is thought to run on: fails with `Backpressure` if `delivery.outbox_capacity`
+    /// sends to that node are unconfirmed, with `Shutdown` once the service stopped. The
+    /// service takes the queued sends in one call, in the order they were queued.
     pub(crate) fn enqueue(
         &self,
         kernel: &crate::node::system::ClusterSystem,
         mut s: Submit,
-        node: NodeId,
-        name: &str,
     ) -> Result<(), ClusterError> {
+        let node = match &s.dest {
+            Dest::Actor { location, .. } => location.node_id,
+            Dest::Sink { node_id, .. } => *node_id,
+        };
         let mut q = self.queue();
         if q.stopped {
             return Err(ClusterError::Shutdown);
         }
         let n = q.unconfirmed.entry(node).or_default();
         if *n >= self.capacity {
-            return Err(ClusterError::Backpressure { node: name.to_owned() });
+            let name = match &s.dest {
+                Dest::Actor { location, .. } => location.node.clone(),
+                Dest::Sink { node, .. } => node.clone(),
+            };
+            return Err(ClusterError::Backpressure { node: name });
         }
         *n += 1;
         s.counted = Some(node);
@@ -445,11 +457,18 @@ impl DeliveryShared {
 
     /// A counted send settled.
     fn release(&self, node: NodeId) {
+        self.release_all(&[node]);
+    }
+
+    /// Counted sends settled.
+    fn release_all(&self, nodes: &[NodeId]) {
         let mut q = self.queue();
-        if let Some(n) = q.unconfirmed.get_mut(&node) {
-            *n -= 1;
-            if *n == 0 {
-                q.unconfirmed.remove(&node);
+        for node in nodes {
+            if let Some(n) = q.unconfirmed.get_mut(node) {
+                *n -= 1;
+                if *n == 0 {
+                    q.unconfirmed.remove(node);
+                }
             }
         }
     }
@@ -507,6 +526,9 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         next_txn: 1,
         copies: HashMap::new(),
         transmits: Vec::new(),
+        spare_submits: Vec::new(),
+        touched: Vec::new(),
+        released: Vec::new(),
         arrivals: Vec::new(),
         linked: HashMap::new(),
         addrs: HashMap::new(),
@@ -554,14 +576,17 @@ impl DeliveryService {
     /// Takes the sends the API queued (see [`DeliveryShared::enqueue`]); one that cannot
     /// be taken fails through its receipt.
     fn take_queued(&mut self, cx: &mut Cx<'_>) {
-        let submits = {
+        // The two buffers trade places, so neither grows anew for every batch.
+        let mut submits = std::mem::take(&mut self.spare_submits);
+        {
             let mut q = self.shared.queue();
             q.scheduled = false;
-            std::mem::take(&mut q.submits)
-        };
-        for s in submits {
+            std::mem::swap(&mut q.submits, &mut submits);
+        }
+        for s in submits.drain(..) {
             self.submit_inner(cx, s, None, false);
         }
+        self.spare_submits = submits;
     }
 
     /// See [`submit`](Self::submit); `may_keep`: a tell may go to the durable outbox;
@@ -636,7 +661,7 @@ impl DeliveryService {
         }
         let route = match self.targets.get(&identity).and_then(|t| t.route.clone()) {
             Some(known) => known,
-            None => location,
+            None => Arc::new(location),
         };
         let no = self.next_entry;
         self.next_entry += 1;
@@ -686,6 +711,7 @@ impl DeliveryService {
             .sent_to
             .clone()
             .or_else(|| self.targets.get(&e.identity).and_then(|t| t.route.clone()))
+            .map(|l| (*l).clone())
             .unwrap_or(ActorLocation { node: String::new(), node_id: NodeId(0), actor: LocalActorId(0) });
         let record = store::Stored {
             id: e.id,
@@ -787,7 +813,7 @@ impl DeliveryService {
             self.stats.resumed += 1;
             let target = self.targets.entry(identity).or_default();
             if target.route.is_none() && !r.location.node.is_empty() {
-                target.route = Some(r.location);
+                target.route = Some(Arc::new(r.location));
             }
             target.queue.push_back(no);
         }
@@ -837,7 +863,7 @@ impl DeliveryService {
     }
 
     /// Sends entry `no` to `to`: into the local actor, or onto the stream to its node.
-    fn dispatch(&mut self, cx: &mut Cx<'_>, no: u64, to: &ActorLocation) {
+    fn dispatch(&mut self, cx: &mut Cx<'_>, no: u64, to: &Arc<ActorLocation>) {
         let Some(e) = self.entries.get_mut(&no) else { return };
         e.sent_to = Some(to.clone());
         e.outcome = None;
@@ -885,11 +911,11 @@ impl DeliveryService {
                 cx.node().connect(Some(&to.node), addr);
             }
         }
-        self.flush_out(cx, key);
+        self.flush_out(key);
     }
 
     /// Sends what the outbox of stream `key` asks for and settles what it confirmed.
-    fn flush_out(&mut self, cx: &mut Cx<'_>, key: StreamKey) {
+    fn flush_out(&mut self, key: StreamKey) {
         loop {
             let Some(out) = self.outs.get_mut(&key) else { return };
             let epoch = out.epoch;
@@ -906,7 +932,7 @@ impl DeliveryService {
                                 Some(Owned::Moved(to)) => Handled::Moved(to),
                                 Some(Owned::Refused(e)) => Handled::Refused(e),
                             };
-                            self.resolved(cx, no, key.0, handled);
+                            self.resolved(no, key.0, handled);
                         }
                         // Deadlines are kept by the service, not the outbox.
                         outbox::Fate::Expired => {}
@@ -922,7 +948,7 @@ impl DeliveryService {
         if self.transmits.is_empty() {
             return;
         }
-        let transmits = std::mem::take(&mut self.transmits);
+        let mut transmits = std::mem::take(&mut self.transmits);
         let budget = (self.max_frame / 2).clamp(1, 256 * 1024);
         let mut keys: Vec<StreamKey> = transmits.iter().map(|t| t.0).collect();
         keys.dedup();
@@ -939,7 +965,7 @@ impl DeliveryService {
                 let size = entry.map_or(16, |e| e.payload.len() + 64 + e.sink.as_ref().map_or(0, |(_, k)| k.len()));
                 if used + size > budget && !items.is_empty() {
                     let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
-                    cx.send(key.0, &frame.encode());
+                    cx.send(key.0, &frame.encode_sized(used));
                     items = Vec::new();
                     used = 0;
                 }
@@ -948,9 +974,11 @@ impl DeliveryService {
             }
             if !items.is_empty() {
                 let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
-                cx.send(key.0, &frame.encode());
+                cx.send(key.0, &frame.encode_sized(used));
             }
         }
+        transmits.clear();
+        self.transmits = transmits;
     }
 
     /// Delivers the messages for local actors that arrived in this step, a batch per actor.
@@ -959,12 +987,14 @@ impl DeliveryService {
             return;
         }
         let mut batches: Vec<(LocalActorId, Vec<Arrival>)> = Vec::new();
-        for a in std::mem::take(&mut self.arrivals) {
+        let mut arrivals = std::mem::take(&mut self.arrivals);
+        for a in arrivals.drain(..) {
             match batches.iter_mut().find(|(target, _)| *target == a.target) {
                 Some((_, batch)) => batch.push(a),
                 None => batches.push((a.target, vec![a])),
             }
         }
+        self.arrivals = arrivals;
         for (target, batch) in batches {
             let (metas, items): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|a| ((a.key, a.epoch, a.seq, a.dkey, a.item.reply), a.item)).unzip();
@@ -980,7 +1010,7 @@ impl DeliveryService {
     }
 
     /// Entry `no`, sent to node `node`, came back: handled, moved or refused.
-    fn resolved(&mut self, cx: &mut Cx<'_>, no: u64, node: NodeId, handled: Handled) {
+    fn resolved(&mut self, no: u64, node: NodeId, handled: Handled) {
         let Some(e) = self.entries.get(&no) else { return };
         let identity = e.identity;
         if let Some(t) = self.targets.get_mut(&identity) {
@@ -1013,7 +1043,8 @@ impl DeliveryService {
                 self.settle(no, failed(failure));
             }
         }
-        self.pump(cx, identity);
+        // Its target's next messages go when the step ends, once for all it settled.
+        self.touched.push(identity);
     }
 
     /// Entry `no` was not handled where it went: it goes again where its actor is now
@@ -1039,7 +1070,7 @@ impl DeliveryService {
         self.stats.rerouted += 1;
         let t = self.targets.entry(identity).or_default();
         match to {
-            Some(to) => t.route = Some(to),
+            Some(to) => t.route = Some(Arc::new(to)),
             // Only a route that still names the place that refused is dropped.
             None if t.route == was => t.route = None,
             None => {}
@@ -1058,7 +1089,7 @@ impl DeliveryService {
             (Some(locator), _) => locator(),
             // A sink is where it was: usable again once its node is back up.
             (None, Some(_)) => {
-                let there = e.sent_to.clone();
+                let there = e.sent_to.as_deref().cloned();
                 Box::pin(async move { there })
             }
             // A message from the durable outbox: the directory says where its actor is.
@@ -1081,7 +1112,7 @@ impl DeliveryService {
         match found {
             // A place on a node incarnation known gone is no place.
             Some(to) if !self.gone.contains(&to.node_id) => {
-                t.route = Some(to);
+                t.route = Some(Arc::new(to));
                 t.lost_since = None;
                 t.locate_at = None;
                 self.pump(cx, identity);
@@ -1119,7 +1150,7 @@ impl DeliveryService {
             writer.apply(vec![store::StoreOp::Remove(key)], Box::new(|_| {}));
         }
         if let Some(node) = e.counted {
-            self.shared.release(node);
+            self.released.push(node);
         }
         e.receipt.send(state);
     }
@@ -1224,7 +1255,7 @@ impl DeliveryService {
             }
         }
         out.outbox.handle_grant(cx.now(), grant);
-        self.flush_out(cx, key);
+        self.flush_out(key);
     }
 
     // ---- Receiving ----
@@ -1587,9 +1618,9 @@ fn envelope(e: &Entry) -> Envelope<'_> {
 /// Where a local actor's handling of entry `no` is reported.
 fn local_back(no: u64) -> crate::node::service::HandledFn {
     Box::new(move |handled: Handled| {
-        call_on(move |s: &mut DeliveryService, cx| {
+        call_on(move |s: &mut DeliveryService, _| {
             let me = s.node_id;
-            s.resolved(cx, no, me, handled);
+            s.resolved(no, me, handled);
         })
     })
 }
@@ -1642,7 +1673,7 @@ impl Service for DeliveryService {
             let key = (peer.id, ordered);
             if let Some(out) = self.outs.get_mut(&key) {
                 out.outbox.handle_link_up(cx.now());
-                self.flush_out(cx, key);
+                self.flush_out(key);
             }
         }
     }
@@ -1686,7 +1717,7 @@ impl Service for DeliveryService {
                 let key = (from.id, ordered);
                 if let Some(out) = self.outs.get_mut(&key).filter(|o| o.epoch == epoch) {
                     out.outbox.handle_resend(cx.now(), first);
-                    self.flush_out(cx, key);
+                    self.flush_out(key);
                 }
                 Ok(())
             }
@@ -1730,7 +1761,7 @@ impl Service for DeliveryService {
             if let Some(out) = self.outs.get_mut(&key) {
                 if out.outbox.poll_timeout().is_some_and(|at| at <= now) {
                     out.outbox.handle_timeout(now);
-                    self.flush_out(cx, key);
+                    self.flush_out(key);
                 }
             }
         }
@@ -1761,6 +1792,18 @@ impl Service for DeliveryService {
     }
 
     fn flush(&mut self, cx: &mut Cx<'_>) {
+        while !self.touched.is_empty() {
+            let mut touched = std::mem::take(&mut self.touched);
+            touched.sort_unstable();
+            touched.dedup();
+            for identity in touched {
+                self.pump(cx, identity);
+            }
+        }
+        if !self.released.is_empty() {
+            self.shared.release_all(&self.released);
+            self.released.clear();
+        }
         self.send_transmits(cx);
         self.deliver_arrivals(cx);
     }
