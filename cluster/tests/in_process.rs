@@ -303,3 +303,12 @@ async fn start_fails_clearly_on_a_taken_port_and_bad_names() {
     assert!(matches!(err, StartError::Config(ConfigError::InvalidClusterName(_))), "{err}");
     a.shutdown().await;
 }
+
+/// A guaranteed tell is confirmed by a probe after it only when its handler's result is
+/// ready when the handler returns; a handler that answers with a future is asked instead.
+#[test]
+fn only_handlers_that_answer_on_return_are_confirmed_by_a_probe() {
+    assert!(actix_cluster::__private::handled_in_order::<Counter, Add>());
+    assert!(actix_cluster::__private::handled_in_order::<Greeter, Greet>());
+    assert!(!actix_cluster::__private::handled_in_order::<Counter, SlowGet>());
+}
