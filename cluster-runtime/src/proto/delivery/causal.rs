@@ -390,8 +390,9 @@ impl<N: Ord + Clone, K: Eq + std::hash::Hash + Clone, P> CausalSends<N, K, P> {
 
     /// A message for local destination `to` from `from`, stamped `stamp`. `from`'s
     /// messages to `to` must come in the order they were sent, each once. Returns what can
-    /// be delivered now, in causal order.
-    pub fn receive(&mut self, to: &K, from: N, stamp: VClock<N>, payload: P) -> Result<Vec<P>, HoldBackFull> {
+    /// be delivered now, in causal order; a message that would be held while the hold-back
+    /// queue is full is given back.
+    pub fn receive(&mut self, to: &K, from: N, stamp: VClock<N>, payload: P) -> Result<Vec<P>, (HoldBackFull, P)> {
         let r = self.receiving.entry(to.clone()).or_default();
         if r.queues.get(&from).is_none_or(|q| q.is_empty()) && self.deliverable(to, &from, &stamp) {
             let mut out = Vec::new();
@@ -400,7 +401,7 @@ impl<N: Ord + Clone, K: Eq + std::hash::Hash + Clone, P> CausalSends<N, K, P> {
             return Ok(out);
         }
         if self.held >= self.capacity {
-            return Err(HoldBackFull(self.held));
+            return Err((HoldBackFull(self.held), payload));
         }
         self.held += 1;
         self.receiving.entry(to.clone()).or_default().queues.entry(from).or_default().push_back((stamp, payload));
@@ -780,7 +781,7 @@ mod tests {
         stamp.0.insert("a", 1);
         assert_eq!(c.receive(&"log", "b", stamp.clone(), "x"), Ok(vec![]));
         stamp.0.insert("b", 2);
-        assert_eq!(c.receive(&"log", "b", stamp, "y"), Err(HoldBackFull(1)));
+        assert_eq!(c.receive(&"log", "b", stamp, "y"), Err((HoldBackFull(1), "y")));
         let _ = y;
     }
 

@@ -5,11 +5,13 @@
 //! unordered one (at-least-once, exactly-once) and an ordered one. A stream is named by the
 //! sending node's incarnation (the link it comes on) and `ordered`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::RemoteError;
 use crate::format::{postcard_exact, Format, Inexact};
-use crate::ids::{ActorId, LocalActorId, MessageId, WireId};
+use crate::ids::{ActorId, LocalActorId, MessageId, NodeId, WireId};
 use crate::proto::delivery::outbox::Seq;
 use crate::proto::delivery::transaction::TxnFrame;
 use crate::proto::registry::record::ActorLocation;
@@ -31,6 +33,10 @@ pub struct Envelope<'a> {
     pub reply: bool,
     /// De-duplicate by `id` within the receiver's window (exactly once).
     pub dedup: bool,
+    /// Causal (point-to-point): the sending node's clock when it sent the message, an
+    /// entry per node incarnation. The receiver holds the message back until the messages
+    /// to its actor that happened before it are handled.
+    pub causal: Option<Cow<'a, [(NodeId, u64)]>>,
     /// The encoded message.
     #[serde(borrow, with = "serde_bytes")]
     pub payload: &'a [u8],
@@ -110,6 +116,24 @@ pub enum DeliveryFrame<'a> {
     },
     /// Two-phase commit of a transactional send or publish.
     Txn(TxnFrame),
+    /// Causal (point-to-point): which of your messages to `identity`, numbered up to
+    /// `up_to`, are not settled yet? (A message held back here depends on them.)
+    CausalAsk {
+        /// The destination actor.
+        identity: ActorId,
+        /// The highest number the held message depends on.
+        up_to: u64,
+    },
+    /// The answer to [`DeliveryFrame::CausalAsk`]: up to `covers`, the messages to
+    /// `identity` not settled are `unsettled`; no other one is waited for.
+    CausalAnswer {
+        /// The destination actor.
+        identity: ActorId,
+        /// How far the answer goes.
+        covers: u64,
+        /// The numbers not settled, ascending.
+        unsettled: Vec<u64>,
+    },
 }
 
 /// One message of a transaction, for one target on the participant's node; a participant's
@@ -198,7 +222,6 @@ impl<'a> DeliveryFrame<'a> {
 mod tests {
     use super::*;
     use crate::error::RemoteErrorKind;
-    use crate::ids::NodeId;
 
     #[test]
     fn frames_round_trip_and_garbage_is_refused() {
@@ -218,6 +241,7 @@ mod tests {
                             format: Format::Postcard,
                             reply: true,
                             dedup: false,
+                            causal: Some(Cow::Owned(vec![(NodeId(4), 7), (NodeId(u128::MAX), 1)])),
                             payload: &payload,
                         }),
                     ),
@@ -231,6 +255,7 @@ mod tests {
                             format: Format::Json,
                             reply: false,
                             dedup: true,
+                            causal: None,
                             payload: &payload,
                         }),
                     ),
@@ -252,6 +277,8 @@ mod tests {
                 ],
             },
             DeliveryFrame::Resend { ordered: true, epoch: 1, from: 3 },
+            DeliveryFrame::CausalAsk { identity: ActorId(9), up_to: 12 },
+            DeliveryFrame::CausalAnswer { identity: ActorId(9), covers: 12, unsettled: vec![3, 11] },
             DeliveryFrame::Txn(TxnFrame::Vote { txn: 4, refused: Some("no such actor".into()) }),
             DeliveryFrame::Txn(TxnFrame::Prepare {
                 txn: 5,

@@ -326,6 +326,7 @@ impl Broker<'_> {
                 expire_after: delivery.expiry(),
                 receipt: state,
                 counted: None,
+                causal: false,
             });
         }
         let (answer, accepted) = tokio::sync::oneshot::channel();
@@ -394,6 +395,7 @@ impl Broker<'_> {
                     expire_after: expiry,
                     receipt: state,
                     counted: None,
+                    causal: false,
                 })
                 .collect();
             cx.node().post(

@@ -39,10 +39,14 @@ pub enum DeliveryGuarantee {
     /// Exactly-once, and the messages this node sends to one actor are handled in the
     /// order they were sent, across reconnects and moves.
     Ordered,
-    /// For publishes: the messages of a topic are handled by every subscriber in an order
+    /// Ordered, and causality respected across senders. Point-to-point: an actor handles
+    /// a message after every causal message to it that happened before it was sent (one a
+    /// node sent before it handled, or sent, what led to this one), whichever node sent
+    /// it. Publishes: the messages of a topic are handled by every subscriber in an order
     /// that respects causality between them (a publish made by a node after it handled
     /// another publish of the topic is handled after it everywhere); exactly-once per
-    /// subscribing node. Point-to-point sends do not take it.
+    /// subscribing node. Causality is tracked per node (conservative within a node) and
+    /// only through causal messages.
     Causal,
     /// All or nothing, by two-phase commit: a publish reaches every subscribing node or
     /// none (several targets at once: [`DeliveryApi::transaction`]). The receipt settles
@@ -400,11 +404,6 @@ impl<A: DistributedActor> ActorRef<A> {
         let (Some(ids), false) = (ids, system.node.life.is_shut_down()) else { return Err(ClusterError::Shutdown) };
         let id = delivery.id.unwrap_or_else(|| ids.next_id());
         let receipt = Receipt::new(id, rx, system.clone(), format);
-        if delivery.guarantee == DeliveryGuarantee::Causal {
-            return Err(ClusterError::Unsupported(
-                "causal delivery is for publishes within a topic; a point-to-point send takes `Ordered`".to_owned(),
-            ));
-        }
         if delivery.guarantee == DeliveryGuarantee::Transactional {
             // One target: a transaction with one participant (an ask's reply is not kept).
             let (system, this, timeout) = (system.clone(), self.clone(), delivery.expire_after);
@@ -428,11 +427,15 @@ impl<A: DistributedActor> ActorRef<A> {
             format,
             payload,
             reply,
-            dedup: matches!(delivery.guarantee, DeliveryGuarantee::ExactlyOnce | DeliveryGuarantee::Ordered),
-            ordered: delivery.guarantee == DeliveryGuarantee::Ordered,
+            dedup: matches!(
+                delivery.guarantee,
+                DeliveryGuarantee::ExactlyOnce | DeliveryGuarantee::Ordered | DeliveryGuarantee::Causal
+            ),
+            ordered: matches!(delivery.guarantee, DeliveryGuarantee::Ordered | DeliveryGuarantee::Causal),
             expire_after: delivery.expire_after,
             receipt: tx,
             counted: None,
+            causal: delivery.guarantee == DeliveryGuarantee::Causal,
         };
         if !ids.durable {
             // Accepted without a round trip to the service: it takes queued sends in batches.
@@ -605,6 +608,8 @@ pub struct DeliveryStats {
     pub remembered: usize,
     /// Messages a previous run of this node left in the durable outbox, sent again.
     pub resumed: u64,
+    /// Causal messages held back now, waiting for messages they depend on.
+    pub causal_held: usize,
 }
 
 /// Guaranteed delivery on this node: see [`ClusterSystem::delivery`].

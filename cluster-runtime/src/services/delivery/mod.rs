@@ -32,6 +32,7 @@ use crate::node::peers::PeerInfo;
 use crate::node::service::{
     call_on, BatchItem, Cx, Delivered, Handled, Install, Metrics, Service, ServiceFrameError, Stop,
 };
+use crate::proto::delivery::causal::{CausalSends, VClock};
 use crate::proto::delivery::dedup::{fingerprint, DedupConfig, DedupWindow, Verdict};
 use crate::proto::delivery::inbox::{self, Inbox, InboxConfig};
 use crate::proto::delivery::outbox::{self, Grant, Outbox, OutboxConfig, Seq};
@@ -49,7 +50,17 @@ use crate::services::delivery::api::{
 use crate::transport::link::LinkEnd;
 
 /// The version of delivery's frames.
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+
+/// Causal messages held back at most (they wait for the messages they depend on).
+const CAUSAL_HOLD_BACK: usize = 100_000;
+
+/// A node asked which of its causal messages are not settled is asked again after this
+/// long while messages still wait.
+const CAUSAL_ASK_AGAIN: Duration = Duration::from_millis(200);
+
+/// The most unsettled numbers an answer lists (it then covers less).
+const CAUSAL_ANSWER_MOST: usize = 1024;
 
 /// A message that came back unhandled is sent elsewhere at most this many times.
 const MAX_REROUTES: u32 = 8;
@@ -68,6 +79,8 @@ pub(crate) struct Submit {
     pub(crate) receipt: ReceiptSender,
     /// The node its send was counted against (see [`DeliveryShared::enqueue`]).
     pub(crate) counted: Option<NodeId>,
+    /// Causal: stamped with the node's clock when the service takes it.
+    pub(crate) causal: bool,
 }
 
 /// Where a guaranteed message goes.
@@ -166,6 +179,8 @@ struct Entry {
     stored: Option<u64>,
     /// The node its send was counted against.
     counted: Option<NodeId>,
+    /// Causal: its number and its stamp.
+    causal: Option<Box<(u64, Vec<(NodeId, u64)>)>>,
 }
 
 /// The unsettled entries by number. Numbers are given out in order and mostly settle in
@@ -288,6 +303,7 @@ struct Arrived {
     reply: bool,
     dedup: bool,
     payload: Bytes,
+    causal: Option<Vec<(NodeId, u64)>>,
 }
 
 /// A receiver's stream from one peer incarnation.
@@ -301,14 +317,23 @@ struct InStream {
     kept: BTreeMap<Seq, Owned>,
 }
 
-/// A message for a local actor, waiting for the end of the step to be delivered.
+/// A message for a local actor, waiting for the end of the step to be delivered (or held
+/// back, causal, until what it depends on is).
 struct Arrival {
-    key: StreamKey,
-    epoch: u32,
-    seq: Seq,
-    dkey: Option<DedupKey>,
+    back: Back,
     target: LocalActorId,
     item: BatchItem,
+    /// Causal: the actor's identity.
+    causal: Option<ActorId>,
+}
+
+/// Where the handling of an arrival is reported.
+#[derive(Debug, Clone, Copy)]
+enum Back {
+    /// To the stream it came on.
+    Stream { key: StreamKey, epoch: u32, seq: Seq, dkey: Option<DedupKey> },
+    /// To this node's own entry (a causal message to a local actor).
+    Local(u64),
 }
 
 /// A stream's key: the peer incarnation and whether it is the ordered one.
@@ -345,6 +370,17 @@ pub(crate) struct DeliveryService {
     /// Messages for local actors that arrived in this step: delivered in batches per actor
     /// when the step ends.
     arrivals: Vec<Arrival>,
+    // Causal (point-to-point): this node's clock, what it sent and not settled, and what
+    // it holds back.
+    causal: CausalSends<NodeId, ActorId, Arrival>,
+    /// Causal entries by entry number: their target and number.
+    causal_numbers: IdMap<u64, (ActorId, u64)>,
+    /// When each node was last asked about its messages to an actor.
+    causal_asked: HashMap<(ActorId, NodeId), Duration>,
+    /// When held-back causal messages next make this node ask again.
+    causal_check: Option<Duration>,
+    /// Causal state changed in this step: what is held is looked at when it ends.
+    causal_dirty: bool,
     // Peers.
     linked: HashMap<NodeId, PeerInfo>,
     addrs: HashMap<String, String>,
@@ -530,6 +566,11 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         touched: Vec::new(),
         released: Vec::new(),
         arrivals: Vec::new(),
+        causal: CausalSends::new(i.node_id, CAUSAL_HOLD_BACK),
+        causal_numbers: IdMap::default(),
+        causal_asked: HashMap::new(),
+        causal_check: None,
+        causal_dirty: false,
         linked: HashMap::new(),
         addrs: HashMap::new(),
         gone: BTreeSet::new(),
@@ -562,7 +603,12 @@ impl DeliveryService {
 
     /// Figures for the API.
     pub(crate) fn stats(&self) -> DeliveryStats {
-        DeliveryStats { unconfirmed: self.entries.len(), remembered: self.dedup.len(), ..self.stats }
+        DeliveryStats {
+            unconfirmed: self.entries.len(),
+            remembered: self.dedup.len(),
+            causal_held: self.causal.held(),
+            ..self.stats
+        }
     }
 
     // ---- Sending ----
@@ -616,6 +662,7 @@ impl DeliveryService {
         let durable = may_keep
             && (self.store.is_some() || self.store_failed.is_some())
             && !s.reply
+            && !s.causal
             && matches!(s.dest, Dest::Actor { .. });
         if durable {
             if let Some(e) = &self.store_failed {
@@ -669,6 +716,12 @@ impl DeliveryService {
         if let Some(at) = deadline {
             self.expiries.insert((at, no));
         }
+        let causal = s.causal.then(|| {
+            let stamp = self.causal.send(&identity);
+            let number = stamp.get(&self.node_id);
+            self.causal_numbers.insert(no, (identity, number));
+            Box::new((number, stamp.0.into_iter().collect()))
+        });
         self.entries.insert(
             no,
             Entry {
@@ -690,6 +743,7 @@ impl DeliveryService {
                 reroutes: 0,
                 stored: None,
                 counted: s.counted,
+                causal,
             },
         );
         let target = self.targets.entry(identity).or_default();
@@ -808,6 +862,7 @@ impl DeliveryService {
                     reroutes: 0,
                     stored: Some(key),
                     counted: None,
+                    causal: None,
                 },
             );
             self.stats.resumed += 1;
@@ -872,6 +927,15 @@ impl DeliveryService {
         if to.node_id == self.node_id {
             e.at = At::Local;
             let (message, format, payload) = (e.message, e.format, e.payload.clone());
+            if let (Some(c), None) = (&e.causal, &e.sink) {
+                // Causal: held back like one that arrived, until what it depends on is handled.
+                let stamp = VClock(c.1.iter().copied().collect());
+                let item = BatchItem { message, format, payload, reply: e.reply };
+                let arrival = Arrival { back: Back::Local(no), target: to.actor, item, causal: Some(identity) };
+                let me = self.node_id;
+                self.causal_receive(cx, identity, me, stamp, arrival);
+                return;
+            }
             match e.sink.clone() {
                 Some((channel, key)) => {
                     let delivered = Delivered { key, message, format, payload };
@@ -997,11 +1061,11 @@ impl DeliveryService {
         self.arrivals = arrivals;
         for (target, batch) in batches {
             let (metas, items): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|a| ((a.key, a.epoch, a.seq, a.dkey, a.item.reply), a.item)).unzip();
+                batch.into_iter().map(|a| ((a.back, a.item.reply, a.causal), a.item)).unzip();
             let done = Box::new(move |results: Vec<Handled>| {
                 call_on(move |s: &mut DeliveryService, cx| {
-                    for ((key, epoch, seq, dkey, reply), handled) in metas.into_iter().zip(results) {
-                        s.handled(cx, key, epoch, seq, dkey, reply, handled);
+                    for ((back, reply, causal), handled) in metas.into_iter().zip(results) {
+                        s.arrival_handled(cx, back, reply, causal, handled);
                     }
                 })
             });
@@ -1009,9 +1073,82 @@ impl DeliveryService {
         }
     }
 
+    /// An arrival was handled (or not): reported where it came from. A causal message whose
+    /// actor is not here any more gives back what was held for that actor (refused in turn).
+    fn arrival_handled(&mut self, cx: &mut Cx<'_>, back: Back, reply: bool, causal: Option<ActorId>, h: Handled) {
+        let gone = match &h {
+            Handled::Moved(_) => true,
+            Handled::Refused(e) => matches!(e.kind, RemoteErrorKind::UnknownActor | RemoteErrorKind::ActorStopped),
+            Handled::Done(_) => false,
+        };
+        if let (Some(identity), true) = (causal, gone) {
+            let held = self.causal.reset(&identity);
+            self.arrivals.extend(held);
+        }
+        match back {
+            Back::Stream { key, epoch, seq, dkey } => self.handled(cx, key, epoch, seq, dkey, reply, h),
+            Back::Local(no) => {
+                let me = self.node_id;
+                self.resolved(no, me, h);
+            }
+        }
+    }
+
+    /// A causal message for local actor `identity` from node `from`: delivered when the
+    /// messages to that actor it depends on are (refused if the hold-back queue is full).
+    fn causal_receive(&mut self, cx: &mut Cx<'_>, identity: ActorId, from: NodeId, stamp: VClock<NodeId>, a: Arrival) {
+        self.causal_dirty = true;
+        match self.causal.receive(&identity, from, stamp, a) {
+            Ok(ready) => self.arrivals.extend(ready),
+            Err((full, a)) => {
+                tracing::warn!(error = %full, "a causal message was refused");
+                let e = RemoteError::new(RemoteErrorKind::Overloaded, full.to_string());
+                self.arrival_handled(cx, a.back, a.item.reply, None, Handled::Refused(e));
+            }
+        }
+    }
+
+    /// Causal entry `no` settled, or its fate is known (handled, or never anywhere): nothing
+    /// waits for it any more.
+    fn causal_settled(&mut self, no: u64) {
+        if let Some((identity, number)) = self.causal_numbers.remove(&no) {
+            let ready = self.causal.settled(&identity, number);
+            self.arrivals.extend(ready);
+            self.causal_dirty = true;
+        }
+    }
+
+    /// Node incarnation `node` is gone for good: its causal messages are not waited for.
+    fn causal_departed(&mut self, node: NodeId) {
+        let ready = self.causal.prune(&node);
+        self.arrivals.extend(ready.into_iter().map(|(_, a)| a));
+        self.causal_asked.retain(|(_, n), _| *n != node);
+        self.causal_dirty = true;
+    }
+
+    /// Asks the nodes held-back causal messages wait for which of their messages are not
+    /// settled (again after a while), and schedules the next look.
+    fn causal_ask(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now();
+        let waits = self.causal.waiting_on();
+        self.causal_asked.retain(|(k, n), _| waits.iter().any(|(k2, n2, _)| k2 == k && n2 == n));
+        for (identity, node, up_to) in waits {
+            let due =
+                self.causal_asked.get(&(identity, node)).is_none_or(|at| now.saturating_sub(*at) >= CAUSAL_ASK_AGAIN);
+            if due && cx.send(node, &DeliveryFrame::CausalAsk { identity, up_to }.encode()) {
+                self.causal_asked.insert((identity, node), now);
+            }
+        }
+        self.causal_check = (self.causal.held() > 0).then(|| now + CAUSAL_ASK_AGAIN);
+    }
+
     /// Entry `no`, sent to node `node`, came back: handled, moved or refused.
     fn resolved(&mut self, no: u64, node: NodeId, handled: Handled) {
-        let Some(e) = self.entries.get(&no) else { return };
+        let Some(e) = self.entries.get(&no) else {
+            // It expired meanwhile: its fate is known now.
+            self.causal_settled(no);
+            return;
+        };
         let identity = e.identity;
         if let Some(t) = self.targets.get_mut(&identity) {
             if let Some(n) = t.outstanding.get_mut(&node) {
@@ -1143,6 +1280,11 @@ impl DeliveryService {
     /// Settles entry `no`'s receipt and forgets it (also in the durable outbox).
     fn settle(&mut self, no: u64, state: ReceiptState) {
         let Some(e) = self.entries.remove(&no) else { return };
+        // An expired message on its way may still be handled: a causal one is waited for
+        // until its fate is known.
+        if !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local)) {
+            self.causal_settled(no);
+        }
         if let Some(at) = e.deadline {
             self.expiries.remove(&(at, no));
         }
@@ -1168,7 +1310,10 @@ impl DeliveryService {
         for ordered in [false, true] {
             let Some(mut out) = self.outs.remove(&(peer, ordered)) else { continue };
             for (_, no) in out.outbox.drain() {
-                let Some(e) = self.entries.get(&no) else { continue };
+                let Some(e) = self.entries.get(&no) else {
+                    self.causal_settled(no);
+                    continue;
+                };
                 let identity = e.identity;
                 if let Some(t) = self.targets.get_mut(&identity) {
                     if let Some(n) = t.outstanding.get_mut(&peer) {
@@ -1369,9 +1514,16 @@ impl DeliveryService {
         }
         let dkey = a.dedup.then_some((a.to.scope(), a.id));
         match a.to {
-            ArrivedTo::Actor { target, .. } => {
+            ArrivedTo::Actor { identity, target } => {
                 let item = BatchItem { message: a.message, format: a.format, payload: a.payload, reply: a.reply };
-                self.arrivals.push(Arrival { key, epoch, seq, dkey, target, item });
+                let back = Back::Stream { key, epoch, seq, dkey };
+                match a.causal {
+                    Some(stamp) => {
+                        let arrival = Arrival { back, target, item, causal: Some(identity) };
+                        self.causal_receive(cx, identity, key.0, VClock(stamp.into_iter().collect()), arrival);
+                    }
+                    None => self.arrivals.push(Arrival { back, target, item, causal: None }),
+                }
             }
             ArrivedTo::Sink { channel, key: sink_key } => {
                 let back = remote_back(key, epoch, seq, dkey, a.reply);
@@ -1563,6 +1715,7 @@ impl DeliveryService {
                 expire_after: None,
                 receipt,
                 counted: None,
+                causal: false,
             };
             self.submit_inner(cx, submit, Some(answer), false);
         }
@@ -1611,6 +1764,7 @@ fn envelope(e: &Entry) -> Envelope<'_> {
         format: e.format,
         reply: e.reply,
         dedup: e.dedup,
+        causal: e.causal.as_ref().map(|c| std::borrow::Cow::Borrowed(&c.1[..])),
         payload: &e.payload,
     }
 }
@@ -1668,6 +1822,7 @@ impl Service for DeliveryService {
         for old in stale {
             self.departed.insert(old);
             self.peer_gone(cx, old);
+            self.causal_departed(old);
         }
         for ordered in [false, true] {
             let key = (peer.id, ordered);
@@ -1699,6 +1854,7 @@ impl Service for DeliveryService {
                         reply: e.reply,
                         dedup: e.dedup,
                         payload: Bytes::copy_from_slice(e.payload),
+                        causal: e.causal.map(std::borrow::Cow::into_owned),
                     });
                     self.handle_message(cx, from.id, ordered, epoch, seq, confirmed, arrived)?;
                 }
@@ -1711,6 +1867,17 @@ impl Service for DeliveryService {
             DeliveryFrame::Txn(frame) => {
                 self.txn_frame(cx, from.id, frame);
                 self.txn_flush(cx);
+                Ok(())
+            }
+            DeliveryFrame::CausalAsk { identity, up_to } => {
+                let (covers, unsettled) = self.causal.unsettled(&identity, up_to, CAUSAL_ANSWER_MOST);
+                cx.send(from.id, &DeliveryFrame::CausalAnswer { identity, covers, unsettled }.encode());
+                Ok(())
+            }
+            DeliveryFrame::CausalAnswer { identity, covers, unsettled } => {
+                let ready = self.causal.answer(&identity, &from.id, covers, unsettled);
+                self.arrivals.extend(ready);
+                self.causal_dirty = true;
                 Ok(())
             }
             DeliveryFrame::Resend { ordered, epoch, from: first } => {
@@ -1738,6 +1905,7 @@ impl Service for DeliveryService {
             {
                 if !matches!(event, MembershipEvent::MemberDown(_)) {
                     self.departed.insert(m.id);
+                    self.causal_departed(m.id);
                 }
                 self.peer_gone(cx, m.id);
                 self.coordinator.handle_node_lost(&m.id);
@@ -1749,6 +1917,10 @@ impl Service for DeliveryService {
 
     fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Duration) {
         self.expire(cx, now);
+        if self.causal_check.is_some_and(|at| at <= now) {
+            self.causal_check = None;
+            self.causal_dirty = true;
+        }
         if self.coordinator.poll_timeout().is_some_and(|at| at <= now) {
             self.coordinator.handle_timeout(now);
         }
@@ -1804,6 +1976,10 @@ impl Service for DeliveryService {
             self.shared.release_all(&self.released);
             self.released.clear();
         }
+        if self.causal_dirty {
+            self.causal_dirty = false;
+            self.causal_ask(cx);
+        }
         self.send_transmits(cx);
         self.deliver_arrivals(cx);
     }
@@ -1818,6 +1994,7 @@ impl Service for DeliveryService {
             .chain(self.dedup.poll_timeout())
             .chain(self.coordinator.poll_timeout())
             .chain(self.participant.poll_timeout())
+            .chain(self.causal_check)
             .min()
     }
 
@@ -1834,6 +2011,11 @@ impl Service for DeliveryService {
         out.gauge("delivery_rerouted_total", "Guaranteed messages sent again to another place.", s.rerouted as f64);
         out.gauge("delivery_duplicates_total", "Copies recognised as already handled.", s.duplicates as f64);
         out.gauge("delivery_remembered_ids", "Message ids remembered for exactly-once.", s.remembered as f64);
+        out.gauge(
+            "delivery_causal_held",
+            "Causal messages held back until what they depend on is handled.",
+            s.causal_held as f64,
+        );
     }
 
     fn stop(&mut self, _: &mut Cx<'_>, _: Stop) {
