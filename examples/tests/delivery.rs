@@ -542,3 +542,105 @@ async fn under_loss_and_a_partition_no_transaction_is_delivered_in_part() {
     assert!(committed.len() > 30, "most committed");
     h.shutdown().await;
 }
+
+/// A question or its answer, for the causal test.
+#[cluster_message(result = "()")]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct Said {
+    answer: bool,
+    n: u64,
+}
+
+/// What the causal log handled, in order.
+fn said() -> &'static Mutex<Vec<Said>> {
+    static S: OnceLock<Mutex<Vec<Said>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Keeps the order of what it is told.
+#[distributed_actor(messages(Said))]
+#[derive(Default, Serialize, Deserialize)]
+struct SaidLog;
+
+impl Handler<Said> for SaidLog {
+    type Result = ();
+    fn handle(&mut self, m: Said, _: &mut Context<Self>) {
+        said().lock().unwrap_or_else(|e| e.into_inner()).push(m);
+    }
+}
+
+/// Answers each question with a causal tell to the log, or passes it on to another
+/// answerer (causal too).
+#[distributed_actor(messages(Said))]
+#[derive(Default, Serialize, Deserialize)]
+struct Answering {
+    #[serde(skip)]
+    log: Option<ActorRef<SaidLog>>,
+    #[serde(skip)]
+    pass_to: Option<ActorRef<Answering>>,
+}
+
+impl Handler<Said> for Answering {
+    type Result = ();
+    fn handle(&mut self, m: Said, _: &mut Context<Self>) {
+        let (log, pass_to) = (self.log.clone(), self.pass_to.clone());
+        tokio::task::spawn_local(async move {
+            if let Some(next) = pass_to {
+                next.tell_with(m, DeliveryGuarantee::Causal).await.expect("accepted");
+            } else if let Some(log) = log {
+                let answer = Said { answer: true, n: m.n };
+                log.tell_with(answer, DeliveryGuarantee::Causal).await.expect("accepted");
+            }
+        });
+    }
+}
+
+#[actix_rt::test]
+async fn a_causal_answer_waits_for_the_question_told_before_it() {
+    let h = ClusterTestHarness::start(3).await.expect("harness");
+    // node-3 runs the log. node-1 asks, and its messages to node-3 are slow: answers would
+    // come first, from node-2 (even questions) or, passed on by node-2, from an answerer
+    // next to the log on node-3 (odd ones: held back there as a local message).
+    let log = h.node(2).spawn_local(SaidLog);
+    h.node(2).registry().register("said-log", &log).await.expect("register");
+    let harness = &h;
+    let find_log = |i: usize| async move {
+        let log = harness.node(i).registry().lookup::<SaidLog>("said-log").await.expect("lookup").expect("found");
+        Some(log)
+    };
+    let local = h.node(2).spawn_local(Answering { log: find_log(2).await, pass_to: None });
+    h.node(2).registry().register("answering-3", &local).await.expect("register");
+    let answering_3 = h.node(1).registry().lookup::<Answering>("answering-3").await.expect("lookup");
+    let remote = h.node(1).spawn_local(Answering { log: find_log(1).await, pass_to: None });
+    h.node(1).registry().register("answering-2", &remote).await.expect("register");
+    let passing = h.node(1).spawn_local(Answering { log: None, pass_to: answering_3 });
+    h.node(1).registry().register("passing-2", &passing).await.expect("register");
+    let registry = h.node(0).registry();
+    let via_node_2 = registry.lookup::<Answering>("answering-2").await.expect("lookup").expect("found");
+    let via_node_3 = registry.lookup::<Answering>("passing-2").await.expect("lookup").expect("found");
+    let log = h.node(0).registry().lookup::<SaidLog>("said-log").await.expect("lookup").expect("found");
+    h.set_link(0, 2, LinkConditions::clear().with_latency(Duration::from_millis(150), Duration::from_millis(150)));
+    const N: u64 = 20;
+    let mut receipts = Vec::new();
+    for n in 0..N {
+        let question = Said { answer: false, n };
+        receipts.push(log.tell_with(question, DeliveryGuarantee::Causal).await.expect("accepted"));
+        let answering = if n % 2 == 0 { &via_node_2 } else { &via_node_3 };
+        receipts.push(answering.tell_with(question, DeliveryGuarantee::Causal).await.expect("accepted"));
+    }
+    for mut r in receipts {
+        assert_eq!(r.settled().await, DeliveryStatus::Delivered);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while said().lock().unwrap_or_else(|e| e.into_inner()).len() < 2 * N as usize {
+        assert!(tokio::time::Instant::now() < deadline, "not everything reached the log");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = said().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for n in 0..N {
+        let at = |answer| seen.iter().position(|s| *s == Said { answer, n }).expect("handled");
+        assert!(at(false) < at(true), "answer {n} handled before its question: {seen:?}");
+    }
+    assert_eq!(h.node(2).delivery().stats().await.causal_held, 0, "nothing left held back");
+    h.shutdown().await;
+}

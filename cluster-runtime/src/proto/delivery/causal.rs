@@ -803,7 +803,9 @@ mod tests {
             let mut channels: HashMap<(usize, &str), VecDeque<usize>> = HashMap::new();
             let mut msgs: Vec<(usize, &str, VClock<&str>)> = Vec::new();
             let mut settlements: Vec<usize> = Vec::new();
-            let mut answers: Vec<(usize, &str, usize, (u64, Vec<u64>))> = Vec::new();
+            // Answers on their way: (asker, destination, answering member, answer).
+            type Answer = (usize, &'static str, usize, (u64, Vec<u64>));
+            let mut answers: Vec<Answer> = Vec::new();
             let mut delivered: HashMap<&str, Vec<usize>> = HashMap::new();
             let mut record = |to: &'static str, ids: Vec<usize>, settlements: &mut Vec<usize>| {
                 for id in ids {

@@ -180,8 +180,11 @@ struct Entry {
     /// The node its send was counted against.
     counted: Option<NodeId>,
     /// Causal: its number and its stamp.
-    causal: Option<Box<(u64, Vec<(NodeId, u64)>)>>,
+    causal: Option<Box<Stamped>>,
 }
+
+/// A causal entry's number and the stamp it carries (its node's clock when sent).
+type Stamped = (u64, Vec<(NodeId, u64)>);
 
 /// The unsettled entries by number. Numbers are given out in order and mostly settle in
 /// order, so they sit in a queue from the oldest unsettled one on: no hashing, and no
