@@ -318,6 +318,10 @@ impl Directory {
             slot.interest.retain(|n| live.contains_key(n));
         }
         self.syncing.clear();
+        // A host synced in an earlier view syncs again in this one, even if the view is the
+        // same as that one again (a member gone and back): what it sent then was purged
+        // when it went.
+        self.synced.clear();
         // Owners now are other nodes: cached records would no longer be kept fresh. With no
         // owner at all (no master up) the cache is all there is, and it is kept until one
         // returns.
@@ -560,7 +564,10 @@ impl Directory {
         }
         self.serve_deferred(now);
         if self.pull_at.is_some_and(|t| t <= now) {
-            if self.is_owner() && !self.complete(now) {
+            // Hosts are asked until every one has synced in this view, also after the
+            // rebuild timeout let requests be served: a host whose sync was lost (or came
+            // in another view) would otherwise stay missing until its own view changes.
+            if self.is_owner() && self.missing_syncs().any(|n| *n != self.me) {
                 self.pull_syncs(now);
                 self.pull_at = Some(now + self.config.retry);
             } else {
@@ -1064,6 +1071,42 @@ mod tests {
         net.run();
         assert_eq!(net.done.get(&("b".into(), 2)), Some(&Ok(Answer::Found(None))));
         assert_eq!(net.node("b").cached(&name(&key)), None);
+    }
+
+    #[test]
+    fn an_owner_that_saw_a_host_go_and_come_back_asks_it_again_until_it_syncs() {
+        let mut net = Net::new(&["a", "b", "c"], None);
+        // A key owned by `a`, hosted by `c`.
+        let key = key_owned_by("a", &["a", "b", "c"]);
+        assert_eq!(net.register("c", 1, &key, record("c", 7, 100)), Ok(Answer::Done));
+        let all: BTreeMap<String, NodeId> = ["a", "b", "c"].iter().map(|n| ((*n).to_owned(), id(n))).collect();
+        let without_c: BTreeMap<String, NodeId> =
+            all.iter().filter(|(n, _)| *n != "c").map(|(n, i)| (n.clone(), *i)).collect();
+        // Only `a` sees `c` go (its records are purged there) and come back: the view is the
+        // one it had before, and `c`'s own view never changed, so `c` does not push. Its
+        // answers to `a`'s requests are lost for a while.
+        net.blocked.insert(("c".into(), "a".into()));
+        net.blocked.insert(("a".into(), "c".into()));
+        let now = net.now;
+        net.node("a").handle_view(now, without_c);
+        net.run();
+        let now = net.now;
+        net.node("a").handle_view(now, all);
+        net.run();
+        assert!(
+            net.node("a").slots.get(&name(&key)).is_none_or(|s| s.record.is_none()),
+            "the owner purged the record when the host went"
+        );
+        // `c`'s answers stay lost until past the rebuild timeout (the views do not change).
+        for _ in 0..5 {
+            net.tick(Duration::from_secs(1));
+        }
+        net.blocked.clear();
+        // `a` still asks `c`, and gets the record back.
+        for _ in 0..5 {
+            net.tick(Duration::from_secs(1));
+        }
+        assert_eq!(net.lookup("b", 2, &key).map(|r| r.location.node), Some("c".into()));
     }
 
     fn key_owner(net: &Net, key: &str) -> String {
