@@ -33,6 +33,8 @@ thread_local! {
     static SEEN: RefCell<Vec<Qa>> = RefCell::default();
     /// Questions the point-to-point causal asker told the log.
     static SENT_QUESTIONS: RefCell<usize> = RefCell::default();
+    /// Those of them the log confirmed.
+    static CONFIRMED_QUESTIONS: RefCell<BTreeSet<u64>> = RefCell::default();
 }
 
 /// A guaranteed message with a history id.
@@ -321,8 +323,13 @@ fn causal_asker_app(
                     }
                 };
                 let q = Qa { answer: false, n: incarnation * 1_000_000 + k };
-                if log.tell_with(q, DeliveryGuarantee::Causal).await.is_ok() {
+                if let Ok(mut receipt) = log.tell_with(q, DeliveryGuarantee::Causal).await {
                     SENT_QUESTIONS.with(|c| *c.borrow_mut() += 1);
+                    tokio::task::spawn_local(async move {
+                        if receipt.settled().await == DeliveryStatus::Delivered {
+                            CONFIRMED_QUESTIONS.with(|c| c.borrow_mut().insert(q.n));
+                        }
+                    });
                 }
                 let _ = answerer.tell_with(q, DeliveryGuarantee::Causal).await;
                 tokio::time::sleep(Duration::from_millis(60)).await;
@@ -354,6 +361,7 @@ fn run(case: Case, seed: u64) -> Found {
     RECEIVED.with(|r| r.borrow_mut().clear());
     SEEN.with(|s| s.borrow_mut().clear());
     SENT_QUESTIONS.with(|c| *c.borrow_mut() = 0);
+    CONFIRMED_QUESTIONS.with(|c| c.borrow_mut().clear());
     let faults = NetworkFaults::new(seed ^ 0xfa17);
     faults.set_default(LinkConditions::clear().with_loss(0.03).with_duplicates(0.03).with_reordering(0.03));
     // Questions reach node-3 more slowly than answers do.
@@ -497,19 +505,21 @@ fn run(case: Case, seed: u64) -> Found {
             let seen = SEEN.with(|s| s.borrow().clone());
             let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
             for (at, q) in seen.iter().enumerate() {
-                if !q.answer {
-                    if asked.insert(q.n, at).is_some() {
-                        found.duplicated += 1;
-                    }
-                } else if asked.get(&q.n).is_none_or(|asked_at| *asked_at > at) {
-                    // An answer the log handled before the question told to it first.
+                if !q.answer && asked.insert(q.n, at).is_some() {
+                    found.duplicated += 1;
+                }
+            }
+            // An answer the log handled before the question told to it first.
+            for (at, q) in seen.iter().enumerate() {
+                if q.answer && seen[at..].contains(&Qa { answer: false, n: q.n }) {
                     found.causal_violations += 1;
                 }
             }
+            let confirmed = CONFIRMED_QUESTIONS.with(|c| c.borrow().clone());
             found.sent = SENT_QUESTIONS.with(|c| *c.borrow());
-            found.acked = seen.iter().filter(|q| q.answer).count();
-            // Neither the asker nor the log dies: every question told reaches the log.
-            found.lost = found.sent.saturating_sub(asked.len());
+            found.acked = confirmed.len();
+            // Every question the log confirmed, it handled.
+            found.lost = confirmed.iter().filter(|n| !asked.contains_key(n)).count();
         }
         Case::Transactional => {
             let outcomes = outcomes.borrow();

@@ -248,11 +248,13 @@ impl<P> Inbox<P> {
         self.waiting = self.waiting.split_off(&(to + 1));
         self.ahead = self.ahead.split_off(&(to + 1));
         self.handled = self.handled.split_off(&(to + 1));
-        if let Some(&first) = self.waiting.keys().next() {
-            if first == self.delivered + 1 {
-                self.delivered = first - 1;
-                self.advance();
-            }
+        // What waited just past the new start goes now (with what follows it).
+        let next = self.delivered + 1;
+        if let Some(payload) = self.waiting.remove(&next) {
+            self.deliver(next, payload);
+            self.advance();
+        } else if self.ahead.remove(&next) {
+            self.advance();
         }
         self.confirm();
     }
@@ -323,6 +325,29 @@ mod tests {
         i.handle_message(60 * MS, 2, 0, Some("b")).expect("in window");
         assert_eq!(deliveries(&drain(&mut i)), vec![2, 3, 4], "in order once the gap is filled");
         assert_eq!(i.poll_timeout(), None, "no gap left to ask for");
+    }
+
+    #[test]
+    fn a_message_waiting_past_a_gap_goes_when_the_sender_says_the_gap_is_confirmed() {
+        // A receiver that lost track of the stream (its peer was marked down and back up)
+        // gets 51 while the sender still waits for 50's confirmation, then 52 with 50
+        // confirmed: 51 and 52 are delivered, in order.
+        let mut i = Inbox::new(InboxConfig { window: 1024, ..config(true) });
+        i.handle_message(Duration::ZERO, 51, 49, Some("51")).expect("in window");
+        assert_eq!(deliveries(&drain(&mut i)), Vec::<Seq>::new(), "50 may still come");
+        i.handle_message(MS, 52, 50, Some("52")).expect("in window");
+        assert_eq!(deliveries(&drain(&mut i)), vec![51, 52]);
+        // The same for an unordered stream's numbers delivered ahead of the start.
+        let mut u = Inbox::new(InboxConfig { window: 1024, ..config(false) });
+        u.handle_message(Duration::ZERO, 51, 49, Some("51")).expect("in window");
+        u.handle_message(MS, 53, 50, Some("53")).expect("in window");
+        u.handle_message(MS, 52, 50, Some("52")).expect("in window");
+        assert_eq!(deliveries(&drain(&mut u)), vec![51, 53, 52]);
+        u.handle_handled(2 * MS, 51);
+        u.handle_handled(2 * MS, 52);
+        u.handle_handled(2 * MS, 53);
+        u.handle_timeout(10 * MS);
+        assert!(drain(&mut u).contains(&Output::Grant(Grant { confirmed: 53, up_to: 53 + 1024 })), "all confirmed");
     }
 
     #[test]
