@@ -523,7 +523,7 @@ impl Driver {
                 };
                 let node = self.node.name().to_owned();
                 self.with(i, |s, cx| {
-                    if let Err(e) = s.handle_frame(cx, &peer, &body) {
+                    if let Err(e) = s.handle_frame_bytes(cx, &peer, &body) {
                         tracing::warn!(%node, peer = %peer.name, %channel, error = %e, "service frame dropped");
                     }
                 });

@@ -73,6 +73,16 @@ pub(crate) trait Service: Any {
     /// A frame on the service's channel from `from`. An error is logged and the frame
     /// dropped; the link stays up.
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError>;
+    /// The same, with the frame's shared buffer: a service that keeps parts of the frame
+    /// can take them as slices of it instead of copies.
+    fn handle_frame_bytes(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: &PeerInfo,
+        body: &bytes::Bytes,
+    ) -> Result<(), ServiceFrameError> {
+        self.handle_frame(cx, from, body)
+    }
     /// A membership event (from the membership service).
     fn handle_membership(&mut self, _cx: &mut Cx<'_>, _event: &MembershipEvent) {}
     /// A local actor marked with [`Kernel::announce_stop`] stopped.

@@ -32,7 +32,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 // Both pipelines run in this binary, so both get the same allocator. mimalloc keeps the
 // many small, short-lived allocations of a busy link cheap; `--features system-alloc`
-// measures with the system allocator instead.
+// measures with the system allocator instead. It is built without transparent huge pages
+// (`no_thp`): with them, memory mimalloc gave back and takes again comes as 2 MiB pages the
+// kernel clears on first touch, which took up to half of the guaranteed rows' time (100,000
+// unconfirmed messages are tens of MiB) and made them vary from run to run.
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

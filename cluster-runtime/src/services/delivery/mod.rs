@@ -1842,6 +1842,10 @@ impl Service for DeliveryService {
     }
 
     fn handle_frame(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &[u8]) -> Result<(), ServiceFrameError> {
+        self.handle_frame_bytes(cx, from, &Bytes::copy_from_slice(body))
+    }
+
+    fn handle_frame_bytes(&mut self, cx: &mut Cx<'_>, from: &PeerInfo, body: &Bytes) -> Result<(), ServiceFrameError> {
         let frame = DeliveryFrame::decode(body).map_err(|e| ServiceFrameError(e.to_string()))?;
         match frame {
             DeliveryFrame::Messages { ordered, epoch, confirmed, items } => {
@@ -1856,7 +1860,8 @@ impl Service for DeliveryService {
                         format: e.format,
                         reply: e.reply,
                         dedup: e.dedup,
-                        payload: Bytes::copy_from_slice(e.payload),
+                        // A slice of the frame: no copy per message.
+                        payload: body.slice_ref(e.payload),
                         causal: e.causal.map(std::borrow::Cow::into_owned),
                     });
                     self.handle_message(cx, from.id, ordered, epoch, seq, confirmed, arrived)?;
