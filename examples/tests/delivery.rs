@@ -641,6 +641,16 @@ async fn a_causal_answer_waits_for_the_question_told_before_it() {
         let at = |answer| seen.iter().position(|s| *s == Said { answer, n }).expect("handled");
         assert!(at(false) < at(true), "answer {n} handled before its question: {seen:?}");
     }
-    assert_eq!(h.node(2).delivery().stats().await.causal_held, 0, "nothing left held back");
+    let stats = h.node(2).delivery().stats().await;
+    assert_eq!(stats.causal_held, 0, "nothing left held back");
+    assert_eq!(stats.causal_receivers, 2, "the log and the answerer next to it");
+    // What the actors received is forgotten once they stop.
+    log.stop().await.expect("stopped");
+    local.stop().await.expect("stopped");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.node(2).delivery().stats().await.causal_receivers > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stopped actors' causal state stays");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     h.shutdown().await;
 }

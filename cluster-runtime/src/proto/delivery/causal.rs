@@ -363,6 +363,11 @@ impl<N: Ord + Clone, K: Eq + std::hash::Hash + Clone, P> CausalSends<N, K, P> {
         self.held
     }
 
+    /// Destinations this member keeps what they received for.
+    pub fn receivers(&self) -> usize {
+        self.receiving.len()
+    }
+
     /// Message `number` to `to` will not be delivered anywhere any more, or was: nothing
     /// waits for it. Returns what that releases here (`to` may be local).
     pub fn settled(&mut self, to: &K, number: u64) -> Vec<P> {

@@ -610,6 +610,9 @@ pub struct DeliveryStats {
     pub resumed: u64,
     /// Causal messages held back now, waiting for messages they depend on.
     pub causal_held: usize,
+    /// Local actors this node keeps what causal messages they received for (forgotten when
+    /// they stop).
+    pub causal_receivers: usize,
 }
 
 /// Guaranteed delivery on this node: see [`ClusterSystem::delivery`].

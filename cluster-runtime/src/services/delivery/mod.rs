@@ -378,6 +378,9 @@ pub(crate) struct DeliveryService {
     causal: CausalSends<NodeId, ActorId, Arrival>,
     /// Causal entries by entry number: their target and number.
     causal_numbers: IdMap<u64, (ActorId, u64)>,
+    /// Local actors causal messages were delivered to: what they received is forgotten
+    /// when they stop.
+    causal_actors: IdMap<LocalActorId, ActorId>,
     /// When each node was last asked about its messages to an actor.
     causal_asked: HashMap<(ActorId, NodeId), Duration>,
     /// When held-back causal messages next make this node ask again.
@@ -571,6 +574,7 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         arrivals: Vec::new(),
         causal: CausalSends::new(i.node_id, CAUSAL_HOLD_BACK),
         causal_numbers: IdMap::default(),
+        causal_actors: IdMap::default(),
         causal_asked: HashMap::new(),
         causal_check: None,
         causal_dirty: false,
@@ -610,6 +614,7 @@ impl DeliveryService {
             unconfirmed: self.entries.len(),
             remembered: self.dedup.len(),
             causal_held: self.causal.held(),
+            causal_receivers: self.causal.receivers(),
             ..self.stats
         }
     }
@@ -1101,6 +1106,7 @@ impl DeliveryService {
     /// messages to that actor it depends on are (refused if the hold-back queue is full).
     fn causal_receive(&mut self, cx: &mut Cx<'_>, identity: ActorId, from: NodeId, stamp: VClock<NodeId>, a: Arrival) {
         self.causal_dirty = true;
+        let target = a.target;
         match self.causal.receive(&identity, from, stamp, a) {
             Ok(ready) => self.arrivals.extend(ready),
             Err((full, a)) => {
@@ -1108,6 +1114,12 @@ impl DeliveryService {
                 let e = RemoteError::new(RemoteErrorKind::Overloaded, full.to_string());
                 self.arrival_handled(cx, a.back, a.item.reply, None, Handled::Refused(e));
             }
+        }
+        if self.causal_actors.insert(target, identity).is_none() && !cx.node().announce_stop(target) {
+            // The actor is gone already: nothing is kept for it (its messages are refused).
+            self.causal_actors.remove(&target);
+            let held = self.causal.reset(&identity);
+            self.arrivals.extend(held);
         }
     }
 
@@ -1920,6 +1932,15 @@ impl Service for DeliveryService {
                 self.txn_flush(cx);
             }
             _ => {}
+        }
+    }
+
+    fn handle_actor_stopped(&mut self, _: &mut Cx<'_>, actor: LocalActorId) {
+        // What a stopped actor received is forgotten; what was held for it goes on to be
+        // refused (its senders send it again where the actor is, if anywhere).
+        if let Some(identity) = self.causal_actors.remove(&actor) {
+            let held = self.causal.reset(&identity);
+            self.arrivals.extend(held);
         }
     }
 
