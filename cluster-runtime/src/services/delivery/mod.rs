@@ -1297,7 +1297,7 @@ impl DeliveryService {
         let Some(e) = self.entries.remove(&no) else { return };
         // An expired message on its way may still be handled: a causal one is waited for
         // until its fate is known.
-        if !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local)) {
+        if e.causal.is_some() && !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local)) {
             self.causal_settled(no);
         }
         if let Some(at) = e.deadline {
