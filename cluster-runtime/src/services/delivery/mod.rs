@@ -1090,8 +1090,7 @@ impl DeliveryService {
             Handled::Done(_) => false,
         };
         if let (Some(identity), true) = (causal, gone) {
-            let held = self.causal.reset(&identity);
-            self.arrivals.extend(held);
+            self.causal_forget(identity);
         }
         match back {
             Back::Stream { key, epoch, seq, dkey } => self.handled(cx, key, epoch, seq, dkey, reply, h),
@@ -1118,9 +1117,15 @@ impl DeliveryService {
         if self.causal_actors.insert(target, identity).is_none() && !cx.node().announce_stop(target) {
             // The actor is gone already: nothing is kept for it (its messages are refused).
             self.causal_actors.remove(&target);
-            let held = self.causal.reset(&identity);
-            self.arrivals.extend(held);
+            self.causal_forget(identity);
         }
+    }
+
+    /// Local actor `identity` is not here (any more): what it received is forgotten, and
+    /// what was held for it goes on to be refused.
+    fn causal_forget(&mut self, identity: ActorId) {
+        let held = self.causal.reset(&identity);
+        self.arrivals.extend(held);
     }
 
     /// Causal entry `no` settled, or its fate is known (handled, or never anywhere): nothing
@@ -1939,8 +1944,7 @@ impl Service for DeliveryService {
         // What a stopped actor received is forgotten; what was held for it goes on to be
         // refused (its senders send it again where the actor is, if anywhere).
         if let Some(identity) = self.causal_actors.remove(&actor) {
-            let held = self.causal.reset(&identity);
-            self.arrivals.extend(held);
+            self.causal_forget(identity);
         }
     }
 
