@@ -8,7 +8,6 @@
 //! receives through [`Service::handle_membership`].
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -356,7 +355,7 @@ impl Cx<'_> {
 
 /// State a service shares with its API handle, found by type.
 #[derive(Default)]
-pub(crate) struct Shared(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+pub(crate) struct Shared(crate::ids::IdMap<TypeId, Arc<dyn Any + Send + Sync>>);
 
 impl Shared {
     /// The shared state of type `T`.

@@ -440,6 +440,9 @@ impl<A: DistributedActor> ActorRef<A> {
         if !ids.durable {
             // Accepted without a round trip to the service: it takes queued sends in batches.
             ids.enqueue(&system, submit)?;
+            // A loop of awaited sends that never wait would keep the service (on this
+            // thread) from sending anything until it ends: yield when the budget is spent.
+            tokio::task::consume_budget().await;
             return Ok(receipt);
         }
         let (answer, accepted) = tokio::sync::oneshot::channel();

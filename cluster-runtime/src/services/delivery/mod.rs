@@ -388,10 +388,10 @@ pub(crate) struct DeliveryService {
     /// Causal state changed in this step: what is held is looked at when it ends.
     causal_dirty: bool,
     // Peers.
-    linked: HashMap<NodeId, PeerInfo>,
+    linked: IdMap<NodeId, PeerInfo>,
     addrs: HashMap<String, String>,
     /// The epoch of the latest stream to each peer.
-    epochs: HashMap<StreamKey, u32>,
+    epochs: IdMap<StreamKey, u32>,
     /// Node incarnations marked down (they may come back up if they were alive).
     gone: BTreeSet<NodeId>,
     /// Node incarnations gone for good (left, removed, or replaced by a newer one).
@@ -438,7 +438,7 @@ struct SubmitQueue {
     /// The service stopped: nothing more is taken.
     stopped: bool,
     /// Unconfirmed sends per node they were counted against.
-    unconfirmed: HashMap<NodeId, usize>,
+    unconfirmed: IdMap<NodeId, usize>,
 }
 
 impl std::fmt::Debug for SubmitQueue {
@@ -578,11 +578,11 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         causal_asked: HashMap::new(),
         causal_check: None,
         causal_dirty: false,
-        linked: HashMap::new(),
+        linked: IdMap::default(),
         addrs: HashMap::new(),
         gone: BTreeSet::new(),
         departed: BTreeSet::new(),
-        epochs: HashMap::new(),
+        epochs: IdMap::default(),
         stats: DeliveryStats::default(),
         stopped: false,
     };
