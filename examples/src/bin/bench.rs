@@ -9,9 +9,14 @@
 //! - (A) M sequential asks (A echoes `seq`), latency per ask.
 //!
 //! - (G) N tells under each delivery guarantee, timed until every receipt settled and A
-//!   counted them all, as a ratio to (T);
+//!   counted them all, as a ratio to (T) and to at-most-once;
 //! - (B) at-least-once tells in bursts of 100 to 100,000 outstanding messages (send a burst,
-//!   wait for its receipts, repeat), the same total per burst size;
+//!   wait for its receipts, repeat), the same total per burst size.
+//!
+//!   The raw pipeline does at-least-once's work for (G) and (B) as an acknowledged stream:
+//!   numbered messages the sender keeps until acknowledged, acknowledged by the receiver
+//!   after counting them (once nothing more is buffered, or every 64), in the same bursts;
+//!   (G) is one burst of N there;
 //! - (P) publishes to 1, 10 and 100 subscribers spread over three nodes (A, a third process
 //!   C, and B itself), timed until every subscriber counted every publish.
 //!
@@ -42,6 +47,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BODY: &str = "0123456789abcdef0123456789abcdef"; // 32 bytes
 const READY: Duration = Duration::from_secs(30);
+/// Burst sizes (outstanding messages) of the at-least-once bursts.
+const BURSTS: [u64; 4] = [100, 1_000, 10_000, 100_000];
 
 #[derive(Debug, Clone, Copy)]
 struct Options {
@@ -260,8 +267,12 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     );
     let ours = bench_cluster(&exe, o).await?;
     println!();
+    let raw = if o.runs(Part::Tells) || o.runs(Part::Guarantees) || o.runs(Part::Bursts) {
+        bench_raw(&exe, o).await?
+    } else {
+        Figures::default()
+    };
     if o.runs(Part::Tells) {
-        let raw = bench_raw(&exe, o).await?;
         let (t_ours, t_raw) = (ours.tell_median(), raw.tell_median());
         let (p50_ours, p50_raw) = (ours.ask_percentile(0.50), raw.ask_percentile(0.50));
         let (p99_ours, p99_raw) = (ours.ask_percentile(0.99), raw.ask_percentile(0.99));
@@ -293,25 +304,57 @@ async fn orchestrate(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if !ours.guaranteed.is_empty() {
-        let at_most_once = ours.tell_median();
+        let plain = ours.tell_median();
+        let at_most_once = ours.guaranteed.iter().find(|(n, _)| *n == "at-most-once").map_or(plain, |(_, r)| *r);
         println!();
-        println!(
-            "tells by guarantee (timed until every receipt settled), against plain tells ({at_most_once:.0} msg/s):"
-        );
+        println!("tells by guarantee (timed until every receipt settled):");
+        println!("  {:<20}{:>18}{:>16}{:>18}", "", "", "of plain tells", "of at-most-once");
         for (name, rate) in &ours.guaranteed {
             let target = if *name == "at-least-once" { "   (target >= 50 %)" } else { "" };
-            println!("  {:<20}{:>12.0} msg/s{:>9.1}%{target}", name, rate, 100.0 * rate / at_most_once);
+            println!(
+                "  {:<20}{:>12.0} msg/s{:>15.1}%{:>17.1}%{target}",
+                name,
+                rate,
+                100.0 * rate / plain,
+                100.0 * rate / at_most_once
+            );
+        }
+        if let (Some((_, ours_alo)), Some((_, raw_alo))) = (
+            ours.guaranteed.iter().find(|(n, _)| *n == "at-least-once"),
+            raw.guaranteed.iter().find(|(n, _)| *n == "at-least-once"),
+        ) {
+            println!(
+                "  raw acknowledged stream {:>8.0} msg/s; at-least-once is {:.1} % of it",
+                raw_alo,
+                100.0 * ours_alo / raw_alo
+            );
         }
     }
     if !ours.bursts.is_empty() {
         println!();
-        println!("at-least-once tells by burst size (outstanding messages):");
+        println!("at-least-once tells by burst size (send a burst, wait for its receipts, repeat):");
+        println!("  {:<20}{:>18}{:>24}{:>10}", "", "actix-cluster", "raw acknowledged", "ratio");
         for (burst, rate) in &ours.bursts {
-            println!("  {:<20}{:>12.0} msg/s", format!("{burst} outstanding"), rate);
+            let raw_rate = raw.bursts.iter().find(|(b, _)| b == burst).map_or(f64::NAN, |(_, r)| *r);
+            println!(
+                "  {:<20}{:>12.0} msg/s{:>18.0} msg/s{:>9.1}%",
+                format!("{burst} outstanding"),
+                rate,
+                raw_rate,
+                100.0 * rate / raw_rate
+            );
         }
-        let rates: Vec<f64> = ours.bursts.iter().map(|(_, r)| *r).collect();
-        let (lo, hi) = rates.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-        println!("  slowest / fastest: {:.1} %   (target >= 80 %)", 100.0 * lo / hi);
+        let flat = |rows: &[(u64, f64)]| {
+            let (lo, hi) = rows.iter().fold((f64::MAX, 0.0f64), |(lo, hi), (_, r)| (lo.min(*r), hi.max(*r)));
+            100.0 * lo / hi
+        };
+        let from_1000: Vec<(u64, f64)> = ours.bursts.iter().copied().filter(|(b, _)| *b >= 1_000).collect();
+        println!(
+            "  slowest / fastest: {:.1} % (raw {:.1} %)   (target >= 80 %); from 1,000 on: {:.1} %",
+            flat(&ours.bursts),
+            flat(&raw.bursts),
+            flat(&from_1000)
+        );
     }
     if !ours.publishes.is_empty() {
         println!();
@@ -403,7 +446,7 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
         }
     }
     if o.runs(Part::Bursts) {
-        for burst in [100, 1_000, 10_000, 100_000] {
+        for burst in BURSTS {
             let total = o.guaranteed.max(burst);
             let mut rates = Vec::new();
             for run in 0..o.runs {
@@ -556,12 +599,16 @@ enum RawMsg {
     Tell(Payload),
     Ask(Payload),
     Count,
+    /// A message of the acknowledged stream: `seq` numbers it (gapless, from 1).
+    Reliable(u64, Payload),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 enum RawReply {
     Seq(u64),
     Count(u64),
+    /// Handled everything of the acknowledged stream up to here.
+    Ack(u64),
 }
 
 fn raw_encode<T: serde::Serialize>(v: &T) -> Result<Bytes, postcard::Error> {
@@ -592,11 +639,27 @@ async fn raw_server(bind: String) -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move {
                 let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
                 let mut count = 0u64;
+                // The acknowledged stream: handled up to here, and acknowledged up to here.
+                let (mut handled, mut acked) = (0u64, 0u64);
                 while let Some(Ok(frame)) = framed.next().await {
                     let reply = match raw_decode::<RawMsg>(&frame) {
                         Ok(RawMsg::Tell(_)) => {
                             count += 1;
                             continue;
+                        }
+                        Ok(RawMsg::Reliable(seq, _)) => {
+                            // A copy of one handled already is not handled again.
+                            if seq == handled + 1 {
+                                handled = seq;
+                                count += 1;
+                            }
+                            // Acknowledged once nothing more is buffered, or every 64.
+                            if framed.read_buffer().is_empty() || handled - acked >= 64 {
+                                acked = handled;
+                                RawReply::Ack(handled)
+                            } else {
+                                continue;
+                            }
                         }
                         Ok(RawMsg::Ask(p)) => RawReply::Seq(p.seq),
                         Ok(RawMsg::Count) => RawReply::Count(count),
@@ -636,7 +699,7 @@ async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error
     }
     SinkExt::<Bytes>::flush(&mut framed).await?;
     ask(&mut framed, &RawMsg::Count).await?;
-    for run in 0..o.runs {
+    for run in 0..if o.runs(Part::Tells) { o.runs } else { 0 } {
         let start = Instant::now();
         for i in 0..o.tells {
             framed.feed(raw_encode(&RawMsg::Tell(payload(i)))?).await?;
@@ -645,7 +708,7 @@ async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error
         sent += o.tells;
         let counted = match ask(&mut framed, &RawMsg::Count).await? {
             RawReply::Count(c) => c,
-            RawReply::Seq(_) => return Err("unexpected reply".into()),
+            RawReply::Seq(_) | RawReply::Ack(_) => return Err("unexpected reply".into()),
         };
         let elapsed = start.elapsed();
         if counted != sent {
@@ -654,6 +717,9 @@ async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error
         let rate = o.tells as f64 / elapsed.as_secs_f64();
         println!("raw pipeline run {}: {} tells in {:?} = {:.0} msg/s", run + 1, o.tells, elapsed, rate);
         figures.tells_per_sec.push(rate);
+    }
+    if !o.runs(Part::Tells) {
+        return raw_acknowledged(framed, server, o, sent).await;
     }
     for i in 0..1_000 {
         ask(&mut framed, &RawMsg::Ask(payload(i))).await?;
@@ -664,6 +730,77 @@ async fn bench_raw(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::error
         figures.ask_latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
         if !matches!(reply, RawReply::Seq(s) if s == i) {
             return Err(format!("raw ask {i} answered wrongly").into());
+        }
+    }
+    let acknowledged = raw_acknowledged(framed, server, o, sent).await?;
+    Ok(Figures { guaranteed: acknowledged.guaranteed, bursts: acknowledged.bursts, ..figures })
+}
+
+/// The raw pipeline doing at-least-once's work: numbered messages the sender keeps until
+/// the receiver acknowledges them, acknowledged after they were handled (counted), sent
+/// in bursts (each waits for its acknowledgement); `sent` tells were sent on `framed`
+/// before. Fills `guaranteed` (one burst of `--guaranteed`) and `bursts`.
+async fn raw_acknowledged(
+    mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    server: actix_cluster::testkit::process::NodeProcess,
+    o: Options,
+    mut sent: u64,
+) -> Result<Figures, Box<dyn std::error::Error>> {
+    let mut figures = Figures::default();
+    let mut seq = 0u64;
+    let mut unacked = std::collections::VecDeque::new();
+    let mut run = async |n: u64, burst: u64, seq: &mut u64| -> Result<f64, Box<dyn std::error::Error>> {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let size = burst.min(n - done);
+            for i in done..done + size {
+                *seq += 1;
+                let bytes = raw_encode(&RawMsg::Reliable(*seq, payload(i)))?;
+                unacked.push_back((*seq, bytes.clone()));
+                framed.feed(bytes).await?;
+            }
+            SinkExt::<Bytes>::flush(&mut framed).await?;
+            while !unacked.is_empty() {
+                let frame = framed.next().await.ok_or("raw server closed")??;
+                let RawReply::Ack(up_to) = raw_decode(&frame)? else { return Err("unexpected reply".into()) };
+                while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
+                    unacked.pop_front();
+                }
+            }
+            done += size;
+        }
+        sent += n;
+        framed.send(raw_encode(&RawMsg::Count)?).await?;
+        let frame = framed.next().await.ok_or("raw server closed")??;
+        let elapsed = start.elapsed();
+        match raw_decode(&frame)? {
+            RawReply::Count(c) if c == sent => Ok(n as f64 / elapsed.as_secs_f64()),
+            RawReply::Count(c) => Err(format!("raw server counted {c} of {sent}").into()),
+            _ => Err("unexpected reply".into()),
+        }
+    };
+    if o.runs(Part::Guarantees) {
+        let n = o.guaranteed;
+        run(n.min(10_000), n.min(10_000), &mut seq).await?;
+        let mut rates = Vec::new();
+        for r in 0..o.runs {
+            let rate = run(n, n, &mut seq).await?;
+            println!("raw acknowledged run {}: {n} messages = {rate:.0} msg/s", r + 1);
+            rates.push(rate);
+        }
+        figures.guaranteed.push(("at-least-once", median(&rates)));
+    }
+    if o.runs(Part::Bursts) {
+        for burst in BURSTS {
+            let total = o.guaranteed.max(burst);
+            let mut rates = Vec::new();
+            for r in 0..o.runs {
+                let rate = run(total, burst, &mut seq).await?;
+                println!("raw acknowledged burst {burst} run {}: {total} messages = {rate:.0} msg/s", r + 1);
+                rates.push(rate);
+            }
+            figures.bursts.push((burst, median(&rates)));
         }
     }
     drop(framed);
