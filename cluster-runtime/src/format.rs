@@ -28,6 +28,30 @@ impl Format {
         res.map_err(|detail| ClusterError::Encode { what: what.to_owned(), detail })
     }
 
+    /// Encodes `value` into a buffer of exactly its size: one allocation, where
+    /// [`encode`](Self::encode) grows its buffer as it goes (and `Bytes` made from a
+    /// buffer with room to spare allocates once more).
+    pub fn encode_bytes<T: Serialize + ?Sized>(self, value: &T, what: &str) -> Result<bytes::Bytes, ClusterError> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        /// A scratch buffer grown past this is given back rather than kept.
+        const KEEP: usize = 64 * 1024;
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                let res = self.encode_into(value, &mut buf, what).map(|()| bytes::Bytes::copy_from_slice(&buf));
+                if buf.capacity() > KEEP {
+                    *buf = Vec::new();
+                }
+                res
+            }
+            // Encoding a value whose serialization encodes another (not done here, but
+            // possible): a buffer of its own.
+            Err(_) => self.encode(value, what).map(bytes::Bytes::from),
+        })
+    }
+
     /// Appends the encoding of `value` to `buf`.
     pub fn encode_into<T: Serialize + ?Sized>(
         self,

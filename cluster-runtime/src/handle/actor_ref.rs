@@ -784,10 +784,34 @@ impl<'de, A: DistributedActor> Deserialize<'de> for ActorRef<A> {
     }
 }
 
+/// Where an actor runs now, once found (`None` if nowhere is known).
+pub(crate) type Located = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ActorLocation>>>>;
+
 /// Finds where an actor runs now (after a guaranteed message found it gone from where it
-/// was): `None` if nowhere is known.
-pub(crate) type Locator =
-    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ActorLocation>>>> + Send + Sync>;
+/// was).
+#[derive(Clone)]
+pub(crate) enum Locator {
+    /// The registry's directory, asked by `find` (which knows the actor's type): made for
+    /// every guaranteed send, so it allocates nothing.
+    Registry { system: ClusterSystem, find: fn(ClusterSystem, ActorId) -> Located },
+    /// A key's next activation.
+    Keyed(Arc<dyn Fn() -> Located + Send + Sync>),
+}
+
+impl Locator {
+    /// Looks for actor `identity`.
+    pub(crate) fn locate(&self, identity: ActorId) -> Located {
+        match self {
+            Locator::Registry { system, find } => find(system.clone(), identity),
+            Locator::Keyed(f) => f(),
+        }
+    }
+}
+
+/// [`Locator::Registry`]'s lookup for actors of type `A`.
+fn relocate<A: DistributedActor>(system: ClusterSystem, identity: ActorId) -> Located {
+    Box::pin(async move { system.registry().relocate::<A>(identity).await.ok().flatten()?.location() })
+}
 
 /// What the delivery service needs to know about a handle's actor.
 pub(crate) struct Target {
@@ -822,7 +846,7 @@ impl<A: DistributedActor> ActorRef<A> {
             };
             let location = started.location().ok_or(ClusterError::Shutdown)?;
             let keyed = k.clone();
-            let locator: Locator = Arc::new(move || {
+            let locator = Locator::Keyed(Arc::new(move || {
                 let keyed = keyed.clone();
                 Box::pin(async move {
                     // The activation the message went to is gone: the key's next one.
@@ -830,7 +854,7 @@ impl<A: DistributedActor> ActorRef<A> {
                     let started = next.wait().await.as_ref().ok()?.clone();
                     started.location()
                 })
-            });
+            }));
             return Ok(Target { system: k.system().clone(), identity: k.identity(), location, locator });
         }
         let this = self.ready().await?;
@@ -846,11 +870,7 @@ impl<A: DistributedActor> ActorRef<A> {
             Repr::Remote(r) => (r.system().clone(), r.identity(), r.location()),
             Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         };
-        let finder = system.clone();
-        let locator: Locator = Arc::new(move || {
-            let system = finder.clone();
-            Box::pin(async move { system.registry().relocate::<A>(identity).await.ok().flatten()?.location() })
-        });
+        let locator = Locator::Registry { system: system.clone(), find: relocate::<A> };
         Ok(Target { system, identity, location, locator })
     }
 }

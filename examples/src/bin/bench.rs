@@ -45,6 +45,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+thread_local! { static CPU0: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) }; }
 const BODY: &str = "0123456789abcdef0123456789abcdef"; // 32 bytes
 const READY: Duration = Duration::from_secs(30);
 /// Burst sizes (outstanding messages) of the at-least-once bursts.
@@ -478,6 +479,8 @@ async fn guaranteed_run(
     burst: u64,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let sink = b.remote_actor::<Sink>("bench-a").await?;
+    let cpu = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    CPU0.with(|c| c.set(cpu.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0)));
     let start = Instant::now();
     let mut sent = 0;
     while sent < n {
@@ -493,6 +496,11 @@ async fn guaranteed_run(
     }
     let counted = sink.send(Count).await?;
     let elapsed = start.elapsed();
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let cpu = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let cpu: f64 = cpu.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        println!("  DEBUG cpu {:.1} ms of {:.1} ms", (cpu - CPU0.with(|c| c.get())) / 1e6, elapsed.as_secs_f64() * 1e3);
+    }
     if counted != n {
         return Err(format!("A counted {counted} of {n} tells ({guarantee:?})").into());
     }

@@ -282,7 +282,7 @@ impl Broker<'_> {
             return Ok(PublishReceipt { id, nodes: Vec::new(), sent: nodes });
         }
         let format = crate::format::Format::Postcard;
-        let payload = bytes::Bytes::from(format.encode(&msg, M::NAME)?);
+        let payload = format.encode_bytes(&msg, M::NAME)?;
         // Where it goes: the subscribing peers, and this node if it has subscribers.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let looked_up = topic.clone();

@@ -193,16 +193,23 @@ pub(crate) struct ReceiptState {
     pub(crate) reply: Option<Bytes>,
 }
 
-/// What a receipt shares with the delivery service: its state, and who waits for it.
+/// What a receipt shares with the delivery service: its state, and the task waiting for
+/// it (a receipt has one end, so one waiter at most).
 #[derive(Debug)]
 struct ReceiptCell {
     state: std::sync::Mutex<ReceiptState>,
-    settled: tokio::sync::Notify,
+    /// The state is final (read without the lock).
+    done: std::sync::atomic::AtomicBool,
+    settled: futures_util::task::AtomicWaker,
 }
 
 impl ReceiptCell {
     fn lock(&self) -> std::sync::MutexGuard<'_, ReceiptState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -219,7 +226,8 @@ struct ReceiptWatch(std::sync::Arc<ReceiptCell>);
 fn receipt_channel() -> (ReceiptSender, ReceiptWatch) {
     let cell = std::sync::Arc::new(ReceiptCell {
         state: std::sync::Mutex::new(ReceiptState { status: DeliveryStatus::Pending, reply: None }),
-        settled: tokio::sync::Notify::new(),
+        done: std::sync::atomic::AtomicBool::new(false),
+        settled: futures_util::task::AtomicWaker::new(),
     });
     (ReceiptSender(cell.clone()), ReceiptWatch(cell))
 }
@@ -238,15 +246,19 @@ impl ReceiptSender {
             if s.status.is_final() {
                 return;
             }
+            let done = state.status.is_final();
             *s = state;
+            if done {
+                self.0.done.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
-        self.0.settled.notify_waiters();
+        self.0.settled.wake();
     }
 }
 
 impl Drop for ReceiptSender {
     fn drop(&mut self) {
-        if !self.0.lock().status.is_final() {
+        if !self.0.is_done() {
             self.send(failed(DeliveryFailure::Shutdown));
         }
     }
@@ -262,16 +274,18 @@ impl ReceiptWatch {
     }
 
     async fn settled(&self) -> DeliveryStatus {
-        loop {
-            let notified = self.0.settled.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let status = self.status();
-            if status.is_final() {
-                return status;
+        std::future::poll_fn(|cx| {
+            if !self.0.is_done() {
+                // Registered before looking again, so a settlement in between wakes it.
+                self.0.settled.register(cx.waker());
+                if !self.0.is_done() {
+                    return std::task::Poll::Pending;
+                }
             }
-            notified.await;
-        }
+            std::task::Poll::Ready(())
+        })
+        .await;
+        self.status()
     }
 }
 
@@ -419,7 +433,7 @@ impl<A: DistributedActor> ActorRef<A> {
             });
             return Ok(receipt);
         }
-        let payload = Bytes::from(format.encode(&msg, M::NAME)?);
+        let payload = format.encode_bytes(&msg, M::NAME)?;
         let submit = Submit {
             id,
             dest: Dest::Actor { identity: target.identity, location: target.location, locator: Some(target.locator) },

@@ -168,12 +168,12 @@ struct Entry {
     /// How to find an actor again (`None` for a sink).
     locator: Option<api::Locator>,
     /// A service's channel and key, for a message to a sink.
-    sink: Option<(Channel, String)>,
+    sink: Option<Box<(Channel, String)>>,
     at: At,
     /// The place it was last sent to.
     sent_to: Option<Arc<ActorLocation>>,
     /// The outcome a grant brought (before the grant's confirmation settles it).
-    outcome: Option<Owned>,
+    outcome: Option<Box<Owned>>,
     reroutes: u32,
     /// Its key in the durable outbox, if it is kept there.
     stored: Option<u64>,
@@ -260,7 +260,7 @@ struct Target {
     /// Where it runs, as far as known (`None`: to be found).
     route: Option<Arc<ActorLocation>>,
     /// Messages sent and not settled, per node incarnation.
-    outstanding: BTreeMap<NodeId, u32>,
+    outstanding: Outstanding,
     /// Messages that came back unhandled, oldest first: sent again before `queue`.
     rerouted: VecDeque<u64>,
     /// New messages waiting for the route (or, ordered, for earlier ones to settle).
@@ -271,6 +271,39 @@ struct Target {
     locate_at: Option<Duration>,
     /// Since when the target has been looked for without success.
     lost_since: Option<Duration>,
+}
+
+/// Messages sent to a target and not settled, per node incarnation: mostly one node, so a
+/// short list rather than a tree.
+#[derive(Default)]
+struct Outstanding(Vec<(NodeId, u32)>);
+
+impl Outstanding {
+    fn add(&mut self, node: NodeId) {
+        match self.0.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, count)) => *count += 1,
+            None => self.0.push((node, 1)),
+        }
+    }
+
+    /// One fewer on `node` (if any were counted there).
+    fn remove_one(&mut self, node: NodeId) {
+        if let Some(i) = self.0.iter().position(|(n, _)| *n == node) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.swap_remove(i);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Some are on a node other than `node`.
+    fn elsewhere(&self, node: NodeId) -> bool {
+        self.0.iter().any(|(n, _)| *n != node)
+    }
 }
 
 impl Target {
@@ -744,7 +777,7 @@ impl DeliveryService {
                 deadline,
                 receipt: s.receipt,
                 locator,
-                sink,
+                sink: sink.map(Box::new),
                 at: At::Queued,
                 sent_to: None,
                 outcome: None,
@@ -910,7 +943,7 @@ impl DeliveryService {
             }
             let ordered = self.entries.get(&no).is_some_and(|e| e.ordered);
             // An ordered message waits while earlier ones are on their way to another place.
-            if ordered && t.outstanding.keys().any(|n| *n != route.node_id) {
+            if ordered && t.outstanding.elsewhere(route.node_id) {
                 break;
             }
             t.queue.pop_front();
@@ -931,7 +964,7 @@ impl DeliveryService {
         e.sent_to = Some(to.clone());
         e.outcome = None;
         let identity = e.identity;
-        *self.targets.entry(identity).or_default().outstanding.entry(to.node_id).or_default() += 1;
+        self.targets.entry(identity).or_default().outstanding.add(to.node_id);
         if to.node_id == self.node_id {
             e.at = At::Local;
             let (message, format, payload) = (e.message, e.format, e.payload.clone());
@@ -944,7 +977,7 @@ impl DeliveryService {
                 self.causal_receive(cx, identity, me, stamp, arrival);
                 return;
             }
-            match e.sink.clone() {
+            match e.sink.as_deref().cloned() {
                 Some((channel, key)) => {
                     let delivered = Delivered { key, message, format, payload };
                     cx.node().post(
@@ -997,7 +1030,7 @@ impl DeliveryService {
                 outbox::Output::Receipt { fate, payload: no, .. } => {
                     match fate {
                         outbox::Fate::Delivered => {
-                            let outcome = self.entries.get_mut(&no).and_then(|e| e.outcome.take());
+                            let outcome = self.entries.get_mut(&no).and_then(|e| e.outcome.take()).map(|o| *o);
                             let handled = match outcome {
                                 None => Handled::Done(Vec::new()),
                                 Some(Owned::Reply(bytes)) => Handled::Done(bytes.to_vec()),
@@ -1034,7 +1067,7 @@ impl DeliveryService {
             // Numbers of a stream given up in this step, or confirmed meanwhile, are not sent.
             for &(_, _, seq, no) in transmits.iter().filter(|t| t.0 == key && t.1 == epoch && t.2 > confirmed) {
                 let entry = no.and_then(|no| self.entries.get(&no));
-                let size = entry.map_or(16, |e| e.payload.len() + 64 + e.sink.as_ref().map_or(0, |(_, k)| k.len()));
+                let size = entry.map_or(16, |e| e.payload.len() + 64 + e.sink.as_ref().map_or(0, |sink| sink.1.len()));
                 if used + size > budget && !items.is_empty() {
                     let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
                     cx.send(key.0, &frame.encode_sized(used));
@@ -1171,12 +1204,7 @@ impl DeliveryService {
         };
         let identity = e.identity;
         if let Some(t) = self.targets.get_mut(&identity) {
-            if let Some(n) = t.outstanding.get_mut(&node) {
-                *n -= 1;
-                if *n == 0 {
-                    t.outstanding.remove(&node);
-                }
-            }
+            t.outstanding.remove_one(node);
         }
         match handled {
             Handled::Done(bytes) => {
@@ -1243,7 +1271,7 @@ impl DeliveryService {
         t.locating = true;
         t.lost_since.get_or_insert(cx.now());
         let find = match (&e.locator, &e.sink) {
-            (Some(locator), _) => locator(),
+            (Some(locator), _) => locator.locate(identity),
             // A sink is where it was: usable again once its node is back up.
             (None, Some(_)) => {
                 let there = e.sent_to.as_deref().cloned();
@@ -1336,12 +1364,7 @@ impl DeliveryService {
                 };
                 let identity = e.identity;
                 if let Some(t) = self.targets.get_mut(&identity) {
-                    if let Some(n) = t.outstanding.get_mut(&peer) {
-                        *n -= 1;
-                        if *n == 0 {
-                            t.outstanding.remove(&peer);
-                        }
-                    }
+                    t.outstanding.remove_one(peer);
                 }
                 self.reroute_gone(no, peer);
                 touched.insert(identity);
@@ -1416,7 +1439,7 @@ impl DeliveryService {
         let Some(out) = self.outs.get_mut(&key).filter(|o| o.epoch == epoch) else { return };
         for (seq, outcome) in outcomes {
             if let Some(e) = out.outbox.get(*seq).and_then(|no| self.entries.get_mut(no)) {
-                e.outcome = Some(Owned::from_wire(outcome));
+                e.outcome = Some(Box::new(Owned::from_wire(outcome)));
             }
         }
         out.outbox.handle_grant(cx.now(), grant);
@@ -1773,7 +1796,7 @@ fn directory_lookup(
 fn envelope(e: &Entry) -> Envelope<'_> {
     Envelope {
         id: e.id,
-        to: match &e.sink {
+        to: match e.sink.as_deref() {
             Some((channel, key)) => To::Sink { channel: *channel, key },
             None => To::Actor {
                 identity: e.identity,
