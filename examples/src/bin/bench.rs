@@ -391,7 +391,7 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
         warm.tell(payload(i)).await?;
     }
     warm.send(Count).await?;
-    if o.runs(Part::Tells) || o.runs(Part::Guarantees) {
+    if (o.runs(Part::Tells) || o.runs(Part::Guarantees)) && std::env::var_os("BENCH_CASE").is_none() {
         for run in 0..o.runs {
             let sink = b.remote_actor::<Sink>("bench-a").await?;
             let start = Instant::now();
@@ -435,6 +435,9 @@ async fn bench_cluster(exe: &Path, o: Options) -> Result<Figures, Box<dyn std::e
             ("transactional", G::Transactional, o.txns),
         ];
         for (name, guarantee, n) in cases {
+            if std::env::var("BENCH_CASE").is_ok_and(|c| c != name) {
+                continue;
+            }
             // Warm-up, as for plain tells.
             guaranteed_run(&b, guarantee, n.min(10_000), n.min(10_000)).await?;
             let mut rates = Vec::new();

@@ -50,7 +50,7 @@ use crate::services::delivery::api::{
 use crate::transport::link::LinkEnd;
 
 /// The version of delivery's frames.
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 
 /// Causal messages held back at most (they wait for the messages they depend on).
 const CAUSAL_HOLD_BACK: usize = 100_000;
