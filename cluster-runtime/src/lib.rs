@@ -49,7 +49,7 @@ pub use services::broker::api::{subscribe_cluster, unsubscribe_cluster, Broker, 
 pub use services::broker::BrokerStats;
 pub use services::delivery::api::{
     Delivery, DeliveryApi, DeliveryError, DeliveryFailure, DeliveryGuarantee, DeliveryStats, DeliveryStatus, Receipt,
-    Transaction, TxnOutcome,
+    ReceiptFuture, Transaction, TxnOutcome,
 };
 pub use services::membership::{MembersSnapshot, Membership};
 pub use services::recovery::{api::Recovery, RecoveryStats};

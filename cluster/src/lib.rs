@@ -102,9 +102,9 @@ pub use actix_cluster_runtime::{
     ClusterSystem, ClusterSystemBuilder, ConfigError, Delivery, DeliveryApi, DeliveryError, DeliveryFailure,
     DeliveryGuarantee, DeliveryStats, DeliveryStatus, DiscoveryMethod, DistributedActor, DistributedActorExt, Format,
     Handles, KeyedActor, LocalActorId, Member, MemberStatus, MembersSnapshot, Membership, MembershipEvent, MessageId,
-    NameEvent, NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Receipt, Recovery, RecoveryStats,
-    Refusals, Registry, RegistryError, RegistryStats, RemoteAddr, RemoteError, RemoteErrorKind, RemoteMessage,
-    ResourceReport, SendError, Spawn, StartError, WeakClusterSystem,
+    NameEvent, NameWatch, NodeId, PeerInfo, Placement, PlacementError, Profile, Receipt, ReceiptFuture, Recovery,
+    RecoveryStats, Refusals, Registry, RegistryError, RegistryStats, RemoteAddr, RemoteError, RemoteErrorKind,
+    RemoteMessage, ResourceReport, SendError, Spawn, StartError, WeakClusterSystem,
 };
 
 /// The test toolkit (feature `testkit`): see `docs/testing.md`.

@@ -335,8 +335,8 @@ impl<R> Receipt<R> {
 }
 
 impl<R: WireType> Receipt<R> {
-    async fn outcome(mut self) -> Result<R, DeliveryError> {
-        let status = self.settled().await;
+    /// The result for a final `status`.
+    fn outcome(&self, status: DeliveryStatus) -> Result<R, DeliveryError> {
         match status {
             DeliveryStatus::Delivered | DeliveryStatus::Sent => {
                 let reply = self.state.reply();
@@ -358,13 +358,40 @@ impl<R: WireType> Receipt<R> {
     }
 }
 
-impl<R: WireType + 'static> IntoFuture for Receipt<R> {
+/// A [`Receipt`] awaited: the handler's result once the status is final.
+#[must_use = "futures do nothing unless polled"]
+pub struct ReceiptFuture<R>(Receipt<R>);
+
+impl<R> fmt::Debug for ReceiptFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReceiptFuture").field(&self.0).finish()
+    }
+}
+
+impl<R: WireType> Future for ReceiptFuture<R> {
     type Output = Result<R, DeliveryError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let cell = &self.0.state.0;
+        if !cell.is_done() {
+            // Registered before looking again, so a settlement in between wakes it.
+            cell.settled.register(cx.waker());
+            if !cell.is_done() {
+                return std::task::Poll::Pending;
+            }
+        }
+        let status = self.0.state.status();
+        std::task::Poll::Ready(self.0.outcome(status))
+    }
+}
+
+impl<R: WireType> IntoFuture for Receipt<R> {
+    type Output = Result<R, DeliveryError>;
+    type IntoFuture = ReceiptFuture<R>;
 
     /// Waits for the final status: the handler's result once delivered.
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.outcome())
+        ReceiptFuture(self)
     }
 }
 

@@ -399,8 +399,11 @@ pub(crate) struct DeliveryService {
     transmits: Vec<(StreamKey, u32, Seq, Option<u64>)>,
     /// The API's queue of sends, swapped in when taken.
     spare_submits: Vec<Submit>,
-    /// Targets whose messages settled in this step: pumped when it ends.
+    /// Targets whose messages settled, or that were sent new ones, in this step: pumped
+    /// when it ends.
     touched: Vec<ActorId>,
+    /// Streams a pump put messages on: flushed when it is done.
+    dirty_outs: Vec<StreamKey>,
     /// Counted sends that settled in this step: released when it ends.
     released: Vec<NodeId>,
     /// Messages for local actors that arrived in this step: delivered in batches per actor
@@ -603,6 +606,7 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         transmits: Vec::new(),
         spare_submits: Vec::new(),
         touched: Vec::new(),
+        dirty_outs: Vec::new(),
         released: Vec::new(),
         arrivals: Vec::new(),
         causal: CausalSends::new(i.node_id, CAUSAL_HOLD_BACK),
@@ -796,7 +800,10 @@ impl DeliveryService {
             Some(answer) if durable => self.keep(cx, no, answer),
             answer => accept(answer),
         }
-        self.pump(cx, identity);
+        // Sent when the step ends, with whatever else came for the target in it.
+        if self.touched.last() != Some(&identity) {
+            self.touched.push(identity);
+        }
     }
 
     /// Writes entry `no` to the durable outbox; it is sent, and `answer` told, once kept.
@@ -935,7 +942,7 @@ impl DeliveryService {
             self.dispatch(cx, no, &route);
         }
         loop {
-            let Some(t) = self.targets.get_mut(&identity) else { return };
+            let Some(t) = self.targets.get_mut(&identity) else { break };
             let Some(&no) = t.queue.front() else { break };
             // A message still being written to the durable outbox holds back those after it.
             if self.entries.get(&no).is_some_and(|e| e.at == At::Storing) {
@@ -948,6 +955,10 @@ impl DeliveryService {
             }
             t.queue.pop_front();
             self.dispatch(cx, no, &route);
+        }
+        // The streams written to hand out what they now hold, once for all.
+        while let Some(key) = self.dirty_outs.pop() {
+            self.flush_out(key);
         }
         self.forget_if_idle(identity);
     }
@@ -1016,7 +1027,10 @@ impl DeliveryService {
                 cx.node().connect(Some(&to.node), addr);
             }
         }
-        self.flush_out(key);
+        // Flushed once the pump that dispatched it is done.
+        if self.dirty_outs.last() != Some(&key) {
+            self.dirty_outs.push(key);
+        }
     }
 
     /// Sends what the outbox of stream `key` asks for and settles what it confirmed.
@@ -1229,7 +1243,9 @@ impl DeliveryService {
             }
         }
         // Its target's next messages go when the step ends, once for all it settled.
-        self.touched.push(identity);
+        if self.touched.last() != Some(&identity) {
+            self.touched.push(identity);
+        }
     }
 
     /// Entry `no` was not handled where it went: it goes again where its actor is now
