@@ -325,7 +325,7 @@ impl Broker<'_> {
                 ordered: delivery.guarantee() == DeliveryGuarantee::Ordered,
                 expire_after: delivery.expiry(),
                 receipt: state,
-                counted: None,
+                counted: false,
                 causal: false,
             });
         }
@@ -394,7 +394,7 @@ impl Broker<'_> {
                     ordered: true,
                     expire_after: expiry,
                     receipt: state,
-                    counted: None,
+                    counted: false,
                     causal: false,
                 })
                 .collect();

@@ -440,7 +440,7 @@ impl<A: DistributedActor> ActorRef<A> {
             return Ok(receipt);
         }
         let target = self.guaranteed_target().await?;
-        let system = target.system.clone();
+        let system = target.system;
         let ids = system.node.shared::<DeliveryShared>();
         let (Some(ids), false) = (ids, system.node.life.is_shut_down()) else { return Err(ClusterError::Shutdown) };
         let id = delivery.id.unwrap_or_else(|| ids.next_id());
@@ -475,7 +475,7 @@ impl<A: DistributedActor> ActorRef<A> {
             ordered: matches!(delivery.guarantee, DeliveryGuarantee::Ordered | DeliveryGuarantee::Causal),
             expire_after: delivery.expire_after,
             receipt: tx,
-            counted: None,
+            counted: false,
             causal: delivery.guarantee == DeliveryGuarantee::Causal,
         };
         if !ids.durable {

@@ -77,8 +77,9 @@ pub(crate) struct Submit {
     pub(crate) ordered: bool,
     pub(crate) expire_after: Option<Duration>,
     pub(crate) receipt: ReceiptSender,
-    /// The node its send was counted against (see [`DeliveryShared::enqueue`]).
-    pub(crate) counted: Option<NodeId>,
+    /// Its send was counted against its destination's node (see
+    /// [`DeliveryShared::enqueue`]).
+    pub(crate) counted: bool,
     /// Causal: stamped with the node's clock when the service takes it.
     pub(crate) causal: bool,
 }
@@ -94,6 +95,14 @@ pub(crate) enum Dest {
 }
 
 impl Dest {
+    /// The node incarnation it is thought to be on.
+    fn node_id(&self) -> NodeId {
+        match self {
+            Dest::Actor { location, .. } => location.node_id,
+            Dest::Sink { node_id, .. } => *node_id,
+        }
+    }
+
     /// The identity messages to this destination are ordered and routed by (a sink's is
     /// made from its channel, key and node).
     fn identity(&self) -> ActorId {
@@ -503,10 +512,7 @@ impl DeliveryShared {
         kernel: &crate::node::system::ClusterSystem,
         mut s: Submit,
     ) -> Result<(), ClusterError> {
-        let node = match &s.dest {
-            Dest::Actor { location, .. } => location.node_id,
-            Dest::Sink { node_id, .. } => *node_id,
-        };
+        let node = s.dest.node_id();
         let mut q = self.queue();
         if q.stopped {
             return Err(ClusterError::Shutdown);
@@ -520,7 +526,7 @@ impl DeliveryShared {
             return Err(ClusterError::Backpressure { node: name });
         }
         *n += 1;
-        s.counted = Some(node);
+        s.counted = true;
         q.submits.push(s);
         if !q.scheduled {
             q.scheduled = true;
@@ -683,8 +689,9 @@ impl DeliveryService {
     /// See [`submit`](Self::submit); `may_keep`: a tell may go to the durable outbox;
     /// without `answer`, a send refused fails through its receipt.
     fn submit_inner(&mut self, cx: &mut Cx<'_>, s: Submit, answer: Option<Accepted>, may_keep: bool) {
+        let counted = s.counted.then(|| s.dest.node_id());
         let refuse = |s: Submit, answer: Option<Accepted>, e: ClusterError, shared: &DeliveryShared| {
-            if let Some(node) = s.counted {
+            if let Some(node) = counted {
                 shared.release(node);
             }
             match answer {
@@ -728,7 +735,7 @@ impl DeliveryService {
                 Dest::Sink { node_id, .. } => *node_id,
             },
         };
-        if first_node != self.node_id && s.counted.is_none() {
+        if first_node != self.node_id && counted.is_none() {
             if let Some(out) = self.outs.get(&(first_node, s.ordered)) {
                 if out.outbox.unconfirmed() >= self.config.outbox_capacity {
                     let node = out.name.clone();
@@ -744,7 +751,7 @@ impl DeliveryService {
             }
         };
         if sink.is_some() && self.gone.contains(&location.node_id) {
-            if let Some(node) = s.counted {
+            if let Some(node) = counted {
                 self.shared.release(node);
             }
             s.receipt.send(failed(DeliveryFailure::NodeGone(location.node)));
@@ -787,7 +794,7 @@ impl DeliveryService {
                 outcome: None,
                 reroutes: 0,
                 stored: None,
-                counted: s.counted,
+                counted,
                 causal,
             },
         );
@@ -1773,7 +1780,7 @@ impl DeliveryService {
                 ordered: false,
                 expire_after: None,
                 receipt,
-                counted: None,
+                counted: false,
                 causal: false,
             };
             self.submit_inner(cx, submit, Some(answer), false);
