@@ -125,4 +125,9 @@ impl Node {
     pub(crate) fn shared<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.shared.get::<T>()
     }
+
+    /// Like [`shared`](Self::shared), borrowed (no reference count touched).
+    pub(crate) fn shared_ref<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.shared.get_ref::<T>()
+    }
 }

@@ -362,6 +362,11 @@ impl Shared {
     pub(crate) fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.0.get(&TypeId::of::<T>()).cloned().and_then(|a| a.downcast::<T>().ok())
     }
+
+    /// The shared state of type `T`, borrowed.
+    pub(crate) fn get_ref<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|a| a.downcast_ref::<T>())
+    }
 }
 
 /// What a service is built from.

@@ -441,7 +441,7 @@ impl<A: DistributedActor> ActorRef<A> {
         }
         let target = self.guaranteed_target().await?;
         let system = target.system;
-        let ids = system.node.shared::<DeliveryShared>();
+        let ids = system.node.shared_ref::<DeliveryShared>();
         let (Some(ids), false) = (ids, system.node.life.is_shut_down()) else { return Err(ClusterError::Shutdown) };
         let id = delivery.id.unwrap_or_else(|| ids.next_id());
         let receipt = Receipt::new(id, rx, system.clone(), format);

@@ -234,15 +234,17 @@ impl Entries {
         self.slots.get_mut(index)?.as_mut()
     }
 
-    fn remove(&mut self, no: &u64) -> Option<Entry> {
-        let index = self.index(*no)?;
-        let e = self.slots.get_mut(index)?.take()?;
-        self.len -= 1;
+    /// Drops entry `no` in its slot.
+    fn discard(&mut self, no: u64) {
+        let Some(slot) = self.index(no).and_then(|i| self.slots.get_mut(i)) else { return };
+        if slot.is_some() {
+            *slot = None;
+            self.len -= 1;
+        }
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
             self.base += 1;
         }
-        Some(e)
     }
 
     fn len(&self) -> usize {
@@ -1350,22 +1352,27 @@ impl DeliveryService {
 
     /// Settles entry `no`'s receipt and forgets it (also in the durable outbox).
     fn settle(&mut self, no: u64, state: ReceiptState) {
-        let Some(e) = self.entries.remove(&no) else { return };
+        let Some(e) = self.entries.get(&no) else { return };
         // An expired message on its way may still be handled: a causal one is waited for
         // until its fate is known.
-        if e.causal.is_some() && !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local)) {
+        let causal = e.causal.is_some()
+            && !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local));
+        let (deadline, stored, counted) = (e.deadline, e.stored, e.counted);
+        e.receipt.send(state);
+        // Dropped where it lies: an entry is too big to move out only to drop it.
+        self.entries.discard(no);
+        if causal {
             self.causal_settled(no);
         }
-        if let Some(at) = e.deadline {
+        if let Some(at) = deadline {
             self.expiries.remove(&(at, no));
         }
-        if let (Some(key), Some(writer)) = (e.stored, &self.store) {
+        if let (Some(key), Some(writer)) = (stored, &self.store) {
             writer.apply(vec![store::StoreOp::Remove(key)], Box::new(|_| {}));
         }
-        if let Some(node) = e.counted {
+        if let Some(node) = counted {
             self.released.push(node);
         }
-        e.receipt.send(state);
     }
 
     /// Peer incarnation `peer` is gone for good: what its streams had not confirmed goes
