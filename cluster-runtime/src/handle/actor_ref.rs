@@ -820,7 +820,7 @@ pub(crate) struct Target {
     /// The actor's identity.
     pub(crate) identity: ActorId,
     /// Where it runs, as far as the handle knows.
-    pub(crate) location: ActorLocation,
+    pub(crate) location: Arc<ActorLocation>,
     /// How to find it again.
     pub(crate) locator: Locator,
 }
@@ -855,19 +855,27 @@ impl<A: DistributedActor> ActorRef<A> {
                     started.location()
                 })
             }));
-            return Ok(Target { system: k.system().clone(), identity: k.identity(), location, locator });
+            return Ok(Target {
+                system: k.system().clone(),
+                identity: k.identity(),
+                location: Arc::new(location),
+                locator,
+            });
         }
         let this = self.ready().await?;
         let (system, identity, location) = match &this.repr {
             Repr::Local { registered: Some(h), .. } => {
-                let location =
-                    ActorLocation { node: h.system.node_name().to_owned(), node_id: h.system.node_id(), actor: h.id };
+                let location = Arc::new(ActorLocation {
+                    node: h.system.node_name().to_owned(),
+                    node_id: h.system.node_id(),
+                    actor: h.id,
+                });
                 (h.system.clone(), h.identity, location)
             }
             Repr::Local { registered: None, .. } => {
                 return Err(crate::error::RegistryError::NotDistributed(A::NAME.to_owned()).into())
             }
-            Repr::Remote(r) => (r.system().clone(), r.identity(), r.location()),
+            Repr::Remote(r) => (r.system().clone(), r.identity(), r.shared_location()),
             Repr::Deferred(_) | Repr::Keyed(_) => unreachable!("a started handle is not deferred or keyed"),
         };
         let locator = Locator::Registry { system: system.clone(), find: relocate::<A> };

@@ -25,6 +25,8 @@ pub struct RemoteAddr<A> {
     identity: ActorId,
     /// The handle came from the network and its node may not be linked yet: calls link first.
     unlinked: bool,
+    /// Where the actor runs, made once for the guaranteed sends through this handle.
+    location: std::sync::Arc<ActorLocation>,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -36,6 +38,7 @@ impl<A> Clone for RemoteAddr<A> {
             actor: self.actor,
             identity: self.identity,
             unlinked: self.unlinked,
+            location: self.location.clone(),
             _actor: PhantomData,
         }
     }
@@ -55,7 +58,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     /// A handle to actor `actor` that linked peer `node` just spawned.
     pub(crate) fn new(system: ClusterSystem, node: PeerInfo, actor: LocalActorId) -> Self {
         let identity = ActorId::first(node.id, actor);
-        Self { system, node, actor, identity, unlinked: false, _actor: PhantomData }
+        Self::at(system, node, actor, identity, false)
     }
 
     /// A handle to the actor `identity` at `actor` on `node`; `unlinked` if the node may
@@ -67,7 +70,8 @@ impl<A: DistributedActor> RemoteAddr<A> {
         identity: ActorId,
         unlinked: bool,
     ) -> Self {
-        Self { system, node, actor, identity, unlinked, _actor: PhantomData }
+        let location = std::sync::Arc::new(ActorLocation { node: node.name.clone(), node_id: node.id, actor });
+        Self { system, node, actor, identity, unlinked, location, _actor: PhantomData }
     }
 
     /// The actor's cluster-wide identity.
@@ -77,7 +81,12 @@ impl<A: DistributedActor> RemoteAddr<A> {
 
     /// Where the actor was last known to run.
     pub fn location(&self) -> ActorLocation {
-        ActorLocation { node: self.node.name.clone(), node_id: self.node.id, actor: self.actor }
+        (*self.location).clone()
+    }
+
+    /// [`location`](Self::location), shared.
+    pub(crate) fn shared_location(&self) -> std::sync::Arc<ActorLocation> {
+        self.location.clone()
     }
 
     /// The node this handle names, for calls that fail without reaching it.

@@ -581,7 +581,7 @@ impl<'a> Transaction<'a> {
             let id = ids.ok_or(ClusterError::Shutdown)?.next_id();
             let to = TxnTo::Actor { identity: target.identity, target: target.location.actor };
             let item = TxnItem { id, to, message: WireId(M::WIRE_ID), format, payload };
-            Ok((target.location.node_id, target.location.node, item))
+            Ok((target.location.node_id, target.location.node.clone(), item))
         }));
         self
     }

@@ -88,7 +88,7 @@ pub(crate) struct Submit {
 pub(crate) enum Dest {
     /// An actor: where it is thought to run, and how to find it again (`None`: ask the
     /// directory).
-    Actor { identity: ActorId, location: ActorLocation, locator: Option<api::Locator> },
+    Actor { identity: ActorId, location: Arc<ActorLocation>, locator: Option<api::Locator> },
     /// The service on `channel` of node incarnation `node_id` (named `node`), for `key`
     /// (the broker, for a topic's subscribers there). It is not sent anywhere else.
     Sink { node: String, node_id: NodeId, channel: Channel, key: String },
@@ -749,21 +749,17 @@ impl DeliveryService {
         let (location, locator, sink) = match s.dest {
             Dest::Actor { location, locator, .. } => (location, locator, None),
             Dest::Sink { node, node_id, channel, key } => {
-                (ActorLocation { node, node_id, actor: LocalActorId(0) }, None, Some((channel, key)))
+                (Arc::new(ActorLocation { node, node_id, actor: LocalActorId(0) }), None, Some((channel, key)))
             }
         };
         if sink.is_some() && self.gone.contains(&location.node_id) {
             if let Some(node) = counted {
                 self.shared.release(node);
             }
-            s.receipt.send(failed(DeliveryFailure::NodeGone(location.node)));
+            s.receipt.send(failed(DeliveryFailure::NodeGone(location.node.clone())));
             accept(answer);
             return;
         }
-        let route = match self.targets.get(&identity).and_then(|t| t.route.clone()) {
-            Some(known) => known,
-            None => Arc::new(location),
-        };
         let no = self.next_entry;
         self.next_entry += 1;
         let deadline = s.expire_after.map(|after| cx.now() + after);
@@ -801,8 +797,9 @@ impl DeliveryService {
             },
         );
         let target = self.targets.entry(identity).or_default();
+        // A route known already (the actor may have moved since the handle was made) stays.
         if target.route.is_none() && !target.locating && target.rerouted.is_empty() {
-            target.route = Some(route);
+            target.route = Some(location);
         }
         target.queue.push_back(no);
         match answer {
@@ -1026,6 +1023,9 @@ impl DeliveryService {
                 // Re-routed messages can overfill a stream: the message fails rather than
                 // growing the outbox without bound.
                 let full_error = ClusterError::Backpressure { node: to.node.clone() };
+                if let Some(t) = self.targets.get_mut(&identity) {
+                    t.outstanding.remove_one(to.node_id);
+                }
                 self.settle(no, failed(DeliveryFailure::Send(full_error.to_string())));
                 tracing::warn!(peer = %to.node, error = %full, "a re-routed guaranteed message did not fit its stream");
                 return;
@@ -1355,8 +1355,8 @@ impl DeliveryService {
         let Some(e) = self.entries.get(&no) else { return };
         // An expired message on its way may still be handled: a causal one is waited for
         // until its fate is known.
-        let causal = e.causal.is_some()
-            && !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local));
+        let causal =
+            e.causal.is_some() && !(state.status == DeliveryStatus::Expired && matches!(e.at, At::Stream | At::Local));
         let (deadline, stored, counted) = (e.deadline, e.stored, e.counted);
         e.receipt.send(state);
         // Dropped where it lies: an entry is too big to move out only to drop it.
@@ -1767,7 +1767,7 @@ impl DeliveryService {
             let dest = match item.to {
                 TxnTo::Actor { identity, target } => Dest::Actor {
                     identity,
-                    location: ActorLocation { node: self.me.clone(), node_id: self.node_id, actor: target },
+                    location: Arc::new(ActorLocation { node: self.me.clone(), node_id: self.node_id, actor: target }),
                     locator: None,
                 },
                 TxnTo::Sink { channel, key } => {
