@@ -226,17 +226,58 @@ pub mod items {
 
     /// Writes `items` in the compact form.
     pub fn encode(items: &[(Seq, Option<Envelope<'_>>)], out: &mut Vec<u8>) {
-        put(out, items.len() as u64);
-        let mut prev_seq: Seq = 0;
-        let mut prev: Option<&Envelope<'_>> = None;
+        let mut encoder = Encoder::new();
         for (seq, envelope) in items {
-            let delta = seq.wrapping_sub(prev_seq) as i64;
-            prev_seq = *seq;
+            encoder.push(*seq, envelope.clone());
+        }
+        put(out, encoder.count);
+        out.extend_from_slice(&encoder.body);
+    }
+
+    /// Writes items one at a time, for a frame filled up to a size: the service encodes
+    /// each message straight from what it keeps, with no list of envelopes in between.
+    #[derive(Debug, Default)]
+    pub struct Encoder<'a> {
+        body: Vec<u8>,
+        count: u64,
+        prev_seq: Seq,
+        /// The previous envelope (its stamp left out): what the next may share.
+        prev: Option<Envelope<'a>>,
+    }
+
+    impl<'a> Encoder<'a> {
+        /// An encoder with nothing written.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// The items written so far.
+        pub fn count(&self) -> u64 {
+            self.count
+        }
+
+        /// The bytes written so far.
+        pub fn len(&self) -> usize {
+            self.body.len()
+        }
+
+        /// Nothing written.
+        pub fn is_empty(&self) -> bool {
+            self.count == 0
+        }
+
+        /// Writes message `seq` (`None`: a skipped number).
+        pub fn push(&mut self, seq: Seq, envelope: Option<Envelope<'a>>) {
+            let out = &mut self.body;
+            self.count += 1;
+            let delta = seq.wrapping_sub(self.prev_seq) as i64;
+            self.prev_seq = seq;
             let Some(e) = envelope else {
                 out.push(0);
                 put(out, zigzag(delta));
-                continue;
+                return;
             };
+            let prev = self.prev.as_ref();
             let mut flags = PRESENT;
             let id_next = prev.is_some_and(|p| p.id.0.wrapping_add(1) == e.id.0);
             let same_to = prev.is_some_and(|p| p.to == e.to);
@@ -283,9 +324,34 @@ pub mod items {
             }
             put(out, e.payload.len() as u64);
             out.extend_from_slice(e.payload);
-            prev = Some(e);
+            self.prev = Some(Envelope { causal: None, ..e });
+        }
+
+        /// The [`DeliveryFrame::Messages`](super::DeliveryFrame::Messages) frame of what was
+        /// written, byte for byte what serde writes for it (tested below); the encoder is
+        /// empty again.
+        pub fn frame(&mut self, ordered: bool, epoch: u32, confirmed: Seq) -> Vec<u8> {
+            let mut count = Vec::with_capacity(10);
+            put(&mut count, self.count);
+            let mut out = Vec::with_capacity(self.body.len() + 40);
+            put(&mut out, MESSAGES_VARIANT);
+            out.push(u8::from(ordered));
+            put(&mut out, u64::from(epoch));
+            put(&mut out, confirmed);
+            put(&mut out, (count.len() + self.body.len()) as u64);
+            out.extend_from_slice(&count);
+            out.extend_from_slice(&self.body);
+            self.body.clear();
+            self.count = 0;
+            self.prev_seq = 0;
+            self.prev = None;
+            out
         }
     }
+
+    /// The index serde gives [`DeliveryFrame::Messages`](super::DeliveryFrame::Messages):
+    /// its place among the variants (checked by a test).
+    const MESSAGES_VARIANT: u64 = 0;
 
     /// Reads items in the compact form, borrowing payloads and keys from `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Vec<(Seq, Option<Envelope<'_>>)>, String> {
@@ -609,6 +675,25 @@ mod tests {
         let mut out = Vec::new();
         items::encode(&mixed, &mut out);
         assert_eq!(items::decode(&out), Ok(mixed));
+    }
+
+    #[test]
+    fn the_encoder_writes_the_frame_serde_writes() {
+        let mut items = run(5, 9);
+        items.push((2000, None));
+        items.extend(run(2, u128::MAX));
+        let mut encoder = items::Encoder::new();
+        for (seq, e) in &items {
+            encoder.push(*seq, e.clone());
+        }
+        assert_eq!(encoder.count(), 8);
+        let frame = DeliveryFrame::Messages { ordered: true, epoch: 300, confirmed: 999, items };
+        assert_eq!(encoder.frame(true, 300, 999), frame.encode());
+        assert!(encoder.is_empty());
+        assert_eq!(
+            encoder.frame(false, 1, 0),
+            DeliveryFrame::Messages { ordered: false, epoch: 1, confirmed: 0, items: vec![] }.encode()
+        );
     }
 
     #[test]

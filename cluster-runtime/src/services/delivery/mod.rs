@@ -40,7 +40,7 @@ use crate::proto::delivery::transaction::{
     AbortReason, Coordinator, CoordinatorOutput, Outcome as TxnResult, Participant, ParticipantOutput, TxnConfig,
     TxnFrame, TxnId,
 };
-use crate::proto::delivery::wire::{DeliveryFrame, Envelope, Outcome, To, TxnItem, TxnTo};
+use crate::proto::delivery::wire::{self, DeliveryFrame, Envelope, Outcome, To, TxnItem, TxnTo};
 use crate::proto::membership::MembershipEvent;
 use crate::proto::registry::record::ActorLocation;
 use crate::proto::wire::channel::Channel;
@@ -1085,24 +1085,18 @@ impl DeliveryService {
         for key in keys {
             let Some(out) = self.outs.get(&key) else { continue };
             let (epoch, confirmed) = (out.epoch, out.outbox.confirmed());
-            let mut items = Vec::new();
-            let mut used = 0;
+            let mut items = wire::items::Encoder::new();
             // Numbers of a stream given up in this step, or confirmed meanwhile, are not sent.
             for &(_, _, seq, no) in transmits.iter().filter(|t| t.0 == key && t.1 == epoch && t.2 > confirmed) {
                 let entry = no.and_then(|no| self.entries.get(&no));
                 let size = entry.map_or(16, |e| e.payload.len() + 64 + e.sink.as_ref().map_or(0, |sink| sink.1.len()));
-                if used + size > budget && !items.is_empty() {
-                    let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
-                    cx.send(key.0, &frame.encode_sized(used));
-                    items = Vec::new();
-                    used = 0;
+                if items.len() + size > budget && !items.is_empty() {
+                    cx.send(key.0, &items.frame(key.1, epoch, confirmed));
                 }
-                used += size;
-                items.push((seq, entry.map(|e| envelope(e))));
+                items.push(seq, entry.map(|e| envelope(e)));
             }
             if !items.is_empty() {
-                let frame = DeliveryFrame::Messages { ordered: key.1, epoch, confirmed, items };
-                cx.send(key.0, &frame.encode_sized(used));
+                cx.send(key.0, &items.frame(key.1, epoch, confirmed));
             }
         }
         transmits.clear();
