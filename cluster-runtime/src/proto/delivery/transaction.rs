@@ -357,13 +357,22 @@ pub struct Participant<N: Ord + Clone> {
     /// Committed here lately (a repeated commit is acknowledged, not delivered again), with
     /// when they may be forgotten.
     done: BTreeMap<(N, TxnId), Duration>,
+    /// `done` in the order its entries may be forgotten (they are added with the same
+    /// delay as time goes on): the next deadline without a look at every one.
+    done_order: VecDeque<(Duration, (N, TxnId))>,
     out: VecDeque<ParticipantOutput<N>>,
 }
 
 impl<N: Ord + Clone> Participant<N> {
     /// Nothing staged.
     pub fn new(config: TxnConfig) -> Self {
-        Self { config, staged: BTreeMap::new(), done: BTreeMap::new(), out: VecDeque::new() }
+        Self {
+            config,
+            staged: BTreeMap::new(),
+            done: BTreeMap::new(),
+            done_order: VecDeque::new(),
+            out: VecDeque::new(),
+        }
     }
 
     /// Takes the next output.
@@ -374,7 +383,7 @@ impl<N: Ord + Clone> Participant<N> {
     /// The next deadline.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let staged = self.staged.values().map(|s| s.query_at.min(s.give_up_at)).min();
-        let done = self.done.values().min().copied();
+        let done = self.done_order.front().map(|(at, _)| *at);
         match (staged, done) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -411,7 +420,9 @@ impl<N: Ord + Clone> Participant<N> {
                 let key = (from.clone(), txn);
                 if let Some(staged) = self.staged.remove(&key) {
                     self.out.push_back(ParticipantOutput::Deliver { message: staged.message });
-                    self.done.insert(key, now + self.config.give_up);
+                    let until = now + self.config.give_up;
+                    self.done.insert(key.clone(), until);
+                    self.done_order.push_back((until, key.clone()));
                 }
                 if self.done.contains_key(&(from.clone(), txn)) {
                     self.out.push_back(ParticipantOutput::Send { to: from.clone(), frame: TxnFrame::Ack { txn } });
@@ -427,7 +438,12 @@ impl<N: Ord + Clone> Participant<N> {
 
     /// Time passed: asks about staged messages, gives up on old ones.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.done.retain(|_, until| *until > now);
+        while let Some((until, key)) = self.done_order.front().filter(|(until, _)| *until <= now).cloned() {
+            self.done_order.pop_front();
+            if self.done.get(&key) == Some(&until) {
+                self.done.remove(&key);
+            }
+        }
         let keys: Vec<(N, TxnId)> = self.staged.keys().cloned().collect();
         for key in keys {
             let Some(s) = self.staged.get_mut(&key) else { continue };
@@ -529,6 +545,29 @@ mod tests {
             }
             self.run(now, lose);
         }
+    }
+
+    #[test]
+    fn a_participant_forgets_committed_transactions_in_order_and_says_when_next() {
+        let mut p: Participant<&str> = Participant::new(config());
+        for txn in 1..=3u64 {
+            let now = (txn as u32 - 1) * 10 * MS;
+            p.handle_prepare(now, &"c", txn, vec![1], Ok(()));
+            p.handle_frame(now, &"c", TxnFrame::Commit { txn });
+        }
+        while p.poll_output().is_some() {}
+        // Nothing staged: the next deadline is when the first commit may be forgotten.
+        assert_eq!(p.poll_timeout(), Some(1000 * MS));
+        p.handle_timeout(1000 * MS);
+        assert_eq!(p.poll_timeout(), Some(1010 * MS));
+        // Transaction 2 is still remembered: a repeated commit is acknowledged, not
+        // delivered again; transaction 1 is forgotten: nothing is said about it.
+        p.handle_frame(1000 * MS, &"c", TxnFrame::Commit { txn: 2 });
+        p.handle_frame(1000 * MS, &"c", TxnFrame::Commit { txn: 1 });
+        let out: Vec<_> = std::iter::from_fn(|| p.poll_output()).collect();
+        assert!(matches!(&out[..], [ParticipantOutput::Send { frame: TxnFrame::Ack { txn: 2 }, .. }]), "{out:?}");
+        p.handle_timeout(2000 * MS);
+        assert_eq!(p.poll_timeout(), None);
     }
 
     #[test]
