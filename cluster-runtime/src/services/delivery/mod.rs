@@ -415,6 +415,10 @@ pub(crate) struct DeliveryService {
     touched: Vec<ActorId>,
     /// Streams a pump put messages on: flushed when it is done.
     dirty_outs: Vec<StreamKey>,
+    /// Targets that found nothing, by when they look again (entries whose target has
+    /// moved on since are skipped when due): the next deadline without a look at every
+    /// target.
+    locate_due: BTreeSet<(Duration, ActorId)>,
     /// Counted sends that settled in this step: released when it ends.
     released: Vec<NodeId>,
     /// Messages for local actors that arrived in this step: delivered in batches per actor
@@ -615,6 +619,7 @@ pub(crate) fn install(i: &Install<'_>) -> (DeliveryService, Arc<DeliveryShared>)
         spare_submits: Vec::new(),
         touched: Vec::new(),
         dirty_outs: Vec::new(),
+        locate_due: BTreeSet::new(),
         released: Vec::new(),
         arrivals: Vec::new(),
         causal: CausalSends::new(i.node_id, CAUSAL_HOLD_BACK),
@@ -1338,7 +1343,9 @@ impl DeliveryService {
                     }
                     self.forget_if_idle(identity);
                 } else {
-                    t.locate_at = Some(now + self.config.relocate_every);
+                    let at = now + self.config.relocate_every;
+                    t.locate_at = Some(at);
+                    self.locate_due.insert((at, identity));
                 }
             }
         }
@@ -2029,12 +2036,15 @@ impl Service for DeliveryService {
         if self.dedup.poll_timeout().is_some_and(|at| at <= now) {
             self.dedup.expire(now);
         }
-        let due: Vec<ActorId> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| !t.locating && t.route.is_none() && t.locate_at.is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut due = Vec::new();
+        while let Some((at, identity)) = self.locate_due.first().copied().filter(|(at, _)| *at <= now) {
+            self.locate_due.pop_first();
+            // An entry whose target has moved on (found, forgotten, asked again) is stale.
+            let t = self.targets.get(&identity);
+            if t.is_some_and(|t| !t.locating && t.route.is_none() && t.locate_at == Some(at)) {
+                due.push(identity);
+            }
+        }
         for identity in due {
             if let Some(t) = self.targets.get_mut(&identity) {
                 t.locate_at = None;
@@ -2067,7 +2077,7 @@ impl Service for DeliveryService {
     fn poll_timeout(&self) -> Option<Duration> {
         let outs = self.outs.values().filter_map(|o| o.outbox.poll_timeout());
         let ins = self.ins.values().filter_map(|i| i.inbox.poll_timeout());
-        let locates = self.targets.values().filter(|t| !t.locating).filter_map(|t| t.locate_at);
+        let locates = self.locate_due.first().map(|(at, _)| *at);
         outs.chain(ins)
             .chain(locates)
             .chain(self.expiries.first().map(|&(at, _)| at))
