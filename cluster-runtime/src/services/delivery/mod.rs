@@ -952,8 +952,7 @@ impl DeliveryService {
         while let Some(no) = self.targets.get_mut(&identity).and_then(|t| t.rerouted.pop_front()) {
             self.dispatch(cx, no, &route);
         }
-        loop {
-            let Some(t) = self.targets.get_mut(&identity) else { break };
+        while let Some(t) = self.targets.get_mut(&identity) {
             let Some(&no) = t.queue.front() else { break };
             // A message still being written to the durable outbox holds back those after it.
             if self.entries.get(&no).is_some_and(|e| e.at == At::Storing) {
