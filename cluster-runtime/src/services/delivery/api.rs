@@ -273,18 +273,20 @@ impl ReceiptWatch {
         self.0.lock().reply.clone()
     }
 
-    async fn settled(&self) -> DeliveryStatus {
-        std::future::poll_fn(|cx| {
+    /// Ready once the status is final.
+    fn poll_settled(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.0.is_done() {
+            // Registered before looking again, so a settlement in between wakes it.
+            self.0.settled.register(cx.waker());
             if !self.0.is_done() {
-                // Registered before looking again, so a settlement in between wakes it.
-                self.0.settled.register(cx.waker());
-                if !self.0.is_done() {
-                    return std::task::Poll::Pending;
-                }
+                return std::task::Poll::Pending;
             }
-            std::task::Poll::Ready(())
-        })
-        .await;
+        }
+        std::task::Poll::Ready(())
+    }
+
+    async fn settled(&self) -> DeliveryStatus {
+        std::future::poll_fn(|cx| self.poll_settled(cx)).await;
         self.status()
     }
 }
@@ -372,14 +374,7 @@ impl<R: WireType> Future for ReceiptFuture<R> {
     type Output = Result<R, DeliveryError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let cell = &self.0.state.0;
-        if !cell.is_done() {
-            // Registered before looking again, so a settlement in between wakes it.
-            cell.settled.register(cx.waker());
-            if !cell.is_done() {
-                return std::task::Poll::Pending;
-            }
-        }
+        std::task::ready!(self.0.state.poll_settled(cx));
         let status = self.0.state.status();
         std::task::Poll::Ready(self.0.outcome(status))
     }
