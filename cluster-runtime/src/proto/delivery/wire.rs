@@ -214,6 +214,7 @@ pub mod items {
     use crate::ids::{ActorId, LocalActorId, MessageId, NodeId, WireId};
     use crate::proto::delivery::outbox::Seq;
     use crate::proto::wire::channel::Channel;
+    use crate::proto::wire::fast_path::put_varint as put;
 
     const PRESENT: u8 = 1;
     const ID_NEXT: u8 = 1 << 1;
@@ -457,14 +458,6 @@ pub mod items {
 
     fn unzigzag(v: u64) -> i64 {
         ((v >> 1) as i64) ^ -((v & 1) as i64)
-    }
-
-    fn put(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
     }
 
     fn put128(out: &mut Vec<u8>, mut v: u128) {
