@@ -534,11 +534,6 @@ impl<'a> DeliveryFrame<'a> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Encodes the frame into a buffer made for about `size` bytes.
-    pub fn encode_sized(&self, size: usize) -> Vec<u8> {
-        postcard::to_extend(self, Vec::with_capacity(size + 32)).unwrap_or_default()
-    }
-
     /// Decodes a frame, borrowing payloads from `bytes`; trailing bytes are an error.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, FrameError> {
         postcard_exact(bytes).map_err(|e| match e {
